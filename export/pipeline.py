@@ -1,0 +1,198 @@
+"""``trtgen export``: checkpoint (or random init) -> model directory, checked against TensorFlow.
+
+After writing the ONNX graphs, the export runs each of them once in ONNX Runtime and in the TF2
+reference on the same inputs and the same dropout masks (a short free-running decode included) and
+records the largest relative error in the card's provenance; beyond 1e-3 the export fails, since
+a graph that disagrees with its checkpoint must never reach a generation run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export.variables import WeightDict, random_weights
+from trtgen.config import MODEL_PRESETS, ModelConfig, TextConfig, load_model_config, model_preset
+from trtgen.progress import console, print_table
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ExportRequest", "run_export", "check_parity", "ParityReport", "PARITY_LIMIT"]
+
+PARITY_LIMIT = 1e-3
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    out: Path
+    checkpoint: Path | None = None
+    config: str = "openseq2seq"
+    random_init: str | None = None
+    seed: int = 0
+    opset: int = 17
+    name: str | None = None
+    tensorrt: bool = False
+    fp16: bool = False
+    verify_steps: int = 20
+
+
+@dataclass
+class ParityReport:
+    """Largest error of each ONNX output relative to the TF reference's scale (max |x|)."""
+
+    errors: dict[str, float]
+    same_lengths: bool
+
+    @property
+    def worst(self) -> float:
+        return max(self.errors.values()) if self.errors else 0.0
+
+
+def _relative(actual: Any, expected: Any) -> float:
+    expected = np.asarray(expected, np.float64)
+    scale = max(float(np.max(np.abs(expected))), 1e-6)
+    return float(np.max(np.abs(np.asarray(actual, np.float64) - expected))) / scale
+
+
+def check_parity(model_dir: Path, weights: WeightDict, config: ModelConfig, *, steps: int = 20, batch: int = 2, seed: int = 0) -> ParityReport:
+    """Run every graph in ONNX Runtime (CPU) and in TensorFlow on the same random inputs and masks."""
+    import tensorflow as tf
+
+    from export.tf_model import TacotronGST
+    from trtgen.artifact import load_model
+    from trtgen.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    model = load_model(model_dir)
+    backend = OnnxRuntimeBackend(model)
+    reference = TacotronGST(config, weights)
+    rng = np.random.default_rng(seed)
+    text_len = np.array([24 + 8 * i for i in range(batch)], np.int32)
+    ids = np.zeros((batch, int(text_len.max())), np.int32)
+    for b, n in enumerate(text_len):
+        ids[b, :n] = rng.integers(3, config.num_symbols, n)
+    style_len = np.array([64 + 24 * i for i in range(batch)], np.int32)
+    style_mel = rng.normal(-3.0, 1.5, (batch, int(style_len.max()), config.num_mels)).astype(np.float32)
+    errors: dict[str, float] = {}
+
+    style = backend.load("style_encoder").run({"style_mel": style_mel, "style_len": style_len})["style_embedding"]
+    errors["style_embedding"] = _relative(style, reference.encode_style(style_mel, style_len))
+    encoded = backend.load("text_encoder").run({"text_ids": ids, "text_len": text_len, "style_embedding": style})
+    tf_memory, tf_keys, tf_mask = reference.attention_memory(reference.encode_text(ids, text_len), tf.constant(style), text_len)
+    errors["memory"] = _relative(encoded["memory"], tf_memory)
+    errors["memory_keys"] = _relative(encoded["memory_keys"], tf_keys)
+
+    masks = [((rng.random((steps, batch, u)) >= 0.5) * 2.0).astype(np.float32) for u in config.prenet_units]
+    feeds = {"memory": encoded["memory"], "memory_keys": encoded["memory_keys"], "memory_mask": encoded["memory_mask"]}
+    for spec in model.card.decoder_state:
+        width = {"cumulative_alignment": ids.shape[1], "frame": config.num_mels, "attention_context": config.memory_dim}
+        feeds[spec.name] = np.zeros((batch, width.get(spec.name, config.decoder_lstm_units)), np.float32)
+    feeds.update(zip(model.card.prenet_masks, masks))
+    chunk = backend.load("decoder_chunk").run(feeds)
+    decoded = reference.decode(
+        encoded["memory"], encoded["memory_keys"], text_len,
+        reference.prenet_masks_from(masks=[tf.constant(m) for m in masks]), max_steps=steps,
+    )
+    onnx_frames = chunk["frames"].transpose(1, 0, 2).reshape(batch, -1, config.num_mels)
+    tf_frames = decoded["frames"].numpy()  # ends when every item has stopped, perhaps before `steps`
+    onnx_frames = onnx_frames[:, : tf_frames.shape[1]]
+    errors["decoder_frames"] = _relative(onnx_frames, tf_frames)
+    mel_len = np.minimum(decoded["lengths"].numpy(), onnx_frames.shape[1]).astype(np.int32)
+    post = backend.load("postnet").run({"mel": onnx_frames.astype(np.float32), "mel_len": mel_len})
+    tf_mel, tf_mag = reference.postnet(onnx_frames, mel_len)
+    errors["mel_postnet"] = _relative(post["mel_postnet"], tf_mel)
+    errors["magnitude"] = _relative(post["magnitude"], tf_mag)
+    stop_probability = 1.0 / (1.0 + np.exp(-chunk["stop_logits"]))
+    fired = (stop_probability > config.stop_threshold).transpose(1, 0, 2).reshape(batch, -1)
+    onnx_lengths = np.where(fired.any(axis=1), fired.argmax(axis=1) + 1, fired.shape[1])
+    return ParityReport(errors, bool(np.array_equal(onnx_lengths, decoded["lengths"].numpy())))
+
+
+def _checkpoint_digest(prefix: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(prefix.parent.glob(prefix.name + ".*")):
+        if path.suffix == ".meta":
+            continue
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_weights(request: ExportRequest) -> tuple[WeightDict, ModelConfig, dict[str, Any]]:
+    """The weights to export and where they came from."""
+    if request.random_init is not None:
+        if request.checkpoint is not None:
+            raise ValueError("give either a CHECKPOINT or --random-init, not both")
+        config = model_preset(request.random_init)
+        return random_weights(config, request.seed), config, {"random_init": request.random_init, "seed": request.seed}
+    if request.checkpoint is None:
+        raise ValueError(f"give a CHECKPOINT, or --random-init {'|'.join(MODEL_PRESETS)} for a random model")
+    from export.checkpoint import read_checkpoint, resolve_checkpoint
+
+    config = load_model_config(request.config)
+    prefix = resolve_checkpoint(request.checkpoint)
+    weights = read_checkpoint(prefix, config, TextConfig())
+    source = {"checkpoint": str(prefix), "checkpoint_sha256": _checkpoint_digest(prefix), "config": config.name}
+    return weights, config, source
+
+
+def run_export(request: ExportRequest) -> int:
+    """Export, verify, optionally build TensorRT engines; print a summary. Returns the exit code."""
+    from export.checkpoint import CheckpointError
+    from export.onnx_export import ExportOptions, export_model
+
+    started = time.perf_counter()
+    try:
+        weights, config, source = load_weights(request)
+    except (CheckpointError, ValueError, FileNotFoundError) as error:
+        console.print(f"[red]trtgen export:[/red] {error}")
+        return 2
+    name = request.name or request.out.name
+    console.print(f"exporting {name} ({config.name} config, {sum(w.size for w in weights.values()):,} parameters) to {request.out}")
+    card_path = export_model(weights, config, request.out, options=ExportOptions(opset=request.opset, name=name, source=source))
+    export_seconds = time.perf_counter() - started
+    parity = check_parity(request.out, weights, config, steps=request.verify_steps)
+    _record_parity(card_path, parity)
+    rows = [[graph, f"{error:.1e}"] for graph, error in parity.errors.items()]
+    rows.append(["stop steps equal", "yes" if parity.same_lengths else "NO"])
+    print_table(f"ONNX Runtime vs TensorFlow ({request.verify_steps} decoder steps)", ["output", "max relative error"], rows)
+    if parity.worst > PARITY_LIMIT or not parity.same_lengths:
+        console.print(f"[red]trtgen export:[/red] the ONNX graphs disagree with TensorFlow (worst {parity.worst:.1e}); the directory is not usable")
+        card_path.unlink()
+        return 1
+    files = sorted(p for p in request.out.iterdir() if p.is_file())
+    print_table(
+        f"trtgen export: {request.out} in {export_seconds:.1f} s",
+        ["file", "MB"],
+        [[p.name, f"{p.stat().st_size / 1e6:.1f}"] for p in files],
+    )
+    if request.tensorrt:
+        from trtgen.artifact import load_model
+        from trtgen.backends.base import BackendUnavailable
+        from trtgen.backends.tensorrt_backend import EngineOptions, build_engines
+
+        try:
+            records = build_engines(load_model(request.out), EngineOptions(fp16=request.fp16))
+        except BackendUnavailable as error:
+            console.print(f"[red]trtgen export --tensorrt:[/red] {error}")
+            return 2
+        print_table("TensorRT engines", ["graph", "engine", "seconds"], [[r.graph, r.engine, f"{r.build_seconds:.1f}"] for r in records])
+    return 0
+
+
+def _record_parity(card_path: Path, parity: ParityReport) -> None:
+    """Keep the verification result in the card's provenance."""
+    import json
+
+    from trtgen.artifact import ModelCard
+
+    card = ModelCard.from_json(json.loads(card_path.read_text(encoding="utf-8")), source=str(card_path))
+    card.source = dict(card.source, parity={k: float(f"{v:.3g}") for k, v in parity.errors.items()})
+    card.write(card_path.parent)

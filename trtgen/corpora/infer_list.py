@@ -1,0 +1,260 @@
+"""The infer list: which transcript to speak in which style clip. Two formats, one reader.
+
+* ``infer.jsonl`` (trtgen's): one object per line,
+  ``{"id", "speaker", "chapter", "text", "style", "style_speaker", "book"}``: ``id`` is the LibriSpeech
+  utterance id (also the output file name), ``text`` the transcript exactly as LibriSpeech gives it,
+  ``style`` the clip's path relative to the M-AILABS root *with* ``.wav`` (an absolute path is used as is).
+* ``generate.csv`` (OpenSeq2Seq's, spec §2.3): ``<style>|<ignored>|<text>``, no header, no quoting;
+  ``<style>`` is relative and without ``.wav``; if it contains ``"wavs"`` it resolves to
+  ``<root>/<style>.wav``, else to ``<root>/wavs/<style>.wav``. Rows carry no id, so the id is
+  ``row{N:06d}``, N being the row index (OpenSeq2Seq's output number ``sample_step0_{N}_syn.wav``).
+
+The row index N counts non-blank lines in both formats, malformed ones included, so that it stays
+equal to OpenSeq2Seq's numbering. The style root is, in order: the ``style_root`` argument, the
+``mailabs_root`` recorded in ``prepare.json`` beside the list, the list's own directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Literal
+
+from trtgen.corpora.base import Reject, shorten
+from trtgen.fileio import atomic_write, iter_lines, write_jsonl
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "InferEntry",
+    "InferRow",
+    "PREPARE_SETTINGS",
+    "csv_row_id",
+    "infer_list_format",
+    "resolve_style_root",
+    "iter_infer_list",
+    "read_infer_list",
+    "write_infer_jsonl",
+    "write_generate_csv",
+    "librivox_normalize",
+]
+
+PREPARE_SETTINGS = "prepare.json"
+"""Written by ``trtgen prepare`` beside the lists; records the M-AILABS root among other settings."""
+
+ListFormat = Literal["jsonl", "openseq2seq"]
+
+
+def csv_row_id(index: int) -> str:
+    """The utterance id given to row ``index`` of a generate.csv (which has no id column)."""
+    return f"row{index:06d}"
+
+
+def librivox_normalize(text: str) -> str:
+    """OpenSeq2Seq's import_librivox.py transcript normalisation: NFKD -> ASCII, lower, strip (spec §2.3)."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower().strip()
+
+
+@dataclass(frozen=True)
+class InferEntry:
+    """One row as ``trtgen prepare`` writes it."""
+
+    id: str
+    text: str
+    style: str
+    """Style clip path relative to the M-AILABS root, with ``.wav``."""
+    speaker: str | None = None
+    chapter: str | None = None
+    style_speaker: str | None = None
+    book: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "speaker": self.speaker, "chapter": self.chapter, "text": self.text,
+            "style": self.style, "style_speaker": self.style_speaker, "book": self.book,
+        }
+
+    def generate_csv_line(self) -> str:
+        """``<style without .wav>|-1|<librivox-normalised text>``, as OpenSeq2Seq's create_infer_csv writes."""
+        style = self.style[: -len(".wav")] if self.style.endswith(".wav") else self.style
+        return f"{style}|-1|{librivox_normalize(self.text)}"
+
+
+@dataclass(frozen=True)
+class InferRow:
+    """One row as the generator consumes it: id, text and the resolved style clip."""
+
+    index: int
+    """0-based row index N (OpenSeq2Seq output ``sample_step0_{N}_syn.wav``)."""
+    id: str
+    text: str
+    style: Path
+    """Absolute path of the style clip."""
+    speaker: str | None
+    chapter: str | None
+    style_speaker: str | None
+    book: str | None
+    source: str
+    line: int
+
+
+def infer_list_format(path: str | Path) -> ListFormat:
+    """``jsonl`` for ``*.jsonl`` (or content starting with ``{``), else OpenSeq2Seq's ``generate.csv``."""
+    p = Path(path)
+    if p.name.endswith((".jsonl", ".jsonl.gz")):
+        return "jsonl"
+    if p.suffix == ".csv":
+        return "openseq2seq"
+    first = next(iter_lines(p), None)
+    return "jsonl" if first is not None and first.text.lstrip().startswith("{") else "openseq2seq"
+
+
+def resolve_style_root(path: str | Path, style_root: str | Path | None = None) -> Path:
+    """Where relative style paths of the list at ``path`` start (see the module docstring)."""
+    if style_root is not None:
+        return Path(style_root).expanduser().absolute()
+    list_dir = Path(path).expanduser().absolute().parent
+    settings = list_dir / PREPARE_SETTINGS
+    if settings.is_file():
+        try:
+            root = json.loads(settings.read_text(encoding="utf-8")).get("mailabs_root")
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise ValueError(f"{settings}: not a prepare settings file ({exc})") from None
+        if root:
+            return Path(root)
+    logger.info("no style root given and no %s beside %s: style paths are relative to %s", PREPARE_SETTINGS, path, list_dir)
+    return list_dir
+
+
+def _optional_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value)
+
+
+def _check_id(utterance_id: Any) -> str | None:
+    """Why ``utterance_id`` cannot be an output file name, or None."""
+    if not isinstance(utterance_id, str) or not utterance_id.strip():
+        return "missing or empty \"id\""
+    if "/" in utterance_id or "\\" in utterance_id or utterance_id in (".", "..") or utterance_id != utterance_id.strip():
+        return f"id {utterance_id!r} cannot be a file name"
+    return None
+
+
+def _iter_jsonl_rows(path: Path) -> Iterator[tuple[int, int, Any, str | None, str]]:
+    """(index, line, row object or None, error, raw text) per non-blank line."""
+    for index, line in enumerate(iter_lines(path)):
+        if line.error:
+            yield index, line.number, None, line.error, line.text
+            continue
+        try:
+            value = json.loads(line.text)
+        except json.JSONDecodeError as exc:
+            yield index, line.number, None, f"invalid JSON: {exc.msg} at column {exc.colno}", line.text
+            continue
+        if not isinstance(value, dict):
+            yield index, line.number, None, f"expected a JSON object, found {type(value).__name__}", line.text
+            continue
+        yield index, line.number, value, None, line.text
+
+
+def iter_infer_list(
+    path: str | Path, style_root: str | Path | None = None, *, check_style: bool = True
+) -> Iterator[InferRow | Reject]:
+    """Stream the rows of ``infer.jsonl`` or ``generate.csv``; malformed rows come as :class:`Reject`.
+
+    Never raises for a row: a bad line, a missing field, a duplicate id or (with ``check_style``) a
+    style clip that does not exist are rejects naming file, line and reason.
+    """
+    list_path = Path(path).expanduser().absolute()
+    if not list_path.is_file():
+        raise FileNotFoundError(f"infer list {list_path} does not exist")
+    root = resolve_style_root(list_path, style_root)
+    source = str(list_path)
+    fmt = infer_list_format(list_path)
+    seen: dict[str, int] = {}
+    rows: Iterable[tuple[int, int, dict[str, Any] | None, str | None, str]]
+    rows = _iter_jsonl_rows(list_path) if fmt == "jsonl" else _iter_csv_rows(list_path)
+    for index, number, value, error, raw in rows:
+        if error is not None or value is None:
+            yield Reject(source, number, error or "unreadable row", shorten(raw))
+            continue
+        problem = _check_id(value.get("id"))
+        text = value.get("text")
+        style = value.get("style")
+        if problem is None and (not isinstance(text, str) or not text.strip()):
+            problem = "missing or empty \"text\""
+        if problem is None and (not isinstance(style, str) or not style.strip()):
+            problem = "missing or empty \"style\""
+        if problem is not None:
+            yield Reject(source, number, problem, shorten(raw))
+            continue
+        utterance_id = value["id"]
+        if utterance_id in seen:
+            yield Reject(source, number, f"duplicate id (first at line {seen[utterance_id]})", utterance_id)
+            continue
+        seen[utterance_id] = number
+        style_path = Path(style)
+        style_path = style_path if style_path.is_absolute() else root / style_path
+        if check_style and not style_path.is_file():
+            yield Reject(source, number, f"style clip not found: {style_path}", utterance_id)
+            continue
+        yield InferRow(
+            index=index, id=utterance_id, text=text, style=style_path,
+            speaker=_optional_str(value.get("speaker")), chapter=_optional_str(value.get("chapter")),
+            style_speaker=_optional_str(value.get("style_speaker")), book=_optional_str(value.get("book")),
+            source=source, line=number,
+        )
+
+
+def _iter_csv_rows(path: Path) -> Iterator[tuple[int, int, dict[str, Any] | None, str | None, str]]:
+    """generate.csv rows turned into the jsonl shape; the "wavs" rule of spec §2.3 applied here."""
+    for index, line in enumerate(iter_lines(path)):
+        if line.error:
+            yield index, line.number, None, line.error, line.text
+            continue
+        fields = line.text.split("|")
+        if len(fields) != 3:
+            yield index, line.number, None, f"expected 3 '|'-separated fields (style|ignored|text), found {len(fields)}", line.text
+            continue
+        style, _, text = fields
+        style = style.strip()
+        if style:
+            # OpenSeq2Seq DL L449-458: "wavs" anywhere in the path means it already names the directory.
+            style = f"{style}.wav" if "wavs" in style else f"wavs/{style}.wav"
+        yield index, line.number, {"id": csv_row_id(index), "text": text, "style": style}, None, line.text
+
+
+def read_infer_list(
+    path: str | Path, style_root: str | Path | None = None, *, check_style: bool = True
+) -> tuple[list[InferRow], list[Reject]]:
+    """All rows and rejects of an infer list (see :func:`iter_infer_list`)."""
+    rows: list[InferRow] = []
+    rejects: list[Reject] = []
+    for item in iter_infer_list(path, style_root, check_style=check_style):
+        if isinstance(item, InferRow):
+            rows.append(item)
+        else:
+            rejects.append(item)
+    return rows, rejects
+
+
+def write_infer_jsonl(path: str | Path, entries: Iterable[InferEntry]) -> int:
+    """Write trtgen's ``infer.jsonl`` atomically."""
+    return write_jsonl(path, (e.to_json() for e in entries))
+
+
+def write_generate_csv(path: str | Path, entries: Iterable[InferEntry]) -> int:
+    """Write OpenSeq2Seq's ``generate.csv`` atomically (pipe-separated, no header, no quoting, ``\\n``)."""
+    count = 0
+    with atomic_write(path, "w", newline="\n") as handle:
+        for entry in entries:
+            line = entry.generate_csv_line()
+            if line.count("|") != 2 or "\n" in line:
+                raise ValueError(f"row {entry.id} cannot be written to generate.csv: '|' or a newline in its text or style")
+            handle.write(line + "\n")
+            count += 1
+    return count
