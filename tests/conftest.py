@@ -21,3 +21,39 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "SOURCES.txt").is_file():
         pytest.fail(f"the real sample data is missing: expected {SHARED_DATA} beside the repository")
     return SHARED_DATA
+
+
+def stopping_weights(config_name: str = "small", seed: int = 0):
+    """Random weights whose stop token fires at varied steps (some utterances stop, some reach
+    their cap), so tests see ragged batches. The stop projection is scaled so that the top tail of
+    its logits crosses zero."""
+    from export.variables import DECODER, random_weights
+    from trtgen.config import model_preset
+
+    config = model_preset(config_name)
+    weights = random_weights(config, seed, stop_never_fires=False)
+    weights[DECODER + "decoder/stop_token_proj/kernel"] *= 20.0
+    weights[DECODER + "decoder/stop_token_proj/bias"][:] = 4.1
+    return config, weights
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(tmp_path_factory) -> Path:
+    """A small random model exported once per test session (about 15 s)."""
+    pytest.importorskip("tensorflow")
+    from export.onnx_export import ExportOptions, export_model
+
+    config, weights = stopping_weights()
+    directory = tmp_path_factory.mktemp("models") / "small"
+    export_model(weights, config, directory, options=ExportOptions(name="small-test", source={"random_init": "small", "seed": 0}))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def infer_list(shared_data, tmp_path_factory) -> Path:
+    """`trtgen prepare` on the real samples: 7 LibriSpeech transcripts x 3 M-AILABS clips."""
+    from trtgen.prepare import PrepareOptions, prepare_infer_list
+
+    out = tmp_path_factory.mktemp("prepared")
+    prepare_infer_list(shared_data / "M-AILABS", [shared_data / "LibriSpeech"], out, PrepareOptions(splits="all"))
+    return out / "infer.jsonl"

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterable
@@ -39,16 +43,35 @@ def shard_suffix(shard: tuple[int, int] | None) -> str:
     return "" if shard is None else f".shard-{shard[0]}-of-{shard[1]}"
 
 
-def write_wav(path: Path, audio: np.ndarray, sample_rate: int, sample_format: str) -> None:
-    """Write a mono WAV atomically. PCM_16 output is scaled down if its peak would clip."""
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int, sample_format: str, staging: Path | None = None) -> None:
+    """Write a mono WAV atomically (in ``staging``, then renamed). PCM_16 is scaled down if it would clip."""
     subtype = SAMPLE_FORMATS[sample_format]
     audio = np.asarray(audio, dtype=np.float32)
     if subtype == "PCM_16":
         peak = float(np.max(np.abs(audio))) if audio.size else 0.0
         if peak > 1.0:
             audio = audio * np.float32(0.999 / peak)
-    with atomic_path(path) as temporary:
+    if staging is None:
+        with atomic_path(path) as temporary:
+            sf.write(temporary, audio, sample_rate, subtype=subtype, format="WAV")
+        return
+    temporary = staging / path.name
+    try:
         sf.write(temporary, audio, sample_rate, subtype=subtype, format="WAV")
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -94,13 +117,30 @@ class CopyWriter:
         self.rejects_path = self.directory / f"rejects{suffix}.jsonl"
         self.completed: dict[str, dict[str, Any]] = {}
         self._handle: IO[str] | None = None
+        # Each process writes WAVs in its own staging directory (same file system, so renaming is
+        # atomic); a run killed with -9 leaves its half-written file there, never beside the outputs.
+        self._staging_root = self.directory / ".staging"
+        self.staging = self._staging_root / f"{socket.gethostname()}-{os.getpid()}"
 
     def audio_name(self, utterance_id: str, index: int) -> str:
         return f"sample_step0_{index}_syn.wav" if self.naming == "openseq2seq" else f"{utterance_id}.wav"
 
+    def _remove_stale_staging(self) -> None:
+        """Staging directories of dead processes of this host, or a day old, hold only debris."""
+        if not self._staging_root.is_dir():
+            return
+        host = socket.gethostname()
+        for path in self._staging_root.iterdir():
+            name_host, _, pid = path.name.rpartition("-")
+            dead_here = name_host == host and pid.isdigit() and not _process_alive(int(pid))
+            if dead_here or time.time() - path.stat().st_mtime > 86400:
+                shutil.rmtree(path, ignore_errors=True)
+
     def open(self, *, resume: bool) -> None:
         """Check or write settings, collect completed utterances, and open the records file."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_staging()
+        self.staging.mkdir(parents=True, exist_ok=True)
         settings_path = self.directory / SETTINGS_FILE
         existing_records = sorted(self.directory.glob("records*.jsonl"))
         if settings_path.exists():
@@ -114,9 +154,12 @@ class CopyWriter:
                 )
         elif existing_records:
             raise SettingsMismatch(f"{self.directory} has records but no {SETTINGS_FILE}; refusing to mix outputs")
-        if existing_records and not resume:
+        own_records = self.records_path.exists() and self.records_path.stat().st_size > 0
+        if own_records and not resume:
+            # Other shards may write into the same directory at the same time; this shard's own
+            # records mean an earlier run of this very job.
             raise SettingsMismatch(
-                f"{self.directory} already holds generated utterances; pass --resume to continue that run"
+                f"{self.records_path} already lists generated utterances; pass --resume to continue that run"
             )
         with atomic_write(settings_path) as handle:
             handle.write(json.dumps(self.settings, indent=2, sort_keys=True) + "\n")
@@ -134,7 +177,7 @@ class CopyWriter:
     def write(self, record: UtteranceRecord, audio: np.ndarray) -> None:
         if self._handle is None:
             raise RuntimeError("CopyWriter.open() first")
-        write_wav(self.directory / record.audio, audio, self.sample_rate, self.sample_format)
+        write_wav(self.directory / record.audio, audio, self.sample_rate, self.sample_format, self.staging)
         line = record.to_json()
         self._handle.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
         self._handle.flush()
@@ -148,3 +191,8 @@ class CopyWriter:
         records = {line.value["id"]: line.value for line in iter_jsonl(self.records_path) if line.error is None}
         write_jsonl(self.records_path, (records[i] for i in order if i in records))
         write_jsonl(self.rejects_path, (r.to_dict() for r in rejects))
+        shutil.rmtree(self.staging, ignore_errors=True)
+        try:
+            self._staging_root.rmdir()
+        except OSError:
+            pass  # other processes still stage files there
