@@ -451,7 +451,7 @@ def export_model(
     return path
 
 
-def default_profiles(config: ModelConfig, text: TextConfig) -> dict[str, dict[str, list[int]]]:
+def default_profiles(config: ModelConfig, text: TextConfig) -> dict[str, list[int]]:
     """TensorRT optimisation-profile bounds [min, opt, max] per dynamic axis (overridable)."""
     return {
         "batch": [1, 64, 256],

@@ -174,10 +174,15 @@ def run_export(request: ExportRequest) -> int:
         [[p.name, f"{p.stat().st_size / 1e6:.1f}"] for p in files],
     )
     if request.tensorrt:
+        from export.trt_support import check_tensorrt_support
         from trtgen.artifact import load_model
         from trtgen.backends.base import BackendUnavailable
         from trtgen.backends.tensorrt_backend import EngineOptions, build_engines
 
+        support = check_tensorrt_support(request.out)
+        if not support.ok:
+            console.print(f"[red]trtgen export --tensorrt:[/red] {support.format()}")
+            return 1
         try:
             records = build_engines(load_model(request.out), EngineOptions(fp16=request.fp16))
         except BackendUnavailable as error:
