@@ -231,15 +231,97 @@ def manifest(
 
 
 @app.command()
-def bench() -> None:
-    """Measure decoder, vocoder and end-to-end throughput."""
-    _not_built("bench")
+def bench(
+    model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the voice shipped with trtgen)."),
+    quick: bool = typer.Option(False, "--quick", help="Fewer batch sizes and repeats: under a minute on a small model."),
+    batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", help="Comma list of decoder batch sizes (default 1,8,32,64; quick 1,8,32)."),
+    chunk_steps: int = typer.Option(8, "--chunk-steps", help="Decoder steps per runtime call (K) of the ort-chunk rows."),
+    frames: int = typer.Option(985, "--frames", help="Frames per utterance in fixed-length mode (985 = LibriSpeech's mean 12.3 s)."),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed repeats per case; the median is reported (default 3; quick 1)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime (default: all cores)."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime or tensorrt."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+) -> None:
+    """Measure decoder (per-step vs chunked loop) and Griffin-Lim throughput on this machine."""
+    from trtgen.artifact import ModelCardError
+    from trtgen.backends import BackendUnavailable
+    from trtgen.bench import BenchOptions, print_bench, run_bench
+    from trtgen.generate import default_model_dir
+    from trtgen.progress import console
+
+    overrides: dict = {"chunk_steps": chunk_steps, "frames": frames, "threads": threads, "backend": backend, "device": device}
+    try:
+        if batch_sizes:
+            overrides["batch_sizes"] = tuple(int(b) for b in batch_sizes.split(",") if b.strip())
+            if not overrides["batch_sizes"] or min(overrides["batch_sizes"]) < 1:
+                raise ValueError("--batch-sizes: expected positive integers, e.g. 1,8,32")
+        if repeats is not None:
+            overrides["repeats"] = repeats
+        model_dir = model or default_model_dir()
+        options = BenchOptions.quick(model_dir, **overrides) if quick else BenchOptions(model_dir=model_dir, **overrides)
+        report = run_bench(options, progress=lambda message: console.log(message))
+    except (ValueError, FileNotFoundError, BackendUnavailable, ModelCardError) as error:
+        typer.echo(f"trtgen bench: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    print_bench(report)
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    out: Path = typer.Option(Path("trtgen-demo"), "--out", help="Where to write the demo's lists, audio and manifests."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the voice shipped with trtgen)."),
+    sentences: Optional[int] = typer.Option(None, "--sentences", help="Use only the first N demo sentences."),
+) -> None:
     """Run the whole pipeline on material shipped with the package and say where to listen."""
-    _not_built("demo")
+    from trtgen.artifact import ModelCardError
+    from trtgen.demo import run_demo
+    from trtgen.generate import print_report
+
+    try:
+        result = run_demo(out, model, sentences=sentences)
+    except (ValueError, FileNotFoundError, ModelCardError) as error:
+        typer.echo(f"trtgen demo: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    print_report(result.generate)
+    typer.echo(f"\nDone: {result.generate.written} utterances in {len(result.generate.copies)} copies under {result.out / 'synthetic'}")
+    typer.echo(f"Manifests: {result.out / 'manifests'}")
+    typer.echo("Listen (any audio player, e.g. `play` from sox or `aplay`):")
+    for path in result.examples:
+        typer.echo(f"  {path}")
+    raise typer.Exit(code=1 if result.generate.rejects else 0)
+
+
+@app.command("eval")
+def eval_command(
+    corpus: Path = typer.Option(..., "--corpus", help="espeak-ng corpus directory (python -m export.train.corpus): held-out sentences and their renderings."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the voice shipped with trtgen)."),
+    out: Path = typer.Option(Path("trtgen-eval"), "--out", help="Directory for eval.json and the plots."),
+    sentences: int = typer.Option(50, "--sentences", help="Held-out sentences per voice."),
+    dropout: float = typer.Option(0.5, "--dropout", help="Prenet dropout at inference."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the dropout and Griffin-Lim phase streams."),
+    compare_random: bool = typer.Option(False, "--compare-random", help="Also evaluate a randomly initialised model of the same config (needs TensorFlow)."),
+    plots: int = typer.Option(4, "--plots", help="Utterances to plot (alignment and spectrograms); 0 for none."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="auto, onnxruntime or tensorrt."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime (default: all cores)."),
+) -> None:
+    """Check that a voice works: alignment, stopping, duration, MCD-DTW and style on held-out sentences."""
+    from trtgen.artifact import ModelCardError
+    from trtgen.backends import BackendUnavailable
+    from trtgen.evaluation import EvalError, EvalOptions, print_eval_report, run_eval
+    from trtgen.generate import default_model_dir
+
+    try:
+        options = EvalOptions(
+            model_dir=model or default_model_dir(), corpus_dir=corpus, out_dir=out, sentences=sentences, dropout=dropout,
+            seed=seed, compare_random=compare_random, plots=plots, backend=backend, device=device, threads=threads,
+        )
+        report = run_eval(options)
+    except (ValueError, OSError, EvalError, BackendUnavailable, ModelCardError) as error:
+        typer.echo(f"trtgen eval: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    print_eval_report(report)
+    raise typer.Exit(code=0 if report.passed else 1)
 
 
 def main() -> None:

@@ -200,6 +200,29 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         postnet_channels=(32, 32, 32, 32),
         magnitude_conv_channels=(32, 64),
     ),
+    # The default voice trained here on espeak-ng speech (export/train): small enough to train on a
+    # 2-core CPU in about an hour, with 3 frames per decoder step.
+    "voice": ModelConfig(
+        name="voice",
+        embedding_dim=128,
+        encoder_conv_channels=128,
+        encoder_lstm_units=64,
+        reference_conv_channels=(16, 16, 32, 32, 64, 64),
+        reference_gru_units=64,
+        reference_embedding_dim=64,
+        num_style_tokens=10,
+        style_token_dim=128,
+        style_attention_dim=128,
+        style_attention_heads=4,
+        reduction_factor=3,
+        prenet_units=(128, 128),
+        decoder_lstm_units=256,
+        attention_dim=64,
+        location_filters=16,
+        location_kernel=15,
+        postnet_channels=(128, 128, 128, 128),
+        magnitude_conv_channels=(128, 256),
+    ),
 }
 
 

@@ -89,7 +89,7 @@ def _number(value: dict[str, Any], key: str, kind: type) -> Any:
         return None
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or (isinstance(raw, float) and not math.isfinite(raw)):
         raise ValueError(f"{key!r} must be a number, found {raw!r}")
-    if kind is int and float(raw) != int(raw):
+    if kind is int and isinstance(raw, float) and not raw.is_integer():
         raise ValueError(f"{key!r} must be an integer, found {raw!r}")
     return kind(raw)
 
