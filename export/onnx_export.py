@@ -5,10 +5,11 @@ Graphs (opset 17, every batch and time axis dynamic):
   style clip is encoded once and its embedding reused (or interpolated) across utterances.
 - ``text_encoder``: text_ids, text_len, style_embedding -> memory, memory_keys, memory_mask.
 - ``decoder_step``: one decoder step; state in, next state out (names in the card).
-- ``decoder_chunk``: the same step inside an ONNX ``Loop`` that runs K steps (K = the leading axis of
-  the prenet masks) in one call, so the decode loop stays in the runtime. The Loop body reads the
-  weights as outer-scope initialisers (no per-iteration copy; tf2onnx would carry captured weights as
-  loop state). Both decoder graphs share one external weight file.
+- ``decoder_chunk``: K copies of that step chained in one graph (K fixed at export, 8 by default),
+  so that one runtime call runs K decoder steps and the decode loop stays off the interpreter. The
+  copies share one set of weights, and both decoder graphs share one external weight file. (An ONNX
+  Loop over the step, which tf2onnx would also produce from a tf.while_loop, was slower on ONNX
+  Runtime: benchmarks/bench_chunk_forms.py.)
 - ``postnet``: mel, mel_len -> mel_postnet, magnitude.
 
 The encoder LSTM is written in TensorFlow with the fused ``BlockLSTM`` op; a custom tf2onnx handler
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["ExportOptions", "export_model", "DEFAULT_OPSET", "MAX_TF2ONNX_OPSET"]
 
 DEFAULT_OPSET = 17
+DEFAULT_CHUNK_STEPS = 8
 MAX_TF2ONNX_OPSET = 18
 DECODER_WEIGHTS = "decoder.weights"
 
@@ -50,6 +52,8 @@ _ONNX_DTYPES = {TensorProto.FLOAT: "float32", TensorProto.INT32: "int32", Tensor
 @dataclass(frozen=True)
 class ExportOptions:
     opset: int = DEFAULT_OPSET
+    chunk_steps: int = DEFAULT_CHUNK_STEPS
+    """Decoder steps per call of ``decoder_chunk`` (fixed in the graph)."""
     name: str = "model"
     source: dict[str, Any] | None = None
     """Provenance recorded in the card (checkpoint path and digest, or random-init seed)."""
@@ -252,101 +256,75 @@ class _Graphs:
         return postnet, signature, axes
 
 
-def build_decoder_chunk(step: onnx.ModelProto, config: ModelConfig) -> onnx.ModelProto:
-    """Wrap the single-step graph in an ONNX Loop that runs K steps per call.
+def build_decoder_chunk(step: onnx.ModelProto, config: ModelConfig, steps: int) -> onnx.ModelProto:
+    """K copies of the single-step graph chained in one graph: K decoder steps per runtime call.
 
-    Outer inputs equal the step's, except each prenet mask gains a leading K axis; the Loop's trip
-    count is that K. Outputs: the state after K steps (``next_*``) and the per-step ``frames``,
-    ``stop_logits`` and ``alignments`` stacked on a leading K axis. Weights stay outer-scope
-    initialisers that the body reads in place.
+    Inputs equal the step's, except that each prenet mask gains a leading axis of K (fixed) steps.
+    Outputs: the state after K steps (``next_*``) and the per-step ``frames``, ``stop_logits`` and
+    ``alignments`` stacked on a leading K axis. The weights are initialisers stored once and shared
+    by the K copies. (An ONNX Loop over the step was measured against this unrolled chunk and lost:
+    see README, "Decoder graph".)
     """
+    if steps < 1:
+        raise ValueError("a decoder chunk needs at least one step")
     names = state_names(config)
     masks = [f"prenet_mask_{i}" for i in range(len(config.prenet_units))]
     graph = step.graph
-    outer_inputs = {v.name for v in graph.input}
-    initializer_names = {t.name for t in graph.initializer}
-    shared = {"memory", "memory_keys", "memory_mask"} | initializer_names
+    shared = {"memory", "memory_keys", "memory_mask"} | {t.name for t in graph.initializer}
+    nodes: list[onnx.NodeProto] = []
+    constants = [numpy_helper.from_array(np.array([0], np.int64), "chunk/axis0")]
+    current = {n: n for n in names}  # where each state tensor lives before step k
+    stacked: dict[str, list[str]] = {"frames": [], "stop_logits": [], "alignment": []}
+    for k in range(steps):
+        prefix = f"step{k}/"
+        index = f"chunk/index{k}"
+        constants.append(numpy_helper.from_array(np.array(k, np.int64), index))
+        for mask in masks:
+            nodes.append(helper.make_node("Gather", [mask, index], [prefix + mask], axis=0, name=f"{prefix}gather_{mask}"))
 
-    def inner(name: str) -> str:
-        return name if name in shared or name == "" else f"step/{name}"
+        def rename(name: str, prefix: str = prefix) -> str:
+            if name == "" or name in shared:
+                return name
+            if name in current:
+                return current[name]
+            return prefix + name
 
-    # Each iteration first picks its step's masks from the outer [K, B, U] inputs.
-    body_nodes = [
-        helper.make_node("Gather", [mask, "iteration"], [inner(mask)], axis=0, name=f"gather_{mask}") for mask in masks
-    ]
-    for node in graph.node:
-        copy = onnx.NodeProto()
-        copy.CopyFrom(node)
-        del copy.input[:]
-        del copy.output[:]
-        copy.input.extend(inner(n) for n in node.input)
-        copy.output.extend(inner(n) for n in node.output)
-        copy.name = f"step/{node.name}"
-        body_nodes.append(copy)
-    body_nodes.append(helper.make_node("Identity", ["condition_in"], ["condition_out"], name="keep_going"))
-    scan_outputs = [("frames", "frames"), ("stop_logits", "stop_logits"), ("alignment", "alignments")]
-    for step_name, _ in scan_outputs:
-        body_nodes.append(helper.make_node("Identity", [inner(step_name)], [f"scan/{step_name}"], name=f"scan_{step_name}"))
-    state_outputs = []
+        for node in graph.node:
+            copy = onnx.NodeProto()
+            copy.CopyFrom(node)
+            del copy.input[:]
+            del copy.output[:]
+            copy.input.extend(prefix + n if n in masks else rename(n) for n in node.input)
+            copy.output.extend(prefix + n for n in node.output)
+            copy.name = prefix + node.name
+            nodes.append(copy)
+        for output in stacked:
+            unsqueezed = f"{prefix}{output}_stacked"
+            nodes.append(helper.make_node("Unsqueeze", [prefix + output, "chunk/axis0"], [unsqueezed], name=f"{prefix}unsqueeze_{output}"))
+            stacked[output].append(unsqueezed)
+        current = {n: f"{prefix}next_{n}" for n in names}
+    for output, parts in stacked.items():
+        target = "alignments" if output == "alignment" else output
+        nodes.append(helper.make_node("Concat", parts, [target], axis=0, name=f"stack_{target}"))
     for n in names:
-        body_nodes.append(helper.make_node("Identity", [inner(f"next_{n}")], [f"carry/{n}"], name=f"carry_{n}"))
-        state_outputs.append(f"carry/{n}")
+        nodes.append(helper.make_node("Identity", [current[n]], [f"next_{n}"], name=f"final_{n}"))
 
     value_info = {v.name: v for v in list(graph.input) + list(graph.output)}
 
-    def body_value(name: str, new_name: str) -> onnx.ValueInfoProto:
+    def declared(name: str, new_name: str, leading: str | None = None) -> onnx.ValueInfoProto:
         copy = onnx.ValueInfoProto()
         copy.CopyFrom(value_info[name])
         copy.name = new_name
+        if leading is not None:
+            copy.type.tensor_type.shape.dim.insert(0, onnx.TensorShapeProto.Dimension(dim_value=steps))
         return copy
 
-    body = helper.make_graph(
-        body_nodes,
-        "decoder_step_body",
-        [
-            helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
-            helper.make_tensor_value_info("condition_in", TensorProto.BOOL, []),
-        ]
-        + [body_value(n, inner(n)) for n in names],
-        [helper.make_tensor_value_info("condition_out", TensorProto.BOOL, [])]
-        + [body_value(f"next_{n}", f"carry/{n}") for n in names]
-        + [body_value(s, f"scan/{s}") for s, _ in scan_outputs],
-    )
-    outer_nodes = [
-        helper.make_node("Shape", [masks[0]], ["mask_shape"], name="mask_shape"),
-        helper.make_node("Gather", ["mask_shape", "zero_index"], ["trip_count"], axis=0, name="trip_count"),
-        helper.make_node(
-            "Loop",
-            ["trip_count", "always", *names],
-            [f"next_{n}" for n in names] + [out for _, out in scan_outputs],
-            body=body,
-            name="decoder_loop",
-        ),
-    ]
-    constants = [
-        numpy_helper.from_array(np.array(0, np.int64), "zero_index"),
-        numpy_helper.from_array(np.array(True), "always"),
-    ]
-    inputs = []
-    for value in graph.input:
-        copy = onnx.ValueInfoProto()
-        copy.CopyFrom(value)
-        if value.name in masks:
-            dims = copy.type.tensor_type.shape.dim
-            new_dim = onnx.TensorShapeProto.Dimension(dim_param="steps")
-            dims.insert(0, new_dim)
-        inputs.append(copy)
-    outputs = [body_value(f"next_{n}", f"next_{n}") for n in names]
-    for step_name, out_name in scan_outputs:
-        copy = body_value(step_name, out_name)
-        copy.type.tensor_type.shape.dim.insert(0, onnx.TensorShapeProto.Dimension(dim_param="steps"))
-        outputs.append(copy)
-    chunk_graph = helper.make_graph(
-        outer_nodes, "decoder_chunk", inputs, outputs, initializer=list(graph.initializer) + constants
-    )
-    model = helper.make_model(chunk_graph, opset_imports=step.opset_import, producer_name="trtgen")
+    inputs = [declared(v.name, v.name, "steps" if v.name in masks else None) for v in graph.input]
+    outputs = [declared(f"next_{n}", f"next_{n}") for n in names]
+    outputs += [declared(o, "alignments" if o == "alignment" else o, "steps") for o in stacked]
+    chunk = helper.make_graph(nodes, "decoder_chunk", inputs, outputs, initializer=list(graph.initializer) + constants)
+    model = helper.make_model(chunk, opset_imports=step.opset_import, producer_name="trtgen")
     model.ir_version = step.ir_version
-    del outer_inputs
     return model
 
 
@@ -417,8 +395,7 @@ def export_model(
         proto.producer_name = "trtgen"
         converted[name] = proto
         logger.info("converted %s in %.1f s", name, time.perf_counter() - t0)
-    converted["decoder_chunk"] = build_decoder_chunk(converted["decoder_step"], config)
-    _name_dynamic_axes(converted["decoder_chunk"], {})
+    converted["decoder_chunk"] = build_decoder_chunk(converted["decoder_step"], config, options.chunk_steps)
     with tempfile.TemporaryDirectory(dir=out) as staging_dir:
         staging = Path(staging_dir)
         _share_external_weights([converted["decoder_step"], converted["decoder_chunk"]], staging, DECODER_WEIGHTS)

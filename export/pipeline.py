@@ -36,6 +36,7 @@ class ExportRequest:
     random_init: str | None = None
     seed: int = 0
     opset: int = 17
+    chunk_steps: int = 8
     name: str | None = None
     tensorrt: bool = False
     fp16: bool = False
@@ -87,13 +88,24 @@ def check_parity(model_dir: Path, weights: WeightDict, config: ModelConfig, *, s
     errors["memory"] = _relative(encoded["memory"], tf_memory)
     errors["memory_keys"] = _relative(encoded["memory_keys"], tf_keys)
 
+    chunk_steps = model.card.chunk_steps
+    steps = -(-steps // chunk_steps) * chunk_steps
     masks = [((rng.random((steps, batch, u)) >= 0.5) * 2.0).astype(np.float32) for u in config.prenet_units]
-    feeds = {"memory": encoded["memory"], "memory_keys": encoded["memory_keys"], "memory_mask": encoded["memory_mask"]}
+    constant = {"memory": encoded["memory"], "memory_keys": encoded["memory_keys"], "memory_mask": encoded["memory_mask"]}
+    state = {}
     for spec in model.card.decoder_state:
         width = {"cumulative_alignment": ids.shape[1], "frame": config.num_mels, "attention_context": config.memory_dim}
-        feeds[spec.name] = np.zeros((batch, width.get(spec.name, config.decoder_lstm_units)), np.float32)
-    feeds.update(zip(model.card.prenet_masks, masks))
-    chunk = backend.load("decoder_chunk").run(feeds)
+        state[spec.name] = np.zeros((batch, width.get(spec.name, config.decoder_lstm_units)), np.float32)
+    runner = backend.load("decoder_chunk")
+    pieces: dict[str, list[np.ndarray]] = {"frames": [], "stop_logits": []}
+    for start in range(0, steps, chunk_steps):
+        feeds = dict(constant, **state)
+        feeds.update((name, m[start : start + chunk_steps]) for name, m in zip(model.card.prenet_masks, masks))
+        out = runner.run(feeds)
+        state = {spec.name: out[spec.next] for spec in model.card.decoder_state}
+        for key in pieces:
+            pieces[key].append(out[key])
+    chunk = {key: np.concatenate(parts) for key, parts in pieces.items()}
     decoded = reference.decode(
         encoded["memory"], encoded["memory_keys"], text_len,
         reference.prenet_masks_from(masks=[tf.constant(m) for m in masks]), max_steps=steps,
@@ -156,7 +168,7 @@ def run_export(request: ExportRequest) -> int:
         return 2
     name = request.name or request.out.name
     console.print(f"exporting {name} ({config.name} config, {sum(w.size for w in weights.values()):,} parameters) to {request.out}")
-    card_path = export_model(weights, config, request.out, options=ExportOptions(opset=request.opset, name=name, source=source))
+    card_path = export_model(weights, config, request.out, options=ExportOptions(opset=request.opset, chunk_steps=request.chunk_steps, name=name, source=source))
     export_seconds = time.perf_counter() - started
     parity = check_parity(request.out, weights, config, steps=request.verify_steps)
     _record_parity(card_path, parity)

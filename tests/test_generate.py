@@ -98,7 +98,7 @@ def test_two_shards_give_the_files_of_one_run(reference_run, small_model_dir, in
 @pytest.mark.parametrize("batch_size", [1, 8, 32])
 def test_batch_size_does_not_change_frames_or_audio(reference_run, small_model_dir, infer_list, tmp_path, batch_size):
     out, _ = reference_run
-    synthesis = SynthesisOptions(batch_size=batch_size, chunk_steps=5, vocoder=FAST.vocoder)
+    synthesis = SynthesisOptions(batch_size=batch_size, vocoder=FAST.vocoder)
     run_generate(options(small_model_dir, infer_list, tmp_path, synthesis=synthesis))
     for copy in ("clean", "noisy"):
         expected, actual = records(out / copy), records(tmp_path / copy)

@@ -26,6 +26,7 @@ __all__ = [
     "GraphSpec",
     "StateTensor",
     "ModelCard",
+    "Model",
     "sha256_file",
     "load_model",
 ]
@@ -123,6 +124,14 @@ class ModelCard:
     """Inference defaults (e.g. TensorRT optimisation-profile bounds)."""
     schema_version: int = SCHEMA_VERSION
     trtgen_version: str = __version__
+
+    @property
+    def chunk_steps(self) -> int:
+        """Decoder steps per call of ``decoder_chunk`` (the fixed leading axis of its prenet masks)."""
+        steps = self.graphs["decoder_chunk"].input(self.prenet_masks[0]).shape[0]
+        if not isinstance(steps, int):
+            raise ModelCardError(f"decoder_chunk's {self.prenet_masks[0]} has no fixed step axis ({steps!r}); re-export the model")
+        return steps
 
     def to_json(self) -> dict[str, Any]:
         return {

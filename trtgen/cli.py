@@ -77,6 +77,7 @@ def export(
     random_init: Optional[str] = typer.Option(None, "--random-init", help="Export a randomly initialised model of this preset instead of a checkpoint."),
     seed: int = typer.Option(0, "--seed", help="Seed of --random-init."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (13-18; tf2onnx supports at most 18)."),
+    chunk_steps: int = typer.Option(8, "--chunk-steps", help="Decoder steps per call of the decoder_chunk graph."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name recorded in the card (default: the output directory's name)."),
     tensorrt: bool = typer.Option(False, "--tensorrt", help="Also build TensorRT engines for this GPU."),
     fp16: bool = typer.Option(False, "--fp16", help="Build FP16 engines (with --tensorrt)."),
@@ -88,7 +89,7 @@ def export(
         typer.echo(f"trtgen export needs the exporter's packages ({error.name} is missing): pip install 'trtgen[export]'", err=True)
         raise typer.Exit(code=2) from None
     request = ExportRequest(
-        checkpoint=checkpoint, out=out, config=config, random_init=random_init, seed=seed, opset=opset,
+        checkpoint=checkpoint, out=out, config=config, random_init=random_init, seed=seed, opset=opset, chunk_steps=chunk_steps,
         name=name, tensorrt=tensorrt, fp16=fp16,
     )
     raise typer.Exit(code=run_export(request))
@@ -103,7 +104,6 @@ def generate(
     copies: Optional[str] = typer.Option(None, "--copies", help="NAME:RATE[:SEED],... one dataset copy per entry (default: one copy at the model's training dropout)."),
     seed: int = typer.Option(0, "--seed", help="Base seed from which copies without an explicit SEED get theirs."),
     batch_size: int = typer.Option(32, "--batch-size", help="Utterances decoded together."),
-    chunk_steps: int = typer.Option(8, "--chunk-steps", help="Decoder steps per runtime call."),
     backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime or tensorrt."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     gl_iters: Optional[int] = typer.Option(None, "--gl-iters", help="Griffin-Lim iterations (default: the vocoder preset's)."),
@@ -135,7 +135,7 @@ def generate(
             model_dir=model_dir, list_path=list_path, out_dir=out, style_root=style_root,
             copies=tuple(parse_copies(copies, default_dropout=card.model.prenet_dropout, base_seed=seed)),
             backend=backend, device=device,
-            synthesis=SynthesisOptions(batch_size=batch_size, chunk_steps=chunk_steps, vocoder=vocoder_options),
+            synthesis=SynthesisOptions(batch_size=batch_size, vocoder=vocoder_options),
             shard=parse_shard(shard), limit=limit, resume=resume, sample_format=sample_format, naming=naming,
             threads=threads,
         )
@@ -235,7 +235,6 @@ def bench(
     model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the voice shipped with trtgen)."),
     quick: bool = typer.Option(False, "--quick", help="Fewer batch sizes and repeats: under a minute on a small model."),
     batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", help="Comma list of decoder batch sizes (default 1,8,32,64; quick 1,8,32)."),
-    chunk_steps: int = typer.Option(8, "--chunk-steps", help="Decoder steps per runtime call (K) of the ort-chunk rows."),
     frames: int = typer.Option(985, "--frames", help="Frames per utterance in fixed-length mode (985 = LibriSpeech's mean 12.3 s)."),
     repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed repeats per case; the median is reported (default 3; quick 1)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime (default: all cores)."),
@@ -249,7 +248,7 @@ def bench(
     from trtgen.generate import default_model_dir
     from trtgen.progress import console
 
-    overrides: dict = {"chunk_steps": chunk_steps, "frames": frames, "threads": threads, "backend": backend, "device": device}
+    overrides: dict = {"frames": frames, "threads": threads, "backend": backend, "device": device}
     try:
         if batch_sizes:
             overrides["batch_sizes"] = tuple(int(b) for b in batch_sizes.split(",") if b.strip())

@@ -202,17 +202,16 @@ class ChunkedDecoder:
         xp: Any = np,
         *,
         batch_size: int = 32,
-        chunk_steps: int = 8,
         keep_alignments: bool = False,
         shrink_time_below: float = 0.75,
     ) -> None:
-        if batch_size < 1 or chunk_steps < 1:
-            raise ValueError("batch_size and chunk_steps must be >= 1")
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
         self.runner = runner
         self.card = card
         self.xp = xp
         self.batch_size = batch_size
-        self.chunk_steps = chunk_steps
+        self.chunk_steps = card.chunk_steps
         self.keep_alignments = keep_alignments
         self.shrink_time_below = shrink_time_below
         self.stats = DecodeStats()

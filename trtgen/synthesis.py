@@ -32,8 +32,6 @@ __all__ = ["SynthesisOptions", "Utterance", "SynthesizedUtterance", "StageTimes"
 class SynthesisOptions:
     batch_size: int = 32
     """Utterances decoded together (decoder rows)."""
-    chunk_steps: int = 8
-    """Decoder steps per runtime call."""
     encoder_batch_size: int = 32
     postnet_batch_size: int = 16
     """Utterances per postnet and Griffin-Lim batch (grouped by similar length)."""
@@ -241,7 +239,6 @@ class Synthesizer:
             self.card,
             self.xp,
             batch_size=self.options.batch_size,
-            chunk_steps=self.options.chunk_steps,
             keep_alignments=self.options.keep_alignments,
         )
         pending: list[DecodedUtterance] = []
