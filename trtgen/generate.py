@@ -203,7 +203,9 @@ def run_generate(options: GenerateOptions) -> GenerateReport:
         if row.index in encoded and any(row.id not in w.completed for w in writers)
     ]
     synthesizer = Synthesizer(model, backend, options.synthesis)
-    styles, style_errors = synthesizer.style_bank().embeddings(row.style for row in todo)
+    clips = list(dict.fromkeys(row.style for row in todo))
+    with synthesis_progress(len(clips), "style clips", enabled=options.progress and len(clips) > 1) as progress:
+        styles, style_errors = synthesizer.style_bank().embeddings(clips, lambda n: progress.advance(n))
     for row in todo:
         if row.style in style_errors:
             row_rejects.append(Reject(row.source, row.line, f"style clip unusable: {style_errors[row.style]}", row.id))

@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Hashable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -114,12 +114,19 @@ class StyleBank:
         self.batch_size = batch_size
         self.cache: dict[Path, np.ndarray] = {}
 
-    def embeddings(self, clips: Iterable[Path]) -> tuple[dict[Path, np.ndarray], dict[Path, str]]:
-        """Embeddings of ``clips`` (host arrays) and, for clips that cannot be read, the reason."""
+    def embeddings(
+        self, clips: Iterable[Path], progress: Callable[[int], None] | None = None
+    ) -> tuple[dict[Path, np.ndarray], dict[Path, str]]:
+        """Embeddings of ``clips`` (host arrays) and, for clips that cannot be read, the reason.
+
+        ``progress(n)`` is called after each batch with the number of clips it handled.
+        """
         errors: dict[Path, str] = {}
         wanted = list(dict.fromkeys(clips))
         todo = [c for c in wanted if c not in self.cache]
         for start in range(0, len(todo), self.batch_size):
+            if progress is not None and start:
+                progress(self.batch_size)
             batch: list[tuple[Path, np.ndarray]] = []
             started = time.perf_counter()
             for clip in todo[start : start + self.batch_size]:
@@ -139,6 +146,8 @@ class StyleBank:
             out = _to_host(out, self.xp)
             for (clip, _), embedding in zip(batch, out):
                 self.cache[clip] = embedding
+        if progress is not None and todo:
+            progress(len(todo) - (len(todo) - 1) // self.batch_size * self.batch_size)
         found = {c: self.cache[c] for c in wanted if c in self.cache}
         return found, errors
 
