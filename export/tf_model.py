@@ -311,40 +311,62 @@ class TacotronGST(tf.Module):
         for i in range(c.decoder_lstm_layers):
             scope = decoder_lstm_name(i)
             z = tf.matmul(tf.concat([layer_input, state[f"lstm{i}_h"]], axis=-1), self.w(scope + "kernel"))
-            z = z + self.w(scope + "bias")
-            gate_i, gate_j, gate_f, gate_o = tf.split(z, 4, axis=-1)
-            cell = tf.sigmoid(gate_f + c.lstm_forget_bias) * state[f"lstm{i}_c"] + tf.sigmoid(gate_i) * tf.tanh(gate_j)
+            gate_i, gate_j, gate_f, gate_o = tf.split(z + self._lstm_bias(scope), 4, axis=-1)
+            cell = tf.sigmoid(gate_f) * state[f"lstm{i}_c"] + tf.sigmoid(gate_i) * tf.tanh(gate_j)
             hidden = tf.sigmoid(gate_o) * tf.tanh(cell)
             next_state[f"lstm{i}_h"], next_state[f"lstm{i}_c"] = hidden, cell
             layer_input = self._dropout(hidden, 0.1, training)
         query = layer_input
         alignment = self._location_attention(query, state["cumulative_alignment"], keys, mask)
-        context = tf.einsum("bt,btm->bm", alignment, memory)
+        # A batched [1, T] x [T, M] product: the memory is read in place, never transposed per step.
+        context = tf.squeeze(tf.matmul(tf.expand_dims(alignment, 1), memory), 1)
         output = tf.concat([query, context], axis=-1)
         frames = tf.matmul(output, self.w(DECODER + "decoder/output_proj/kernel")) + self.w(
             DECODER + "decoder/output_proj/bias"
         )
         grouped = tf.reshape(frames, [-1, c.reduction_factor, c.num_mels])
-        stop_logits = (
-            tf.einsum("brm,mo->bro", grouped, self.w(DECODER + "decoder/stop_token_proj/kernel"))[..., 0]
-            + self.w(DECODER + "decoder/stop_token_proj/bias")
-        )
-        next_state["frame"] = grouped[:, -1, :]
+        stop_logits = tf.reshape(
+            tf.matmul(grouped, self.w(DECODER + "decoder/stop_token_proj/kernel")), [-1, c.reduction_factor]
+        ) + self.w(DECODER + "decoder/stop_token_proj/bias")
+        next_state["frame"] = tf.gather(grouped, c.reduction_factor - 1, axis=1)
         next_state["attention_context"] = context
         next_state["cumulative_alignment"] = state["cumulative_alignment"] + alignment
         return {"frames": frames, "stop_logits": stop_logits, "alignment": alignment}, next_state
 
+    def _lstm_bias(self, scope: str) -> tf.Tensor:
+        """The stored bias plus LSTMCell's run-time forget bias on the f block (i, j, f, o order):
+        one constant, so the exported graph adds it once (spec §5.2.3)."""
+        units = self.config.decoder_lstm_units
+        forget = tf.concat(
+            [tf.zeros([2 * units]), tf.fill([units], self.config.lstm_forget_bias), tf.zeros([units])], axis=0
+        )
+        return self.w(scope + "bias") + forget
+
     def _location_attention(
         self, query: tf.Tensor, cumulative: tf.Tensor, keys: tf.Tensor, mask: tf.Tensor
     ) -> tf.Tensor:
-        """Location-sensitive attention over the cumulative alignment (spec §5.2.4)."""
-        processed_query = tf.matmul(query, self.w(LOCATION + "query_layer/kernel"))[:, None, :]
-        location = _conv1d(cumulative[..., None], self.w(LOCATION + "location_conv/kernel"))
-        location = location + self.w(LOCATION + "location_conv/bias")
-        location = tf.einsum("btf,fa->bta", location, self.w(LOCATION + "location_dense/kernel")[0])
-        energies = tf.tanh(keys + processed_query + location + self.w(LOCATION + "attention_bias"))
-        scores = tf.reduce_sum(self.w(LOCATION + "attention_v") * energies, axis=-1)
-        scores = tf.where(mask > 0, scores, MASKED_SCORE)
+        """Location-sensitive attention over the cumulative alignment (spec §5.2.4).
+
+        location_conv and location_dense are both linear, so they are applied as one convolution
+        with kernel ``conv @ dense`` and bias ``conv_bias @ dense + attention_bias`` (constants at
+        export): one Conv node per step instead of a conv, a transpose and a projection.
+        """
+        c = self.config
+        conv_kernel = self.w(LOCATION + "location_conv/kernel")[:, 0, :]  # [k, filters]
+        dense = self.w(LOCATION + "location_dense/kernel")[0]  # [filters, attention]
+        kernel = tf.reshape(tf.matmul(conv_kernel, dense), [1, c.location_kernel, 1, c.attention_dim])
+        bias = tf.linalg.matvec(dense, self.w(LOCATION + "location_conv/bias"), transpose_a=True)
+        bias = bias + self.w(LOCATION + "attention_bias")
+        before, after = same_padding(1, c.location_kernel)
+        batch, time = tf.shape(cumulative)[0], tf.shape(cumulative)[1]
+        image = tf.reshape(cumulative, [batch, 1, time, 1])
+        location = tf.nn.conv2d(image, kernel, 1, [[0, 0], [0, 0], [before, after], [0, 0]])[:, 0]  # [B, T, A]
+        processed_query = tf.expand_dims(tf.matmul(query, self.w(LOCATION + "query_layer/kernel")), 1)
+        energies = tf.tanh(keys + processed_query + location + bias)
+        scores = tf.squeeze(tf.matmul(energies, tf.expand_dims(self.w(LOCATION + "attention_v"), 1)), 2)
+        # Beyond an item's text: a score whose exp() is exactly 0 (mask is 1 or 0, so valid scores
+        # are unchanged bit for bit).
+        scores = scores + (mask - 1.0) * -MASKED_SCORE
         return tf.nn.softmax(scores, axis=-1)
 
     def decode(
