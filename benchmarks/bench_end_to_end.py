@@ -1,0 +1,372 @@
+"""End to end: ``trtgen generate`` vs the original way, on the same N utterances and the same model weights.
+
+Usage: python benchmarks/bench_end_to_end.py [--quick] [--configs small:128,openseq2seq:32] [--batch-size 32]
+
+The original way is OpenSeq2Seq's synthetic-data recipe rebuilt on the TF2 reference model
+(``export.tf_model.TacotronGST``, the same random weights that trtgen's ONNX model was exported
+from): rows in list order, in batches of the same size; per row the style clip's features; the style
+and text encoders, the ``tf.while_loop`` decode (seeded in-graph prenet dropout at the model's rate,
+each batch running until its longest row ends) and the postnet, each a ``tf.function``; then per
+utterance ``librosa.griffinlim`` (4 classic iterations, momentum 0, n_fft 800, hop 200, random
+initial phase) on ``clip(mag, 0, 255) ** 1.5``, written as a float32 WAV with soundfile.
+
+trtgen runs ``run_generate`` (ONNX Runtime on the CPU, the same batch size, float32 WAVs) with the
+``openseq2seq`` vocoder preset (4 classic iterations: like for like) and with its default vocoder.
+
+Fixed-length mode: the random model's stop token never fires and every text is 90 characters
+(96 ids with <s>, </s> and padding), so every utterance decodes to its cap of 960 frames (12.0 s,
+near LibriSpeech's mean of 12.3 s) in both methods. Each method runs in its own child process,
+which reports its peak resident memory (VmHWM). Before timing, the original way traces its
+tf.functions on a warm-up batch (excluded); trtgen's timed run includes creating its ONNX Runtime
+sessions (a real run does this once too). Wasted decoder work: row-steps computed for rows that had
+already ended (trtgen: ``DecodeStats.wasted_fraction``; original: the batch runs to its longest row),
+which is ~0 in fixed-length mode for both: the comparison is one of speed, not of scheduling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import DEFAULT_WORK_DIR, SHARED_DATA, benchmark_model, fmt, markdown_table, write_json  # noqa: E402
+
+TEXT_CHARS = 90
+"""90 characters -> 96 ids -> a 960-frame cap (12.0 s of audio)."""
+METHODS = ("original", "trtgen-openseq2seq", "trtgen-default")
+_RESULT = "E2E-RESULT "
+
+_FALLBACK_TEXT = (
+    "he hoped there would be stew for dinner turnips and carrots and bruised potatoes and fat mutton pieces to be "
+    "ladled out in thick peppered flour fattened sauce stuff it into you his belly counselled him after early "
+    "nightfall the yellow lamps would light up here and there the squalid quarter of the brothels"
+)
+
+
+@dataclass
+class EndToEndSettings:
+    utterances: dict[str, int] = field(default_factory=lambda: {"small": 128, "openseq2seq": 32})
+    """Config preset -> N utterances."""
+    batch_size: int = 32
+    methods: tuple[str, ...] = METHODS
+    repeats: int = 1
+    work_dir: Path = DEFAULT_WORK_DIR
+
+    @staticmethod
+    def quick(**overrides: Any) -> EndToEndSettings:
+        settings: dict[str, Any] = dict(utterances={"small": 8}, batch_size=4, repeats=1)
+        settings.update(overrides)
+        return EndToEndSettings(**settings)
+
+
+# ---------------------------------------------------------------------------- inputs
+def _texts(count: int) -> list[str]:
+    """``count`` windows of exactly TEXT_CHARS characters of LibriSpeech transcripts (or a fallback)."""
+    from trtgen.text import TextEncoder
+
+    corpus = " ".join(
+        line.split(" ", 1)[1].lower()
+        for path in sorted((SHARED_DATA / "LibriSpeech").rglob("*.trans.txt"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if " " in line
+    ) or _FALLBACK_TEXT
+    while len(corpus) < (count + 1) * TEXT_CHARS:
+        corpus = corpus + " " + corpus
+    encoder = TextEncoder()
+    texts, start = [], 0
+    while len(texts) < count:
+        window = corpus[start : start + TEXT_CHARS]
+        if len(window) < TEXT_CHARS:
+            start = 0
+            continue
+        if window[0] != " " and window[-1] != " " and encoder.encode_with_info(window).text_len == TEXT_CHARS + 6:
+            texts.append(window)
+            start += TEXT_CHARS
+        else:
+            start += 1
+    return texts
+
+
+def _style_clips(work_dir: Path) -> list[Path]:
+    """The M-AILABS sample clips, or three synthetic voiced clips when the samples are absent."""
+    clips = sorted((SHARED_DATA / "M-AILABS").rglob("*.wav"))
+    if clips:
+        return clips
+    import soundfile
+
+    out = work_dir / "styles"
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    t = np.arange(int(2.5 * 16000)) / 16000
+    for i, f0 in enumerate((110.0, 160.0, 220.0)):
+        y = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 12)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) ** 2
+        y = 0.1 * y / np.abs(y).max() + 0.003 * rng.standard_normal(t.size)
+        soundfile.write(out / f"style{i}.wav", y.astype(np.float32), 16000)
+        clips.append(out / f"style{i}.wav")
+    return clips
+
+
+def prepare_inputs(work_dir: Path, count: int) -> Path:
+    """An infer.jsonl of ``count`` fixed-length rows with absolute style paths (cycled over the clips)."""
+    path = Path(work_dir) / "lists" / f"fixed{TEXT_CHARS}-{count}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clips = _style_clips(Path(work_dir))
+    rows = [
+        {"id": f"bench{i:06d}", "speaker": None, "chapter": None, "text": text, "style": str(clips[i % len(clips)]), "style_speaker": None, "book": None}
+        for i, text in enumerate(_texts(count))
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------- children
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory. Linux: VmHWM, which exec resets; ``ru_maxrss`` would
+    carry over the high-water mark of the parent that forked us (the parent may hold TensorFlow)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def child_trtgen(spec: dict[str, Any]) -> dict[str, Any]:
+    """``trtgen generate`` through its library call; no TensorFlow or librosa in this process."""
+    from trtgen.generate import GenerateOptions, run_generate
+    from trtgen.synthesis import SynthesisOptions
+    from trtgen.vocoder import griffin_lim_preset
+
+    def options(out: Path, limit: int | None) -> GenerateOptions:
+        return GenerateOptions(
+            model_dir=Path(spec["model_dir"]), list_path=Path(spec["list"]), out_dir=out, backend="onnxruntime", device="cpu",
+            synthesis=SynthesisOptions(batch_size=spec["batch_size"], vocoder=griffin_lim_preset(spec["vocoder"])),
+            limit=limit, sample_format="float32", progress=False,
+        )
+
+    out = Path(spec["out"])
+    run_generate(options(out / "warm-up", 2))
+    report = run_generate(options(out / "timed", None))
+    return {
+        "wall_s": report.wall_seconds,
+        "utterances": report.written,
+        "audio_seconds": report.audio_seconds,
+        "stages": dict(report.times.seconds),
+        "wasted_fraction": report.decode.wasted_fraction,
+        "host_overhead": report.decode.host_overhead,
+        "backend": report.backend,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+
+
+def child_original(spec: dict[str, Any]) -> dict[str, Any]:
+    """The OpenSeq2Seq way on the TF2 reference model + librosa Griffin-Lim (see the module docstring)."""
+    import soundfile
+    import tensorflow as tf
+
+    from bench_vocoder import librosa_gl
+    from common import random_weights_for
+    from export.tf_model import TacotronGST
+    from trtgen.audio import pad_style_batch, style_features
+    from trtgen.corpora.infer_list import read_infer_list
+    from trtgen.text import TextEncoder, pad_batch
+
+    config, weights = random_weights_for(spec["config"])
+    model = TacotronGST(config, weights)
+    f32, i32 = tf.float32, tf.int32
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, config.num_mels], f32), tf.TensorSpec([None], i32)])
+    def style_fn(mel: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
+        return model.encode_style(mel, length)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], i32), tf.TensorSpec([None], i32), tf.TensorSpec([None, config.style_dim], f32)])
+    def text_fn(ids: tf.Tensor, length: tf.Tensor, style: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        memory, keys, _ = model.attention_memory(model.encode_text(ids, length), style, length)
+        return memory, keys
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, config.memory_dim], f32), tf.TensorSpec([None, None, config.attention_dim], f32), tf.TensorSpec([None], i32)])
+    def decode_fn(memory: tf.Tensor, keys: tf.Tensor, length: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        masks = model.prenet_masks_from(rate=config.prenet_dropout, seed=1, batch=tf.shape(memory)[0])
+        out = model.decode(memory, keys, length, masks)
+        return out["frames"], out["lengths"]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, config.num_mels], f32), tf.TensorSpec([None], i32)])
+    def postnet_fn(mel: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
+        return model.postnet(mel, length)[1]
+
+    rows, rejects = read_infer_list(Path(spec["list"]))
+    if rejects:
+        raise RuntimeError(f"the benchmark list has rejected rows: {rejects[:2]}")
+    encoder = TextEncoder()
+    stages: dict[str, float] = {}
+    work = {"row_steps": 0, "useful_steps": 0}
+    r = config.reduction_factor
+
+    def timed(stage: str, function: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return function()
+        finally:
+            stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - started
+
+    def run_batch(batch: list[Any], out: Path) -> float:
+        mels = timed("style front end", lambda: [style_features(row.style)[0] for row in batch])
+        style_mel, style_len = pad_style_batch(mels)
+        ids, text_len = pad_batch([encoder.encode(row.text) for row in batch])
+        style = timed("style encoder", lambda: style_fn(style_mel, style_len.astype(np.int32)))
+        memory, keys = timed("text encoder", lambda: text_fn(ids.astype(np.int32), text_len.astype(np.int32), style))
+        frames, lengths = timed("decoder", lambda: [t.numpy() for t in decode_fn(memory, keys, text_len.astype(np.int32))])
+        magnitude = timed("postnet", lambda: postnet_fn(frames, lengths).numpy())
+        work["row_steps"] += len(batch) * frames.shape[1] // r
+        work["useful_steps"] += int(sum(-(-int(n) // r) for n in lengths))
+        seconds = 0.0
+        for row, mag, n in zip(batch, magnitude, lengths):
+            S = (np.clip(mag[: int(n) - 1], 0.0, 255.0) ** 1.5).T  # drop the stop frame, as trtgen does
+            y = timed("vocoder", lambda: librosa_gl(S, 4))
+            timed("writing", lambda: soundfile.write(out / f"{row.id}.wav", y.astype(np.float32), 16000, subtype="FLOAT"))
+            seconds += y.size / 16000
+        return seconds
+
+    out = Path(spec["out"])
+    for sub in ("warm-up", "timed"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    run_batch(rows[:2], out / "warm-up")  # traces the tf.functions (excluded from the timing)
+    stages.clear()
+    work.update(row_steps=0, useful_steps=0)
+    size = spec["batch_size"]
+    started = time.perf_counter()
+    audio_seconds = sum(run_batch(rows[i : i + size], out / "timed") for i in range(0, len(rows), size))
+    wall = time.perf_counter() - started
+    return {
+        "wall_s": wall,
+        "utterances": len(rows),
+        "audio_seconds": audio_seconds,
+        "stages": stages,
+        "wasted_fraction": 1.0 - work["useful_steps"] / work["row_steps"] if work["row_steps"] else 0.0,
+        "host_overhead": None,
+        "backend": f"tensorflow {tf.__version__} (tf.function, tf.while_loop) + librosa.griffinlim",
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+
+
+def run_child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one method in a fresh Python process; returns its result dict."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", method, "--spec", json.dumps(spec)],
+        capture_output=True, text=True, env=env,
+    )
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(_RESULT):
+            return json.loads(line[len(_RESULT) :])
+    raise RuntimeError(f"{method} child failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
+def run_end_to_end(settings: EndToEndSettings, log: Callable[[str], None] = print) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    for config_name, count in settings.utterances.items():
+        model_dir = benchmark_model(config_name, settings.work_dir)
+        list_path = prepare_inputs(settings.work_dir, count)
+        runs: dict[str, list[dict[str, Any]]] = {m: [] for m in settings.methods}
+        for repeat in range(max(1, settings.repeats)):
+            for method in settings.methods:
+                out = Path(settings.work_dir) / "e2e" / f"{config_name}-{method}-{repeat}"
+                shutil.rmtree(out, ignore_errors=True)
+                spec = {
+                    "config": config_name, "model_dir": str(model_dir), "list": str(list_path), "out": str(out),
+                    "batch_size": settings.batch_size, "vocoder": method.split("-", 1)[1] if method.startswith("trtgen-") else "openseq2seq",
+                }
+                try:
+                    result = run_child("original" if method == "original" else "trtgen", spec)
+                except RuntimeError as error:
+                    failures.append({"config": config_name, "method": method, "error": str(error)[-600:]})
+                    log(f"{config_name} {method}: FAILED")
+                    continue
+                finally:
+                    shutil.rmtree(out, ignore_errors=True)
+                runs[method].append(result)
+                log(f"{config_name} {method} (repeat {repeat + 1}): {result['utterances'] / result['wall_s']:.2f} utt/s, "
+                    f"{result['audio_seconds'] / result['wall_s']:.1f} audio-s/s, peak {result['peak_rss_mib']:.0f} MiB")
+        for method, method_runs in runs.items():
+            if not method_runs:
+                continue
+            ordered = sorted(method_runs, key=lambda r: r["wall_s"])
+            median = dict(ordered[(len(ordered) - 1) // 2])
+            median.update(
+                config=config_name, method=method, batch_size=settings.batch_size, repeats=len(method_runs),
+                utterances_per_s=median["utterances"] / median["wall_s"], audio_seconds_per_s=median["audio_seconds"] / median["wall_s"],
+            )
+            results.append(median)
+    return {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()}, "results": results, "failures": failures}
+
+
+# ---------------------------------------------------------------------------- markdown
+def end_to_end_markdown(data: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    columns = ["method", "N", "batch", "wall s", "utt/s", "audio-s/s", "x original", "peak RSS MiB", "wasted decoder work", "where the time went"]
+    for config in dict.fromkeys(r["config"] for r in data["results"]):
+        rows = [r for r in data["results"] if r["config"] == config]
+        original = next((r for r in rows if r["method"] == "original"), None)
+        table = []
+        for r in rows:
+            stages = sorted(r["stages"].items(), key=lambda kv: -kv[1])[:4]
+            where = ", ".join(f"{name} {100 * seconds / r['wall_s']:.0f}%" for name, seconds in stages)
+            ratio = "-" if original is None else f"{r['utterances_per_s'] / original['utterances_per_s']:.2f}x"
+            table.append([
+                r["method"], r["utterances"], r["batch_size"], fmt(r["wall_s"], 1), fmt(r["utterances_per_s"], 2), fmt(r["audio_seconds_per_s"], 1),
+                ratio, f"{r['peak_rss_mib']:.0f}", f"{100 * r['wasted_fraction']:.1f}%", where,
+            ])
+        lines += [f"### End to end, `{config}` config", ""]
+        lines += markdown_table(columns, table, ["l"] + ["r"] * 8 + ["l"])
+        lines.append("")
+    for failure in data.get("failures", []):
+        lines += [f"- FAILED: {failure['config']} {failure['method']}: `{failure['error'].splitlines()[-1] if failure['error'] else ''}`"]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child", choices=("original", "trtgen"), help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--configs", help="CONFIG:N,... (default small:128,openseq2seq:32; quick small:8)")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--repeats", type=int)
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    args = parser.parse_args(argv)
+    if args.child:
+        result = (child_original if args.child == "original" else child_trtgen)(json.loads(args.spec))
+        print(_RESULT + json.dumps(result), flush=True)
+        return
+    overrides: dict[str, Any] = {"work_dir": args.work_dir}
+    if args.configs:
+        overrides["utterances"] = {c.split(":")[0]: int(c.split(":")[1]) for c in args.configs.split(",")}
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
+    if args.repeats:
+        overrides["repeats"] = args.repeats
+    settings = EndToEndSettings.quick(**overrides) if args.quick else EndToEndSettings(**overrides)
+    data = run_end_to_end(settings)
+    if args.json:
+        write_json(args.json, data)
+    print("\n".join(end_to_end_markdown(data)))
+
+
+if __name__ == "__main__":
+    main()
