@@ -29,8 +29,12 @@ import numpy as np
 import scipy
 import soundfile
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import trtgen
 from trtgen.config import AudioConfig
+
+from common import cpu_model  # noqa: E402
 from trtgen.spectral import stft
 from trtgen.vocoder import (
     GriffinLimOptions,
@@ -45,16 +49,6 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_OUTPUT = REPO_ROOT / "benchmarks" / "results" / "vocoder.md"
 AUDIO = AudioConfig()
 FRAMES = 985  # 12.3 s: hop * (985 - 1) = 196800 samples at 16 kHz
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load_speech() -> np.ndarray:
