@@ -1,0 +1,225 @@
+"""Training the default voice (export.train.train): graph, losses, batches, checkpoints and resume.
+
+The end-to-end tests train the ``small`` preset on a tiny espeak-ng corpus (3 short sentences x 2 voices)
+built in a temporary directory; they are skipped, with the reason, where espeak-ng is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from export.checkpoint import read_checkpoint
+from export.tf_model import TacotronGST
+from export.train.batches import BatchSource, bucket_order, content_length
+from export.train.teacher_forcing import dropout_masks, teacher_forced_decode, teacher_inputs
+from export.train.train import (
+    BETA1_POWER,
+    PROGRESS_FILE,
+    TrainConfig,
+    TrainResult,
+    alignment_ok,
+    guided_attention_weights,
+    last_spoken_symbol,
+    latest_checkpoint,
+    train,
+)
+from export.variables import random_weights
+from trtgen.config import model_preset
+from trtgen.text import TextEncoder
+
+HAVE_ESPEAK = shutil.which("espeak-ng") is not None
+needs_espeak = pytest.mark.skipif(
+    not HAVE_ESPEAK, reason="espeak-ng is not installed: `sudo apt-get install espeak-ng` (a Debian package, not pip)"
+)
+SMALL = model_preset("small")
+SMALL_KERNEL = "ForwardPass/tacotron_2_decoder/decoder/output_proj/kernel"
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 short sentences (2 train, 1 held out) x 2 espeak-ng voices: 4 training utterances of ~1 s."""
+    if not HAVE_ESPEAK:
+        pytest.skip("espeak-ng is not installed: `sudo apt-get install espeak-ng` (a Debian package, not pip)")
+    from export.train.corpus import DEFAULT_VOICES, build_corpus
+    from export.train.sentences import HELDOUT, TRAIN, Sentence
+
+    sentences = [
+        Sentence("t0", "The cat sat down.", TRAIN),
+        Sentence("t1", "Anna baked bread today.", TRAIN),
+        Sentence("h0", "Tom ran home.", HELDOUT),
+    ]
+    root = tmp_path_factory.mktemp("corpus") / "corpus"
+    build_corpus(root, sentences, DEFAULT_VOICES[:2], workers=1)
+    return root
+
+
+def _config(corpus: Path, out: Path, **overrides: object) -> TrainConfig:
+    settings: dict[str, object] = dict(
+        corpus=str(corpus), out=str(out), model_config="small", batch_size=4, minutes=5.0, log_every=1, heldout_sentences=1
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Graph and loss pieces (no corpus needed)
+
+
+def test_teacher_forcing_equals_decoder_step() -> None:
+    """The fused training decoder is decoder_step's math: a model trained through it exports unchanged."""
+    model = TacotronGST(SMALL, random_weights(SMALL, 3, stop_never_fires=False))
+    rng = np.random.default_rng(0)
+    batch, frames, symbols = 3, 12, 9
+    r = SMALL.reduction_factor
+    mel = tf.constant(rng.normal(size=(batch, frames, SMALL.num_mels)).astype(np.float32))
+    text_len = tf.constant([9, 5, 7], tf.int32)
+    ids = tf.constant(rng.integers(3, 90, (batch, symbols)).astype(np.int64))
+    style = model.encode_style(mel, tf.constant([12, 8, 10], tf.int32))
+    memory, keys, mask = model.attention_memory(model.encode_text(ids, text_len), style, text_len)
+    steps = frames // r
+    masks = dropout_masks(steps, batch, SMALL.prenet_units, 0.5)
+    fast = teacher_forced_decode(model, memory, keys, mask, mel, masks)
+
+    state = model.initial_state(batch, symbols)
+    inputs = teacher_inputs(mel, r)
+    frames_ref, stops_ref, align_ref = [], [], []
+    for t in range(steps):
+        state["frame"] = inputs[t]
+        out, state = model.decoder_step(state, memory, keys, mask, [m[t] for m in masks])
+        frames_ref.append(out["frames"])
+        stops_ref.append(out["stop_logits"])
+        align_ref.append(out["alignment"])
+    np.testing.assert_allclose(fast["frames"], tf.reshape(tf.stack(frames_ref, 1), [batch, frames, -1]), atol=1e-5)
+    np.testing.assert_allclose(fast["stop_logits"], tf.reshape(tf.stack(stops_ref, 1), [batch, frames]), atol=1e-5)
+    np.testing.assert_allclose(fast["alignments"], tf.stack(align_ref, 1), atol=1e-6)
+    # Step t reads ground-truth frame t*r - 1; step 0 reads zeros.
+    np.testing.assert_array_equal(inputs[0], np.zeros((batch, SMALL.num_mels)))
+    np.testing.assert_array_equal(inputs[1], mel[:, r - 1])
+
+
+def test_guided_attention_penalty_is_zero_on_each_items_diagonal() -> None:
+    penalty = guided_attention_weights(tf.constant(10), tf.constant([10, 5]), tf.constant(20), tf.constant([20, 10]), 0.2).numpy()
+    assert penalty.shape == (2, 10, 20)
+    assert penalty[0, 5, 10] == pytest.approx(0.0) and penalty[1, 2, 4] == pytest.approx(0.0)
+    assert penalty[0, 0, 19] > 0.9 and penalty[1, 4, 0] > 0.9
+
+
+def test_alignment_check() -> None:
+    diagonal = np.eye(12)[np.repeat(np.arange(12), 2)]  # 24 steps over 12 symbols
+    assert alignment_ok(diagonal, end_symbol=11)
+    assert alignment_ok(diagonal[:-4], end_symbol=11), "may stop a symbol or two before the last spoken one"
+    assert not alignment_ok(diagonal[:12], end_symbol=11), "stops half way: no full coverage"
+    assert not alignment_ok(diagonal[::-1], end_symbol=11), "backwards"
+    skipping = np.eye(12)[[0, 1, 2, 9, 10, 11]]
+    assert not alignment_ok(skipping, end_symbol=11), "jumps over symbols"
+    encoder = TextEncoder()
+    ids = encoder.encode('He said "no."')
+    assert encoder.config.symbols[ids[last_spoken_symbol(ids, encoder.config.symbols)]] == "o"
+
+
+def test_bucket_order_is_seeded_full_and_length_sorted() -> None:
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(50, 900, 103).tolist()
+    order = bucket_order(lengths, 8, seed=0, epoch=0)
+    assert len(order) == 103 // 8 and all(len(b) == 8 for b in order)
+    assert len({int(i) for b in order for i in b}) == 8 * len(order)
+    assert [b.tolist() for b in order] == [b.tolist() for b in bucket_order(lengths, 8, seed=0, epoch=0)]
+    assert [b.tolist() for b in order] != [b.tolist() for b in bucket_order(lengths, 8, seed=0, epoch=1)]
+    spread = np.mean([np.ptp(np.asarray(lengths)[b]) for b in order])
+    assert spread < 0.3 * np.ptp(lengths), "a batch holds utterances of similar length"
+
+
+def test_content_length_ends_after_eos() -> None:
+    assert content_length(np.array([1, 30, 31, 2, 0, 0, 0, 0]), eos_id=2) == 4
+
+
+# ---------------------------------------------------------------------------------------------------------
+# On a tiny espeak-ng corpus
+
+
+@needs_espeak
+def test_batches_pad_to_reduction_factor_and_resume_order(tiny_corpus: Path) -> None:
+    from export.train.corpus import load_corpus
+
+    manifest = load_corpus(tiny_corpus)
+    source = BatchSource(manifest, manifest.split("train"), reduction_factor=3)
+    batch = source.batch([0, 1, 2])
+    speech = np.array([source.utterances[i].num_frames for i in range(3)])
+    assert batch.frames % 3 == 0 and batch.frames >= batch.mel_len.max()
+    assert batch.mel.shape == (3, batch.frames, 80) and batch.magnitude.shape == (3, batch.frames, 401)
+    # OpenSeq2Seq's EOS frames: 2..9 silent frames make each target a multiple of 8; stop from the first.
+    np.testing.assert_array_equal(batch.stop_from, speech)
+    assert np.all(batch.mel_len % 8 == 0) and np.all((batch.mel_len - speech >= 2) & (batch.mel_len - speech <= 9))
+    for row in range(3):
+        assert np.allclose(batch.mel[row, speech[row] :], np.log(0.01))
+        assert np.allclose(batch.magnitude[row, speech[row] :], 1e-5)
+        assert not np.allclose(batch.mel[row, speech[row] - 1], np.log(0.01))
+    # The style clip is the same utterance with the same end padding (spec §3), zeros beyond it.
+    np.testing.assert_array_equal(batch.style_len, batch.mel_len)
+    without = BatchSource(manifest, manifest.split("train"), reduction_factor=3, eos_frames=False).batch([0, 1, 2])
+    np.testing.assert_array_equal(without.mel_len, speech)
+    np.testing.assert_array_equal(without.stop_from, speech - 1)
+    full = source.iterate(2, seed=5)
+    expected = [next(full).ids for _ in range(5)]
+    resumed = source.iterate(2, seed=5, start_step=3)
+    assert [next(resumed).ids for _ in range(2)] == expected[3:5]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrainResult]:
+    """30 steps of the small preset. The tiny corpus holds exactly one batch (4 utterances), so every step
+    sees the same batch: the loss curve shows the optimisation works, free of data noise."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    tf.random.set_seed(0)
+    return out, train(_config(tiny_corpus, out, max_steps=30, learning_rate=3e-3), heldout=False)
+
+
+def _logged(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / PROGRESS_FILE).read_text().splitlines()]
+
+
+@needs_espeak
+def test_loss_decreases_on_a_fixed_batch(trained_run: tuple[Path, TrainResult]) -> None:
+    out, result = trained_run
+    assert result.global_step == 30 and result.steps_this_run == 30
+    totals = [r["total"] for r in _logged(out) if "total" in r]
+    assert len(totals) == 30 and all(np.isfinite(totals))
+    assert np.mean(totals[-3:]) < 0.8 * np.mean(totals[:3]), totals
+
+
+@needs_espeak
+def test_checkpoint_is_readable_by_read_checkpoint(trained_run: tuple[Path, TrainResult]) -> None:
+    out, result = trained_run
+    assert result.checkpoint == out / "model.ckpt-30" and latest_checkpoint(out) == result.checkpoint
+    weights = read_checkpoint(result.checkpoint, SMALL)  # the Adam entries are skipped as training-only
+    assert set(weights) == set(random_weights(SMALL))
+    reader = tf.train.load_checkpoint(str(result.checkpoint))
+    assert int(reader.get_tensor("global_step")) == 30
+    assert reader.get_tensor(BETA1_POWER) == pytest.approx(0.9**31)  # TF1 Adam: starts at beta1
+    assert reader.get_tensor(SMALL_KERNEL + "/Adam").shape == weights[SMALL_KERNEL].shape
+
+
+@needs_espeak
+def test_resume_continues_from_the_saved_step(tiny_corpus: Path, trained_run: tuple[Path, TrainResult]) -> None:
+    out, first = trained_run
+    saved = read_checkpoint(first.checkpoint, SMALL)
+    second = train(_config(tiny_corpus, out, max_steps=32, learning_rate=3e-3), heldout=True)
+    assert second.steps_this_run == 2 and second.global_step == 32
+    reader = tf.train.load_checkpoint(str(second.checkpoint))
+    assert reader.get_tensor(BETA1_POWER) == pytest.approx(0.9**33), "Adam state carried over"
+    # Two small Adam steps away from the saved weights, not a fresh initialisation.
+    moved = np.abs(reader.get_tensor(SMALL_KERNEL) - saved[SMALL_KERNEL]).max()
+    assert 0 < moved < 0.1
+    assert [r["step"] for r in _logged(out) if "total" in r][-3:] == [30, 31, 32]
+    assert second.heldout is not None and second.heldout.items == 2
+    # Budget already spent: no step, the same checkpoint.
+    third = train(_config(tiny_corpus, out, max_steps=32), heldout=False)
+    assert third.steps_this_run == 0 and third.checkpoint == second.checkpoint
+    with pytest.raises(ValueError, match="batch_size"):
+        train(_config(tiny_corpus, out, max_steps=40, batch_size=2), heldout=False)
