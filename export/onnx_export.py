@@ -405,6 +405,7 @@ def export_model(
         for name, proto in converted.items():
             onnx.checker.check_model(str(staging / f"{name}.onnx"))
         for path in staging.iterdir():
+            path.chmod(0o644)  # onnx writes external data through a private (0600) temporary file
             os.replace(path, out / path.name)
     for name, proto in converted.items():
         file = f"{name}.onnx"
