@@ -4,7 +4,8 @@ The issue asked to measure both and keep what earns its place. This script rebui
 an exported model's ``decoder_step.onnx`` and times them, with the per-step graph called from
 Python as the baseline, at several batch sizes; trtgen ships the unrolled form (export/onnx_export.py).
 
-    python benchmarks/bench_chunk_forms.py --model DIR [--batches 1,8,64] [--steps 8]
+    python benchmarks/bench_chunk_forms.py [--model DIR | --configs small,openseq2seq] [--batches 1,8,64] [--steps 8] \\
+        [--output benchmarks/results/chunk_forms.md]
 """
 
 from __future__ import annotations
@@ -180,18 +181,39 @@ def measure(model_dir: Path, batches: list[int], steps: int, repeats: int, threa
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import os
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import DEFAULT_WORK_DIR, benchmark_model, command_line, header_lines, machine, markdown_table, now, versions
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--model", type=Path, help="a model directory (default: random models of --configs)")
+    parser.add_argument("--configs", default="small,openseq2seq", help="random benchmark models to measure without --model")
     parser.add_argument("--batches", default="1,8,64")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    rows = measure(args.model, [int(b) for b in args.batches.split(",")], args.steps, args.repeats, args.threads)
-    print(f"| batch | form | ms/step (median of {args.repeats}) |\n|---|---|---|")
-    for row in rows:
-        print(f"| {row['batch']} | {row['form']} | {row['ms_per_step']:.2f} |")
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
+    parser.add_argument("--output", type=Path, help="also write the report here (e.g. benchmarks/results/chunk_forms.md)")
+    args = parser.parse_args(argv)
+    started, machine_info = now(), machine()
+    models = {str(args.model): args.model} if args.model else {c: benchmark_model(c, args.work_dir) for c in args.configs.split(",")}
+    lines = header_lines("Decoder chunk forms: ONNX Loop vs unrolled K steps (ONNX Runtime, CPU)",
+                         command_line("benchmarks/bench_chunk_forms.py", argv if argv is not None else sys.argv[1:]),
+                         started, machine_info, versions(("numpy", "onnxruntime", "onnx", "trtgen")))
+    lines.append("")
+    for name, directory in models.items():
+        rows = measure(directory, [int(b) for b in args.batches.split(",")], args.steps, args.repeats, args.threads)
+        lines += [f"## `{name}`, K = {args.steps}", "",
+                  *markdown_table(["batch", "form", f"ms/step (median of {args.repeats})"],
+                                  [[r["batch"], r["form"], f"{r['ms_per_step']:.2f}"] for r in rows], ["r", "l", "r"]), ""]
+        print("\n".join(lines[-(len(rows) + 5):]), flush=True)
+    lines.append(f"- Load average at the end: {'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

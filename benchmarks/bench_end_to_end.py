@@ -1,6 +1,6 @@
 """End to end: ``trtgen generate`` vs the original way, on the same N utterances and the same model weights.
 
-Usage: python benchmarks/bench_end_to_end.py [--quick] [--configs small:128,openseq2seq:32] [--batch-size 32]
+Usage: python benchmarks/bench_end_to_end.py [--quick] [--configs small:128,openseq2seq:32,voice-trained:256] [--batch-size 32]
 
 The original way is OpenSeq2Seq's synthetic-data recipe rebuilt on the TF2 reference model
 (``export.tf_model.TacotronGST``, the same random weights that trtgen's ONNX model was exported
@@ -21,6 +21,11 @@ tf.functions on a warm-up batch (excluded); trtgen's timed run includes creating
 sessions (a real run does this once too). Wasted decoder work: row-steps computed for rows that had
 already ended (trtgen: ``DecodeStats.wasted_fraction``; original: the batch runs to its longest row),
 which is ~0 in fixed-length mode for both: the comparison is one of speed, not of scheduling.
+
+Realistic mode (config ``voice-trained``): the voice shipped with trtgen and the checkpoint it was
+exported from (export/train/checkpoints/voice, read by export.train.shipped_voice_checkpoint), speaking its held-out sentences (3 to 30 words) in
+the four shipped style clips. Utterances end at their own stop token, so here the original way's
+batches run to their longest row while trtgen refills finished rows: scheduling counts too.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DEFAULT_WORK_DIR, SHARED_DATA, benchmark_model, fmt, markdown_table, write_json  # noqa: E402
+from common import DEFAULT_WORK_DIR, SHARED_DATA, TRAINED_VOICE, benchmark_model, fmt, markdown_table, write_json  # noqa: E402
 
 TEXT_CHARS = 90
 """90 characters -> 96 ids -> a 960-frame cap (12.0 s of audio)."""
@@ -56,7 +61,7 @@ _FALLBACK_TEXT = (
 
 @dataclass
 class EndToEndSettings:
-    utterances: dict[str, int] = field(default_factory=lambda: {"small": 128, "openseq2seq": 32})
+    utterances: dict[str, int] = field(default_factory=lambda: {"small": 128, "openseq2seq": 32, TRAINED_VOICE: 256})
     """Config preset -> N utterances."""
     batch_size: int = 32
     methods: tuple[str, ...] = METHODS
@@ -117,8 +122,29 @@ def _style_clips(work_dir: Path) -> list[Path]:
     return clips
 
 
-def prepare_inputs(work_dir: Path, count: int) -> Path:
-    """An infer.jsonl of ``count`` fixed-length rows with absolute style paths (cycled over the clips)."""
+def prepare_voice_inputs(work_dir: Path, count: int) -> Path:
+    """The realistic case: the trained voice's held-out sentences (3-30 words, in the generator's
+    order, unsorted like OpenSeq2Seq's list) spoken in the four shipped style clips."""
+    from export.train.sentences import HELDOUT, generate_sentences
+    from trtgen.demo import demo_styles
+
+    path = Path(work_dir) / "lists" / f"voice-heldout-{count}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sentences = [s for s in generate_sentences() if s.split == HELDOUT]
+    clips = demo_styles()
+    rows = [
+        {"id": f"voice{i:06d}", "text": sentences[i % len(sentences)].text, "style": str(clips[i % len(clips)])}
+        for i in range(count)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def prepare_inputs(work_dir: Path, count: int, config_name: str = "small") -> Path:
+    """An infer.jsonl of ``count`` fixed-length rows with absolute style paths (cycled over the clips);
+    for the trained voice, its held-out sentences (:func:`prepare_voice_inputs`)."""
+    if config_name == TRAINED_VOICE:
+        return prepare_voice_inputs(work_dir, count)
     path = Path(work_dir) / "lists" / f"fixed{TEXT_CHARS}-{count}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     clips = _style_clips(Path(work_dir))
@@ -281,7 +307,7 @@ def run_end_to_end(settings: EndToEndSettings, log: Callable[[str], None] = prin
     failures: list[dict[str, Any]] = []
     for config_name, count in settings.utterances.items():
         model_dir = benchmark_model(config_name, settings.work_dir)
-        list_path = prepare_inputs(settings.work_dir, count)
+        list_path = prepare_inputs(settings.work_dir, count, config_name)
         runs: dict[str, list[dict[str, Any]]] = {m: [] for m in settings.methods}
         for repeat in range(max(1, settings.repeats)):
             for method in settings.methods:
@@ -344,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", choices=("original", "trtgen"), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--configs", help="CONFIG:N,... (default small:128,openseq2seq:32; quick small:8)")
+    parser.add_argument("--configs", help="CONFIG:N,... (default small:128,openseq2seq:32,voice-trained:256; quick small:8)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)

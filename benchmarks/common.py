@@ -171,12 +171,21 @@ def exporter_digest() -> str:
     return digest.hexdigest()[:12]
 
 
+TRAINED_VOICE = "voice-trained"
+"""Pseudo config name for the shipped, trained voice (its stop token fires: utterances end on their own)."""
+
+
 def benchmark_model(config_name: str, work_dir: Path = DEFAULT_WORK_DIR, seed: int = 0, chunk_steps: int | None = None) -> Path:
     """A random model of preset ``config_name`` exported as a model directory (cached in ``work_dir``).
 
     ``random_weights`` makes the stop token never fire, so decodes run to the cap (fixed length).
     ``chunk_steps`` is the K of the ``decoder_chunk`` graph (fixed at export); None: the exporter's default.
+    ``voice-trained`` is the voice shipped in the package (trtgen/voices/default), not a random model.
     """
+    if config_name == TRAINED_VOICE:
+        from trtgen.generate import default_model_dir
+
+        return default_model_dir()
     suffix = "" if chunk_steps is None else f"-K{chunk_steps}"
     directory = Path(work_dir) / "models" / f"{config_name}-seed{seed}{suffix}-{exporter_digest()}"
     if (directory / "model.json").is_file():
@@ -199,6 +208,13 @@ def random_weights_for(config_name: str, seed: int = 0) -> tuple[Any, Any]:
     """The same (config, weights) that :func:`benchmark_model` exported, for the TF2 reference."""
     from export.variables import random_weights
     from trtgen.config import model_preset
+
+    if config_name == TRAINED_VOICE:
+        from export.checkpoint import read_checkpoint
+        from export.train import shipped_voice_checkpoint
+
+        config = model_preset("voice")
+        return config, read_checkpoint(shipped_voice_checkpoint(), config)
 
     config = model_preset(config_name)
     return config, random_weights(config, seed)

@@ -169,26 +169,34 @@ def test_refuses_to_mix_settings_in_one_copy_directory(reference_run, small_mode
         run_generate(options(small_model_dir, infer_list, tmp_path))
 
 
-def test_kill_9_then_resume_gives_the_files_of_an_uninterrupted_run(reference_run, small_model_dir, infer_list, tmp_path):
-    out, _ = reference_run
+def test_kill_9_then_resume_gives_the_files_of_an_uninterrupted_run(small_model_dir, infer_list, tmp_path):
+    # Six times the list (new ids), so the run is still writing when it is killed even on a fast machine.
+    rows = [json.loads(line) for line in infer_list.read_text().splitlines()]
+    longer = tmp_path / "list" / "infer.jsonl"
+    longer.parent.mkdir()
+    longer.write_text("".join(json.dumps(dict(r, id=f"{r['id']}-{k}")) + "\n" for k in range(6) for r in rows))
+    (longer.parent / "prepare.json").write_bytes((infer_list.parent / "prepare.json").read_bytes())
+    total = 2 * 6 * len(rows)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    run_generate(options(small_model_dir, longer, whole))
     command = [
-        sys.executable, "-m", "trtgen", "generate", "--model", str(small_model_dir), "--list", str(infer_list),
-        "--out", str(tmp_path), "--copies", COPIES, "--vocoder", "openseq2seq", "--batch-size", "4",
+        sys.executable, "-m", "trtgen", "generate", "--model", str(small_model_dir), "--list", str(longer),
+        "--out", str(killed), "--copies", COPIES, "--vocoder", "openseq2seq", "--batch-size", "4",
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:
-            done = sum(len(records(tmp_path / c)) for c in ("clean", "noisy") if (tmp_path / c).exists())
+            done = sum(len(records(killed / c)) for c in ("clean", "noisy") if (killed / c).exists())
             if done >= 3:
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.wait()
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    partial = sum(len(records(tmp_path / c)) for c in ("clean", "noisy"))
-    assert 3 <= partial < 14
+    partial = sum(len(records(killed / c)) for c in ("clean", "noisy"))
+    assert 3 <= partial < total
     result = subprocess.run(command + ["--resume"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert files(tmp_path) == files(out)
+    assert files(killed) == files(whole)

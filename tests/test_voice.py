@@ -16,7 +16,9 @@ from trtgen.cli import app
 from trtgen.config import model_preset
 from trtgen.generate import default_model_dir
 
-CHECKPOINT = Path(__file__).resolve().parents[1] / "export" / "train" / "checkpoints" / "voice" / "model.ckpt-2041"
+from export.train import shipped_voice_checkpoint
+
+CHECKPOINT = shipped_voice_checkpoint()
 
 
 def test_the_shipped_voice_is_a_verified_model_directory():
