@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Reproduce the shipped voice: render the espeak-ng corpus, train in the three stages the shipped
+# checkpoint went through (stopped at the same global steps), keep an inference-only checkpoint and
+# export it to a model directory. Needs espeak-ng (Debian package) and `pip install -e '.[cpu,export]'`.
+#
+# Usage: bash scripts/train_voice.sh [WORK_DIR]      (default ./voice-work; resumable: rerun after a stop)
+#
+# On the 2-core machine of the README the stages took 60 + 35 + 55 minutes (2.5 hours). Stage 1 alone
+# (about an hour) already gives a voice that aligns; the later stages add end-of-sequence frames to the
+# stop target (so the stop token fires reliably) and more training.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORK=${1:-voice-work}
+PYTHON=${PYTHON:-python}
+STAGE1_STEPS=1194
+STAGE2_STEPS=2041
+STAGE3_STEPS=${STAGE3_STEPS:-3269}
+
+mkdir -p "$WORK"
+"$PYTHON" -m export.train.corpus --out "$WORK/corpus"
+
+INIT2=()
+INIT3=()
+latest() { sed -n 's/^model_checkpoint_path: "\(.*\)"$/\1/p' "$1/checkpoint"; }
+
+# Stage 1: no end-of-sequence frames, guided attention, seed 0.
+"$PYTHON" -m export.train.train --corpus "$WORK/corpus" --out "$WORK/stage1" --steps "$STAGE1_STEPS" \
+    --minutes 600 --batch-size 16 --seed 0 --no-eos-frames
+# Stage 2: the stop target includes OpenSeq2Seq's end-of-sequence silence frames.
+[ -f "$WORK/stage2/checkpoint" ] || INIT2=(--init-from "$WORK/stage1/$(latest "$WORK/stage1")")
+"$PYTHON" -m export.train.train --corpus "$WORK/corpus" --out "$WORK/stage2" --steps "$STAGE2_STEPS" \
+    --minutes 600 --batch-size 16 --seed 0 "${INIT2[@]}"
+FINAL="$WORK/stage2"
+if [ "$STAGE3_STEPS" -gt "$STAGE2_STEPS" ]; then
+    # Stage 3: more of the same, another data order.
+    [ -f "$WORK/stage3/checkpoint" ] || INIT3=(--init-from "$WORK/stage2/$(latest "$WORK/stage2")")
+    "$PYTHON" -m export.train.train --corpus "$WORK/corpus" --out "$WORK/stage3" --steps "$STAGE3_STEPS" \
+        --minutes 600 --batch-size 16 --seed 1 "${INIT3[@]}"
+    FINAL="$WORK/stage3"
+fi
+
+# The shipped checkpoint keeps the inference variables only (no Adam slots): a third of the size.
+"$PYTHON" - "$FINAL" "$WORK/inference-checkpoint" <<'PY'
+import re, sys
+from export.checkpoint import read_checkpoint, resolve_checkpoint, write_checkpoint
+from trtgen.config import model_preset
+source = resolve_checkpoint(sys.argv[1])
+step = int(re.search(r"-(\d+)$", source.name).group(1))
+write_checkpoint(read_checkpoint(source, model_preset("voice")), f"{sys.argv[2]}/model.ckpt-{step}", global_step=step)
+PY
+trtgen export "$WORK/inference-checkpoint" --config voice --out "$WORK/model" --name default
+echo "voice: $WORK/model (evaluate: trtgen eval --model $WORK/model --corpus $WORK/corpus --compare-random)"
