@@ -23,7 +23,7 @@ already ended (trtgen: ``DecodeStats.wasted_fraction``; original: the batch runs
 which is ~0 in fixed-length mode for both: the comparison is one of speed, not of scheduling.
 
 Realistic mode (config ``voice-trained``): the voice shipped with trtgen and the checkpoint it was
-exported from (export/train/checkpoints/voice, read by export.train.shipped_voice_checkpoint), speaking its held-out sentences (3 to 30 words) in
+exported from (export/train/checkpoints/voice), speaking its held-out sentences (3 to 30 words) in
 the four shipped style clips. Utterances end at their own stop token, so here the original way's
 batches run to their longest row while trtgen refills finished rows: scheduling counts too.
 """

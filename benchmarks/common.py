@@ -211,10 +211,10 @@ def random_weights_for(config_name: str, seed: int = 0) -> tuple[Any, Any]:
 
     if config_name == TRAINED_VOICE:
         from export.checkpoint import read_checkpoint
-        from export.train import shipped_voice_checkpoint
+        from export.train import SHIPPED_VOICE_CHECKPOINTS
 
         config = model_preset("voice")
-        return config, read_checkpoint(shipped_voice_checkpoint(), config)
+        return config, read_checkpoint(SHIPPED_VOICE_CHECKPOINTS, config)
 
     config = model_preset(config_name)
     return config, random_weights(config, seed)

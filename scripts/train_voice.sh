@@ -22,19 +22,19 @@ mkdir -p "$WORK"
 
 INIT2=()
 INIT3=()
-latest() { sed -n 's/^model_checkpoint_path: "\(.*\)"$/\1/p' "$1/checkpoint"; }
 
+# A run directory stands for its latest checkpoint (TF1 state file) wherever a checkpoint is asked for.
 # Stage 1: no end-of-sequence frames, guided attention, seed 0.
 "$PYTHON" -m export.train.train --corpus "$WORK/corpus" --out "$WORK/stage1" --steps "$STAGE1_STEPS" \
     --minutes 600 --batch-size 16 --seed 0 --no-eos-frames
 # Stage 2: the stop target includes OpenSeq2Seq's end-of-sequence silence frames.
-[ -f "$WORK/stage2/checkpoint" ] || INIT2=(--init-from "$WORK/stage1/$(latest "$WORK/stage1")")
+[ -f "$WORK/stage2/checkpoint" ] || INIT2=(--init-from "$WORK/stage1")
 "$PYTHON" -m export.train.train --corpus "$WORK/corpus" --out "$WORK/stage2" --steps "$STAGE2_STEPS" \
     --minutes 600 --batch-size 16 --seed 0 "${INIT2[@]}"
 FINAL="$WORK/stage2"
 if [ "$STAGE3_STEPS" -gt "$STAGE2_STEPS" ]; then
     # Stage 3: more of the same, another data order.
-    [ -f "$WORK/stage3/checkpoint" ] || INIT3=(--init-from "$WORK/stage2/$(latest "$WORK/stage2")")
+    [ -f "$WORK/stage3/checkpoint" ] || INIT3=(--init-from "$WORK/stage2")
     "$PYTHON" -m export.train.train --corpus "$WORK/corpus" --out "$WORK/stage3" --steps "$STAGE3_STEPS" \
         --minutes 600 --batch-size 16 --seed 1 "${INIT3[@]}"
     FINAL="$WORK/stage3"

@@ -16,9 +16,7 @@ from trtgen.cli import app
 from trtgen.config import model_preset
 from trtgen.generate import default_model_dir
 
-from export.train import shipped_voice_checkpoint
-
-CHECKPOINT = shipped_voice_checkpoint()
+from export.train import SHIPPED_VOICE_CHECKPOINTS as CHECKPOINT
 
 
 def test_the_shipped_voice_is_a_verified_model_directory():

@@ -8,13 +8,7 @@ stays cheap and does not need espeak-ng.
 from pathlib import Path
 
 SHIPPED_VOICE_CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints" / "voice"
-"""The shipped voice's inference-only TF1 checkpoint, the source of ``trtgen/voices/default``."""
+"""The shipped voice's inference-only TF1 checkpoint directory (its state file names the checkpoint;
+``export.checkpoint.resolve_checkpoint`` and every reader accept the directory), the source of
+``trtgen/voices/default``."""
 
-
-def shipped_voice_checkpoint() -> Path:
-    """The checkpoint prefix (``.../model.ckpt-N``) named by the directory's TF1 ``checkpoint`` file."""
-    for line in (SHIPPED_VOICE_CHECKPOINTS / "checkpoint").read_text(encoding="utf-8").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model_checkpoint_path":
-            return SHIPPED_VOICE_CHECKPOINTS / value.strip().strip('"')
-    raise FileNotFoundError(f"{SHIPPED_VOICE_CHECKPOINTS / 'checkpoint'}: no model_checkpoint_path line")
