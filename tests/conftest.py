@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("TRTGEN_SHARED", REPO_ROOT.parent / "shared"))
+"""The workplace's shared folder (sample data, spec): ``../shared`` beside the checkout, or
+``$TRTGEN_SHARED`` for a checkout elsewhere."""
+SHARED_DATA = SHARED / "data"
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +23,7 @@ def repo_root() -> Path:
 def shared_data() -> Path:
     """`../shared/data`: real M-AILABS and LibriSpeech samples (never copied into the repo)."""
     if not (SHARED_DATA / "SOURCES.txt").is_file():
-        pytest.fail(f"the real sample data is missing: expected {SHARED_DATA} beside the repository")
+        pytest.fail(f"the real sample data is missing: expected {SHARED_DATA} (../shared beside the repository, or set TRTGEN_SHARED)")
     return SHARED_DATA
 
 

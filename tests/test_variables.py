@@ -10,9 +10,10 @@ import pytest
 
 from export.checkpoint import is_training_only, training_only_reason
 from export.variables import NON_TRAINABLE_SUFFIXES, expected_variables, random_weights
+from tests.conftest import SHARED
 from trtgen.config import MODEL_PRESETS, model_preset
 
-SPEC_TSV = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "openseq2seq_variables.tsv"
+SPEC_TSV = SHARED / "spec" / "openseq2seq_variables.tsv"
 Row = tuple[str, "tuple[int, ...] | None", str]
 
 
