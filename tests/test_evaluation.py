@@ -16,7 +16,9 @@ from trtgen.evaluation import (
     check_alignment,
     dtw_path,
     last_spoken_index,
+    cepstral_distances,
     mcd_dtw,
+    mcd_dtw_path,
     mel_cepstrum,
     pearson_r,
     speech_features,
@@ -99,6 +101,42 @@ def test_mcd_formula_on_one_frame() -> None:
     ca, cb = mel_cepstrum(a), mel_cepstrum(b)
     np.testing.assert_allclose(cb[0, 2], delta, atol=1e-12)
     assert mcd_dtw(ca, cb) == pytest.approx(10 / math.log(10) * math.sqrt(2) * delta, rel=1e-9)
+
+
+def test_a_long_constant_output_cannot_buy_a_lower_mcd_per_reference_frame() -> None:
+    # A random model that never stops emits one nearly constant spectrum for hundreds of frames. The
+    # path mean lets DTW park the surplus frames on the reference frame they match best, so it falls as
+    # the output grows; per reference frame it is the constant's mean distance to the reference frames.
+    rng = np.random.default_rng(3)
+    reference = mel_cepstrum(rng.normal(0.0, 1.0, (120, 80)).cumsum(axis=0) * 0.05)
+    constant = reference[int(np.argmin(cepstral_distances(reference.mean(axis=0, keepdims=True), reference)))]
+    distances = cepstral_distances(constant[None, :], reference)[0]
+    path_means = []
+    for length in (120, 480, 1200):
+        candidate = np.repeat(constant[None, :], length, axis=0)
+        assert mcd_dtw(candidate, reference) == pytest.approx(distances.mean(), rel=1e-9)
+        path_means.append(mcd_dtw_path(candidate, reference))
+    assert path_means[0] > path_means[1] > path_means[2]
+    assert path_means[2] < 0.5 * distances.mean()
+    # A faithful candidate of another length keeps both low.
+    stretched = np.repeat(reference, 2, axis=0)
+    assert mcd_dtw(stretched, reference) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_content_distractors_are_other_sentences_of_the_voice_but_not_the_style_reference() -> None:
+    from trtgen.evaluation import _content_distractors, _Item
+
+    items = [
+        _Item(index=6 * vi + k, id=f"{v}-s{k}", voice=v, sentence_id=f"s{k}", text="x",
+              reference_id=f"{v}-s{(k + 1) % 6}", reference_wav=Path("r.wav"), target_wav=Path("t.wav"), espeak_duration_s=1.0)
+        for vi, v in enumerate(("a", "b")) for k in range(6)
+    ]
+    chosen = _content_distractors(items, 4)
+    assert chosen["a-s0"] == ["a-s2", "a-s3", "a-s4", "a-s5"]
+    assert chosen["b-s5"] == ["b-s1", "b-s2", "b-s3", "b-s4"]
+    for item in items:
+        assert item.id not in chosen[item.id] and item.reference_id not in chosen[item.id]
+    assert _content_distractors(items, 9)["a-s0"] == ["a-s2", "a-s3", "a-s4", "a-s5"]  # at most the other 4
 
 
 def test_mel_cepstrum_ignores_the_level() -> None:
@@ -334,7 +372,9 @@ def test_eval_cli_on_a_random_model_reports_and_fails(eval_corpus: Path, random_
         assert row["stopped"] is False  # random weights with a silenced stop token run to the cap
         assert row["num_frames"] == 10 * row["text_len"]
         assert set(row["alignment"]) >= {"monotonic", "reaches_end", "max_jump", "eos_index"}
-        assert row["mcd_dtw_db"] > 0
+        assert row["mcd_dtw_db"] > 0 and row["mcd_dtw_path_db"] > 0
+        # Two sentences per voice: the only other one is the style reference, never a content distractor.
+        assert row["content_margin_db"] is None and row["content_correct"] is False
         assert set(row["style_distances"]["combined"]) == {"us-m3", "gb-f2"}
     # Capped outputs have the cap's length by construction: they are left out of the duration statistics.
     assert trained["overall"]["num_duration_pairs"] == 0 and trained["overall"]["duration_r"] is None

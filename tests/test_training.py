@@ -23,15 +23,12 @@ from export.train.train import (
     PROGRESS_FILE,
     TrainConfig,
     TrainResult,
-    alignment_ok,
     guided_attention_weights,
-    last_spoken_symbol,
     latest_checkpoint,
     train,
 )
 from export.variables import random_weights
 from trtgen.config import model_preset
-from trtgen.text import TextEncoder
 
 HAVE_ESPEAK = shutil.which("espeak-ng") is not None
 needs_espeak = pytest.mark.skipif(
@@ -110,17 +107,14 @@ def test_guided_attention_penalty_is_zero_on_each_items_diagonal() -> None:
     assert penalty[0, 0, 19] > 0.9 and penalty[1, 4, 0] > 0.9
 
 
-def test_alignment_check() -> None:
-    diagonal = np.eye(12)[np.repeat(np.arange(12), 2)]  # 24 steps over 12 symbols
-    assert alignment_ok(diagonal, end_symbol=11)
-    assert alignment_ok(diagonal[:-4], end_symbol=11), "may stop a symbol or two before the last spoken one"
-    assert not alignment_ok(diagonal[:12], end_symbol=11), "stops half way: no full coverage"
-    assert not alignment_ok(diagonal[::-1], end_symbol=11), "backwards"
-    skipping = np.eye(12)[[0, 1, 2, 9, 10, 11]]
-    assert not alignment_ok(skipping, end_symbol=11), "jumps over symbols"
-    encoder = TextEncoder()
-    ids = encoder.encode('He said "no."')
-    assert encoder.config.symbols[ids[last_spoken_symbol(ids, encoder.config.symbols)]] == "o"
+def test_speech_end_guide_reaches_the_last_letter_on_the_last_speech_step() -> None:
+    # "eos": the diagonal ends on </s> (symbol 19 of 20) at the last step; "speech_end": on the last letter
+    # (symbol 17) at the last speech step (12 of 15 steps) and goes on past it over the EOS steps.
+    eos = guided_attention_weights(tf.constant(15), tf.constant([15]), tf.constant(20), tf.constant([20]), 0.2).numpy()[0]
+    speech_end = guided_attention_weights(tf.constant(15), tf.constant([12]), tf.constant(20), tf.constant([17]), 0.2).numpy()[0]
+    assert speech_end[0, 0] == pytest.approx(0.0) and speech_end[12, 17] == pytest.approx(0.0)
+    assert speech_end[12, 17] < eos[12, 17]
+    assert speech_end[14, 19] < speech_end[14, 17], "over the EOS steps it pulls on towards </s>"
 
 
 def test_bucket_order_is_seeded_full_and_length_sorted() -> None:
@@ -155,6 +149,13 @@ def test_batches_pad_to_reduction_factor_and_resume_order(tiny_corpus: Path) -> 
     assert batch.mel.shape == (3, batch.frames, 80) and batch.magnitude.shape == (3, batch.frames, 401)
     # OpenSeq2Seq's EOS frames: 2..9 silent frames make each target a multiple of 8; stop from the first.
     np.testing.assert_array_equal(batch.stop_from, speech)
+    np.testing.assert_array_equal(batch.speech_len, speech)
+    symbols = source.text_config.symbols
+    for row in range(3):  # the speech_end guide's anchor: the last letter, with only punctuation after it
+        ids = batch.text_ids[row]
+        last = int(batch.last_letter[row])
+        assert symbols[ids[last]].isalnum()
+        assert not any(symbols[i].isalnum() for i in ids[last + 1 : batch.content_len[row]])
     assert np.all(batch.mel_len % 8 == 0) and np.all((batch.mel_len - speech >= 2) & (batch.mel_len - speech <= 9))
     for row in range(3):
         assert np.allclose(batch.mel[row, speech[row] :], np.log(0.01))

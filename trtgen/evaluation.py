@@ -8,7 +8,8 @@ and voice the model speaks the sentence conditioned on a *different* held-out cl
 * attention: the argmax path is monotonic, makes no big jumps and covers the text (:class:`AlignmentRule`);
 * stopping: the stop token fired before the decoding cap;
 * duration: Pearson r between the output's and espeak-ng's durations;
-* MCD-DTW: mel-cepstral distortion after dynamic time warping (:func:`mel_cepstrum`, :func:`mcd_dtw`);
+* MCD-DTW: mel-cepstral distortion after dynamic time warping, each espeak-ng frame counted once
+  (:func:`mel_cepstrum`, :func:`mcd_dtw`; the usual mean along the path is reported beside it);
 * style: conditioning on a voice moves the output's mean log-mel towards that voice
   (:meth:`StyleSpace.nearest_relative`); the absolute nearest voice by mean log-mel and F0 is
   reported beside it.
@@ -46,7 +47,7 @@ from trtgen.config import AudioConfig, TextConfig
 from trtgen.fileio import atomic_write
 from trtgen.randomness import utterance_key
 from trtgen.synthesis import SynthesisOptions
-from trtgen.text import TextEncoder, TextError
+from trtgen.text import TextEncoder, TextError, last_spoken_index
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ __all__ = [
     "cepstral_distances",
     "dtw_path",
     "mcd_dtw",
+    "mcd_dtw_path",
+    "mcd_dtw_scores",
     "yin_f0",
     "pearson_r",
     "SpeechFeatures",
@@ -141,16 +144,6 @@ class AlignmentCheck:
     @property
     def ok(self) -> bool:
         return self.monotonic and self.no_big_jumps and self.starts_at_text_start and self.reaches_end
-
-
-def last_spoken_index(text_ids: np.ndarray, text: TextConfig) -> int:
-    """Position of the last letter or digit in ``[<s>] + ids + [</s>] + padding`` (``</s>`` - 1 if none)."""
-    ids = np.asarray(text_ids)
-    eos = int(np.flatnonzero(ids == text.eos_id)[0])
-    for position in range(eos - 1, 0, -1):
-        if text.symbols[int(ids[position])].isalnum():
-            return position
-    return eos - 1
 
 
 def check_alignment(
@@ -254,11 +247,34 @@ def dtw_path(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(rows[::-1]), np.asarray(cols[::-1])
 
 
-def mcd_dtw(cepstrum_a: np.ndarray, cepstrum_b: np.ndarray) -> float:
-    """Mean frame MCD (dB) along the DTW path between two mel-cepstrum sequences ``[N, D]``, ``[M, D]``."""
-    cost = cepstral_distances(cepstrum_a, cepstrum_b)
+def mcd_dtw_scores(candidate: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """MCD-DTW (dB) of a candidate mel-cepstrum sequence ``[N, D]`` against a reference ``[M, D]``, two ways:
+
+    * per reference frame (:func:`mcd_dtw`): every reference frame counted once, with the mean cost of
+      the candidate frames the path aligns to it;
+    * along the path (:func:`mcd_dtw_path`): the mean over the path's cells, the usual definition.
+
+    Why both: the path of a candidate longer than its reference must spend the surplus frames somewhere,
+    and a minimum-cost path spends them on the reference frames they match best. A long, nearly constant
+    output (a random model that never stops) then sits for hundreds of frames on the one reference frame
+    closest to its average spectrum and its path mean drops, here below that of the trained voice. Per
+    reference frame its cost stays what it is: its distance to each frame of the speech it should match.
+    """
+    cost = cepstral_distances(candidate, reference)
     rows, cols = dtw_path(cost)
-    return float(cost[rows, cols].mean())
+    on_path = cost[rows, cols]
+    per_reference = np.bincount(cols, on_path, minlength=cost.shape[1]) / np.bincount(cols, minlength=cost.shape[1])
+    return float(per_reference.mean()), float(on_path.mean())
+
+
+def mcd_dtw(candidate: np.ndarray, reference: np.ndarray) -> float:
+    """MCD-DTW (dB) per reference frame: each reference frame once (see :func:`mcd_dtw_scores`)."""
+    return mcd_dtw_scores(candidate, reference)[0]
+
+
+def mcd_dtw_path(candidate: np.ndarray, reference: np.ndarray) -> float:
+    """MCD-DTW (dB) as the mean frame MCD along the path (see :func:`mcd_dtw_scores`)."""
+    return mcd_dtw_scores(candidate, reference)[1]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -559,6 +575,9 @@ class EvalOptions:
     vocoder floor of the MCD and the ceiling of the style check."""
     num_cepstra: int = 24
     """Mel-cepstral coefficients ``c_1 .. c_D`` in the MCD."""
+    content_distractors: int = 4
+    """The content check: each output is also compared (MCD-DTW) with espeak-ng's renderings of this many
+    other held-out sentences in the same voice; right when its own sentence's rendering is the nearest."""
     backend: str = "onnxruntime"
     device: str = "cpu"
     threads: int | None = None
@@ -574,6 +593,8 @@ class EvalOptions:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.plots < 0 or self.style_stats_utterances < 1 or self.reference_sentences < 1:
             raise ValueError("plots must be >= 0, style_stats_utterances and reference_sentences >= 1")
+        if self.content_distractors < 0:
+            raise ValueError(f"content_distractors must be >= 0, got {self.content_distractors}")
 
 
 @dataclass(frozen=True)
@@ -608,8 +629,13 @@ class UtteranceResult:
     espeak_duration_s: float
     alignment: AlignmentCheck | None
     mcd_dtw_db: float | None
+    """Per espeak-ng frame (:func:`mcd_dtw`)."""
+    mcd_dtw_path_db: float | None
+    """Along the DTW path (:func:`mcd_dtw_path`)."""
     mcd_dtw_mel_db: float | None
     """The same on the model's own (postnet) log-mel, before the vocoder (its own pauses left out)."""
+    content_margin_db: float | None
+    """Nearest other sentence's MCD-DTW minus the own sentence's: > 0 when the content check is right."""
     f0_median_hz: float | None
     voiced_fraction: float | None
     style_voice: str | None
@@ -625,6 +651,10 @@ class UtteranceResult:
     @property
     def alignment_ok(self) -> bool:
         return self.alignment is not None and self.alignment.ok
+
+    @property
+    def content_correct(self) -> bool:
+        return self.content_margin_db is not None and self.content_margin_db > 0
 
 
 @dataclass
@@ -646,10 +676,15 @@ class GroupSummary:
     duration_ratio: float
     """Mean of output duration / espeak-ng duration."""
     mcd_dtw_db: float
-    """Mean MCD-DTW over utterances with audio."""
+    """Mean MCD-DTW (per espeak-ng frame, :func:`mcd_dtw`) over utterances with audio."""
     mcd_dtw_median_db: float
+    mcd_dtw_path_db: float
+    """Mean MCD-DTW along the path (:func:`mcd_dtw_path`), the usual definition, for comparison."""
     mcd_dtw_mel_db: float
     """Mean MCD-DTW of the model's log-mel before the vocoder (no Griffin-Lim floor)."""
+    content_correct: float
+    """The content check: share nearer (MCD-DTW) to espeak-ng's rendering of its own sentence than to
+    the renderings of ``content_distractors`` other sentences in the same voice (chance: 1 / (1 + that))."""
     style_correct: float
     """The style check: share nearest to the conditioning voice by :meth:`StyleSpace.nearest_relative`."""
     style_correct_absolute: float
@@ -755,7 +790,14 @@ METRIC_DEFINITIONS = {
     "mcd_dtw_db": "both waveforms trimmed (trtgen.audio.trim_silence), 80-band ln-mel (trtgen.audio.log_mel), "
     "frames more than 40 dB below the loudest frame (pauses) left out, "
     "c_d = (1/K) sum_k L_k cos(pi d (k+0.5)/K) for d = 1..num_cepstra; frame MCD = (10/ln 10) sqrt(2 sum_d "
-    "(c_d - c'_d)^2); DTW with steps (1,0),(0,1),(1,1) minimising the summed frame MCD; mean frame MCD along the path",
+    "(c_d - c'_d)^2); DTW with steps (1,0),(0,1),(1,1) minimising the summed frame MCD; per espeak-ng frame the mean "
+    "MCD of the output frames the path aligns to it, then the mean over espeak-ng's frames (each counted once)",
+    "mcd_dtw_path_db": "as mcd_dtw_db, but the mean frame MCD along the whole DTW path (the usual definition; it "
+    "rewards an output that is too long and nearly constant, whose surplus frames the path parks on the espeak-ng "
+    "frame they match best)",
+    "content_correct": "the output's MCD-DTW (per espeak-ng frame) to espeak-ng's rendering of its own sentence is lower "
+    "than to the renderings of each of content_distractors other held-out sentences in the same voice (not the "
+    "style reference's sentence): the words, not only the voice, are there (chance 1 / (1 + content_distractors))",
     "style": "the check (style_correct): output's mean ln-mel over speech frames minus the mean of that over all the "
     "model's outputs (balanced over voices), vs each voice's profile minus the mean profile (RMS band difference); "
     "correct when the nearest voice is the conditioning voice. Profiles: each voice's espeak-ng training renderings "
@@ -769,6 +811,7 @@ def _model_json(m: ModelEvaluation) -> dict[str, Any]:
     data = dataclasses.asdict(m)
     for row, utterance in zip(data["utterances"], m.utterances):
         row["alignment_ok"] = utterance.alignment_ok
+        row["content_correct"] = utterance.content_correct
         del row["mean_log_mel"]
     return data
 
@@ -964,6 +1007,7 @@ def _evaluate_model(
     ]
     results: dict[int, UtteranceResult] = {}
     kept: dict[str, tuple[Any, SpeechFeatures | None]] = {}
+    distractors = _content_distractors(items, options.content_distractors)
     audio = card.audio
     with synthesis_progress(len(utterances), f"eval {label}", enabled=options.progress) as progress:
         for output in synthesizer.run(utterances):
@@ -982,7 +1026,8 @@ def _evaluate_model(
                 if output.mel is not None:
                     frames = output.mel[speech_frames(output.mel)]
                     mel_mcd = mcd_dtw(mel_cepstrum(frames, options.num_cepstra), targets[item.id].cepstrum)
-            results[item.index] = _score(item, output, ids, eos_index, alignment, features, mel_mcd, targets[item.id], space)
+            others = [targets[other] for other in distractors[item.id]] if features is not None else []
+            results[item.index] = _score(item, output, ids, eos_index, alignment, features, mel_mcd, targets[item.id], others, space)
             if item.id in plot_ids:
                 kept[item.id] = (output, features)
             progress.advance(1, len(output.audio) / audio.sample_rate if output.audio is not None else 0.0)
@@ -1006,6 +1051,21 @@ def _evaluate_model(
     return evaluation, kept
 
 
+def _content_distractors(items: list[_Item], count: int) -> dict[str, list[str]]:
+    """Per item, the ids of ``count`` other held-out items of its voice: the sentences 2, 3, .. after it
+    (cyclically), skipping the next one, whose clip is the item's style reference."""
+    by_voice: dict[str, list[_Item]] = {}
+    for item in items:
+        by_voice.setdefault(item.voice, []).append(item)
+    chosen = {}
+    for voice_items in by_voice.values():
+        n = len(voice_items)
+        for position, item in enumerate(voice_items):
+            offsets = range(2, 2 + min(count, max(n - 2, 0)))
+            chosen[item.id] = [voice_items[(position + k) % n].id for k in offsets]
+    return chosen
+
+
 def _score(
     item: _Item,
     output: Any,
@@ -1015,12 +1075,15 @@ def _score(
     features: SpeechFeatures | None,
     mel_mcd: float | None,
     target: SpeechFeatures,
+    distractors: Sequence[SpeechFeatures],
     space: StyleSpace,
 ) -> UtteranceResult:
-    mcd = style = style_mel = style_f0 = None
+    mcd = mcd_path = margin = style = style_mel = style_f0 = None
     distances: dict[str, dict[str, float]] = {}
     if features is not None:
-        mcd = mcd_dtw(features.cepstrum, target.cepstrum)
+        mcd, mcd_path = mcd_dtw_scores(features.cepstrum, target.cepstrum)
+        if distractors:
+            margin = min(mcd_dtw(features.cepstrum, other.cepstrum) for other in distractors) - mcd
         distances = space.distances(features)
         style, style_mel, style_f0 = (_nearest(distances[k]) for k in ("combined", "mel", "f0"))
     return UtteranceResult(
@@ -1039,7 +1102,9 @@ def _score(
         espeak_duration_s=item.espeak_duration_s,
         alignment=alignment,
         mcd_dtw_db=mcd,
+        mcd_dtw_path_db=mcd_path,
         mcd_dtw_mel_db=mel_mcd,
+        content_margin_db=margin,
         f0_median_hz=features.median_f0_hz if features is not None else None,
         voiced_fraction=features.voiced_fraction if features is not None else None,
         style_voice=style,
@@ -1073,7 +1138,9 @@ def _summarise(name: str, rows: list[UtteranceResult]) -> GroupSummary:
         duration_ratio=_mean(r.duration_s / r.espeak_duration_s for r in timed),
         mcd_dtw_db=_mean(r.mcd_dtw_db for r in with_audio),
         mcd_dtw_median_db=float(np.median([r.mcd_dtw_db for r in with_audio])) if with_audio else math.nan,
+        mcd_dtw_path_db=_mean(r.mcd_dtw_path_db for r in with_audio),
         mcd_dtw_mel_db=_mean(r.mcd_dtw_mel_db for r in with_audio if r.mcd_dtw_mel_db is not None),
+        content_correct=_mean(r.content_correct for r in rows),
         style_correct=_mean(r.style_voice_relative == r.voice for r in rows),
         style_correct_absolute=_mean(r.style_voice == r.voice for r in rows),
         style_correct_mel=_mean(r.style_voice_mel == r.voice for r in rows),
@@ -1322,7 +1389,7 @@ def print_eval_report(report: EvalReport) -> None:
     from trtgen.progress import console, print_table
 
     columns = ["voice", "n", "align ok (mono/jumps/end)", "stopped", "dur r", "dur ratio", "MCD-DTW dB",
-               "style ok", "abs (mel/F0)", "voiced", "attn peak"]
+               "content ok", "style ok", "abs (mel/F0)", "voiced", "attn peak"]
     for evaluation in (report.trained, report.random):
         if evaluation is None:
             continue
@@ -1334,6 +1401,7 @@ def print_eval_report(report: EvalReport) -> None:
                 f"{_fmt(group.reaches_end, '.2f')})",
                 _fmt(group.stopped, ".2f"), _fmt(group.duration_r), _fmt(group.duration_ratio, ".2f"),
                 _fmt(group.mcd_dtw_db, ".2f"),
+                _fmt(group.content_correct, ".2f"),
                 _fmt(group.style_correct, ".2f"),
                 f"{_fmt(group.style_correct_absolute, '.2f')} ({_fmt(group.style_correct_mel, '.2f')}/{_fmt(group.style_correct_f0, '.2f')})",
                 _fmt(group.voiced_fraction, ".2f"),
@@ -1351,12 +1419,13 @@ def print_eval_report(report: EvalReport) -> None:
             _fmt(anchors.get("vocoder_floor"), ".2f"), _fmt(anchors.get("same_sentence_other_voice"), ".2f"),
             _fmt(anchors.get("same_voice_other_sentence"), ".2f"), _fmt(trained.mcd_dtw_mel_db, ".2f"),
             "-" if random is None else _fmt(random.mcd_dtw_mel_db, ".2f"),
+            _fmt(trained.mcd_dtw_path_db, ".2f"), "-" if random is None else _fmt(random.mcd_dtw_path_db, ".2f"),
         ])
     print_table(
-        "MCD-DTW (dB) against espeak-ng: waveforms (trained, random init of the same size, espeak-ng anchors); "
-        "model log-mel before the vocoder",
+        "MCD-DTW (dB, per espeak-ng frame) against espeak-ng: waveforms (trained, random init of the same size, "
+        "espeak-ng anchors); model log-mel before the vocoder; waveforms along the path (usual definition)",
         ["voice", "trained", "random", "vocoder floor", "same text, next voice", "same voice, other text",
-         "trained mel", "random mel"],
+         "trained mel", "random mel", "trained path", "random path"],
         rows,
     )
     confusion = [[v, *(report.trained.style_confusion[v].get(w, 0) for w in voices), report.trained.style_confusion[v].get("none", 0)] for v in voices]

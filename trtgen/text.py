@@ -22,6 +22,7 @@ from trtgen.config import TextConfig
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "last_spoken_index",
     "TextError",
     "UnmappableTextError",
     "Substitution",
@@ -201,6 +202,16 @@ def encode(text: str, config: TextConfig | None = None) -> np.ndarray:
     if _DEFAULT_ENCODER is None:
         _DEFAULT_ENCODER = TextEncoder()
     return _DEFAULT_ENCODER.encode(text)
+
+
+def last_spoken_index(text_ids: np.ndarray, text: TextConfig) -> int:
+    """Position of the last letter or digit in ``[<s>] + ids + [</s>] + padding`` (``</s>`` - 1 if none)."""
+    ids = np.asarray(text_ids)
+    eos = int(np.flatnonzero(ids == text.eos_id)[0])
+    for position in range(eos - 1, 0, -1):
+        if text.symbols[int(ids[position])].isalnum():
+            return position
+    return eos - 1
 
 
 def pad_batch(id_arrays: Sequence[np.ndarray], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ import numpy as np
 from export.train.corpus import CorpusManifest, Utterance
 from trtgen.audio import MAGNITUDE_FLOOR, pad_style_batch, pad_style_frames
 from trtgen.config import AudioConfig, TextConfig
-from trtgen.text import TextEncoder, pad_batch
+from trtgen.text import TextEncoder, last_spoken_index, pad_batch
 
 __all__ = ["Batch", "BatchSource", "bucket_order", "content_length"]
 
@@ -34,7 +34,12 @@ class Batch:
     text_len: np.ndarray
     """[B] int32: each item's own padded length (OpenSeq2Seq's ``text_len``)."""
     content_len: np.ndarray
-    """[B] int32: symbols up to and including ``</s>``; the guided-attention diagonal ends there."""
+    """[B] int32: symbols up to and including ``</s>`` (the ``"eos"`` guided-attention diagonal ends there)."""
+    last_letter: np.ndarray
+    """[B] int32 position of the last letter or digit (:func:`trtgen.text.last_spoken_index`): where the
+    ``"speech_end"`` guided-attention diagonal is on the last speech frame."""
+    speech_len: np.ndarray
+    """[B] int32 speech frames, before the EOS frames."""
     mel: np.ndarray
     """[B, T, 80] float32 log mel; ``ln(log_floor)`` beyond each item's speech (EOS frames, then batch padding)."""
     mel_len: np.ndarray
@@ -177,6 +182,8 @@ class BatchSource:
             text_ids=text_ids.astype(np.int64),
             text_len=text_len.astype(np.int32),
             content_len=np.asarray(content, dtype=np.int32),
+            last_letter=np.asarray([last_spoken_index(self._ids[i], self.text_config) for i in indices], dtype=np.int32),
+            speech_len=speech_len,
             mel=mel,
             mel_len=mel_len,
             stop_from=stop_from.astype(np.int32),
