@@ -72,7 +72,6 @@ from export.train.teacher_forcing import DECODER_LSTM_DROPOUT, dropout_masks, te
 from export.variables import random_weights
 from trtgen.config import ModelConfig, load_model_config, to_dict
 from trtgen.evaluation import check_alignment
-from trtgen.text import last_spoken_index
 
 __all__ = [
     "TrainConfig",
@@ -469,10 +468,8 @@ def heldout_check(model: TacotronGST, manifest: CorpusManifest, train: TrainConf
             steps = -(-length // c.reduction_factor)
             lengths.append(length)
             stopped.append(bool(out["stopped"][row]))
-            ids = batch.text_ids[row]
-            eos = int(np.flatnonzero(ids == source.text_config.eos_id)[0])
-            end = last_spoken_index(ids, source.text_config)
-            paths.append(check_alignment(out["alignments"][row, :steps].numpy(), eos, end_index=end))
+            eos = int(batch.content_len[row]) - 1
+            paths.append(check_alignment(out["alignments"][row, :steps].numpy(), eos, end_index=int(batch.last_letter[row])))
     reference = np.array([u.num_frames for u in source.utterances], dtype=np.float64)
     decoded = np.array(lengths, dtype=np.float64)
     r_value = float(np.corrcoef(decoded, reference)[0, 1]) if decoded.std() > 0 else 0.0
