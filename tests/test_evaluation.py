@@ -123,6 +123,24 @@ def test_a_long_constant_output_cannot_buy_a_lower_mcd_per_reference_frame() -> 
     assert mcd_dtw(stretched, reference) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_content_margin_is_positive_only_when_the_own_sentence_is_nearest() -> None:
+    from trtgen.evaluation import content_margin
+
+    rng = np.random.default_rng(5)
+    sentences = [mel_cepstrum(rng.normal(0.0, 1.0, (90, 80)).cumsum(axis=0) * 0.05) for _ in range(4)]
+    own, distractors = sentences[0], sentences[1:]
+    # Own words, slower and a little off: nearer its own sentence than any other one.
+    candidate = np.repeat(own, 2, axis=0) + rng.normal(0.0, 0.02, (180, own.shape[1]))
+    margin = content_margin(candidate, mcd_dtw(candidate, own), distractors)
+    assert margin is not None and margin > 0
+    nearest_other = min(mcd_dtw(candidate, d) for d in distractors)
+    assert margin == pytest.approx(nearest_other - mcd_dtw(candidate, own), rel=1e-12)
+    # Another sentence's words: the check fails.
+    wrong = distractors[1] + rng.normal(0.0, 0.02, distractors[1].shape)
+    assert content_margin(wrong, mcd_dtw(wrong, own), distractors) < 0
+    assert content_margin(candidate, 1.0, []) is None
+
+
 def test_content_distractors_are_other_sentences_of_the_voice_but_not_the_style_reference() -> None:
     from trtgen.evaluation import _content_distractors, _Item
 
@@ -387,6 +405,12 @@ def test_eval_cli_on_a_random_model_reports_and_fails(eval_corpus: Path, random_
     assert set(report["style_ceiling"]) == set(report["style_ceiling_absolute"]) == {"us-m3", "gb-f2", "all"}
     assert all(row["style_voice_relative"] in {"us-m3", "gb-f2"} and "mean_log_mel" not in row for row in rows)
     assert 0.0 <= trained["overall"]["voiced_fraction"] <= 1.0
+    # Two held-out sentences per voice leave no content distractors: the ceiling is undefined, not 0.
+    assert report["content_ceiling"] == {"us-m3": None, "gb-f2": None, "all": None}
+    voiced = report["voiced_fraction_anchors"]
+    assert set(voiced) == {"us-m3", "gb-f2", "all"}
+    # espeak-ng's voiced speech keeps its harmonics through Griffin-Lim on its own magnitudes.
+    assert 0.3 < voiced["all"]["espeak"] <= 1.0 and 0.3 < voiced["all"]["espeak_vocoded"] <= 1.0
     anchors = report["mcd_anchors"]["all"]
     assert 0 < anchors["vocoder_floor"] < anchors["same_voice_other_sentence"]
     assert all(r["mcd_dtw_mel_db"] > 0 for r in rows)

@@ -740,6 +740,14 @@ class EvalReport:
     style check puts in the right voice, per voice and ``all``: what a perfect model could score."""
     style_ceiling_absolute: dict[str, float]
     """The same for the absolute combined distance."""
+    content_ceiling: dict[str, float]
+    """The content check applied to espeak-ng's rendering of the same sentence in the next voice (the
+    right words in a voice that is not the target's), per voice and ``all``: how much the check can
+    see at all. NaN with a single voice or too few held-out sentences for distractors."""
+    voiced_fraction_anchors: dict[str, dict[str, float]]
+    """Share of YIN-voiced frames in espeak-ng's renderings (``espeak``, all held-out ones) and in the
+    same through Griffin-Lim (``espeak_vocoded``, first ``reference_sentences``), per voice and ``all``:
+    what the models' ``voiced_fraction`` is read against."""
     trained: ModelEvaluation
     random: ModelEvaluation | None
     checks: list[Check]
@@ -767,6 +775,8 @@ class EvalReport:
                 "style_space": dataclasses.asdict(self.style_space),
                 "style_ceiling": self.style_ceiling,
                 "style_ceiling_absolute": self.style_ceiling_absolute,
+                "content_ceiling": self.content_ceiling,
+                "voiced_fraction_anchors": self.voiced_fraction_anchors,
                 "mcd_anchors": self.mcd_anchors,
                 "models": {
                     m.label: _model_json(m) for m in (self.trained, self.random) if m is not None
@@ -917,10 +927,17 @@ class _References:
     mcd_anchors: dict[str, dict[str, float]]
     style_ceiling: dict[str, float]
     style_ceiling_absolute: dict[str, float]
+    content_ceiling: dict[str, float]
+    voiced_fraction_anchors: dict[str, dict[str, float]]
 
 
 def _references(
-    items: list[_Item], targets: dict[str, SpeechFeatures], space: StyleSpace, audio: AudioConfig, options: EvalOptions
+    items: list[_Item],
+    targets: dict[str, SpeechFeatures],
+    space: StyleSpace,
+    audio: AudioConfig,
+    options: EvalOptions,
+    distractors: dict[str, list[str]],
 ) -> _References:
     voices = list(dict.fromkeys(item.voice for item in items))
     by_key = {(item.voice, item.sentence_id): item for item in items}
@@ -929,20 +946,29 @@ def _references(
     floor: dict[str, float] = {}
     ceiling_absolute: dict[str, bool] = {}
     means: dict[str, np.ndarray] = {}
+    vocoded_voiced: dict[str, float] = {}
     for item, wave in zip(subset, _vocoded([item.target_wav for item in subset], audio, options.seed)):
         vocoded = speech_features(wave, audio, options.num_cepstra)
         floor[item.id] = mcd_dtw(vocoded.cepstrum, targets[item.id].cepstrum)
         ceiling_absolute[item.id] = _nearest(space.distances(vocoded)["combined"]) == item.voice
         means[item.id] = vocoded.mean_log_mel
+        vocoded_voiced[item.id] = vocoded.voiced_fraction
     voice_of = {item.id: item.voice for item in subset}
     ceiling = {key: voice == voice_of[key] for key, voice in space.nearest_relative(means).items()}
     other_voice: dict[str, float] = {}
     other_sentence: dict[str, float] = {}
+    content: dict[str, bool] = {}
     for item in items:
         target = targets[item.id].cepstrum
         if len(voices) > 1:
             next_voice = voices[(voices.index(item.voice) + 1) % len(voices)]
-            other_voice[item.id] = mcd_dtw(targets[by_key[next_voice, item.sentence_id].id].cepstrum, target)
+            candidate = targets[by_key[next_voice, item.sentence_id].id].cepstrum
+            other_voice[item.id] = mcd_dtw(candidate, target)
+            # The content check on the right words in the next voice: how far the check can see past a
+            # voice that is not quite the target's.
+            margin = content_margin(candidate, other_voice[item.id], [targets[d].cepstrum for d in distractors[item.id]])
+            if margin is not None:
+                content[item.id] = margin > 0
         reference = targets.get(item.reference_id)
         if reference is None:
             reference = speech_features(load_audio(item.reference_wav, audio.sample_rate), audio, options.num_cepstra)
@@ -950,8 +976,15 @@ def _references(
     anchors: dict[str, dict[str, float]] = {}
     style: dict[str, float] = {}
     style_absolute: dict[str, float] = {}
+    content_ceiling: dict[str, float] = {}
+    voiced: dict[str, dict[str, float]] = {}
     for scope in [*voices, "all"]:
         ids = [item.id for item in items if scope in ("all", item.voice)]
+        content_ceiling[scope] = _mean(content[i] for i in ids if i in content)
+        voiced[scope] = {
+            "espeak": _mean(targets[i].voiced_fraction for i in ids),
+            "espeak_vocoded": _mean(vocoded_voiced[i] for i in ids if i in vocoded_voiced),
+        }
         anchors[scope] = {
             "vocoder_floor": _mean(floor[i] for i in ids if i in floor),
             "same_sentence_other_voice": _mean(other_voice[i] for i in ids if i in other_voice),
@@ -959,7 +992,7 @@ def _references(
         }
         style[scope] = _mean(ceiling[i] for i in ids if i in ceiling)
         style_absolute[scope] = _mean(ceiling_absolute[i] for i in ids if i in ceiling_absolute)
-    return _References(anchors, style, style_absolute)
+    return _References(anchors, style, style_absolute, content_ceiling, voiced)
 
 
 def _evaluate_model(
@@ -970,6 +1003,7 @@ def _evaluate_model(
     space: StyleSpace,
     options: EvalOptions,
     plot_ids: set[str],
+    distractors: dict[str, list[str]],
 ) -> tuple[ModelEvaluation, dict[str, tuple[Any, SpeechFeatures | None]]]:
     from trtgen.backends import create_backend
     from trtgen.progress import synthesis_progress
@@ -1007,7 +1041,6 @@ def _evaluate_model(
     ]
     results: dict[int, UtteranceResult] = {}
     kept: dict[str, tuple[Any, SpeechFeatures | None]] = {}
-    distractors = _content_distractors(items, options.content_distractors)
     audio = card.audio
     with synthesis_progress(len(utterances), f"eval {label}", enabled=options.progress) as progress:
         for output in synthesizer.run(utterances):
@@ -1066,6 +1099,14 @@ def _content_distractors(items: list[_Item], count: int) -> dict[str, list[str]]
     return chosen
 
 
+def content_margin(candidate: np.ndarray, own_mcd_db: float, distractors: Sequence[np.ndarray]) -> float | None:
+    """The content check: MCD-DTW of the ``candidate`` cepstra to the nearest distractor rendering minus
+    ``own_mcd_db``, its MCD-DTW to the rendering of its own sentence (> 0: right; None without distractors)."""
+    if not distractors:
+        return None
+    return min(mcd_dtw(candidate, other) for other in distractors) - own_mcd_db
+
+
 def _score(
     item: _Item,
     output: Any,
@@ -1082,8 +1123,7 @@ def _score(
     distances: dict[str, dict[str, float]] = {}
     if features is not None:
         mcd, mcd_path = mcd_dtw_scores(features.cepstrum, target.cepstrum)
-        if distractors:
-            margin = min(mcd_dtw(features.cepstrum, other.cepstrum) for other in distractors) - mcd
+        margin = content_margin(features.cepstrum, mcd, [other.cepstrum for other in distractors])
         distances = space.distances(features)
         style, style_mel, style_f0 = (_nearest(distances[k]) for k in ("combined", "mel", "f0"))
     return UtteranceResult(
@@ -1224,15 +1264,18 @@ def run_eval(options: EvalOptions) -> EvalReport:
             targets[item.id] = speech_features(load_audio(item.target_wav, audio.sample_rate), audio, options.num_cepstra)
         except AudioError as error:
             raise EvalError(f"espeak-ng target unusable: {error}") from None
-    references = _references(items, targets, space, audio, options)
+    distractors = _content_distractors(items, options.content_distractors)
+    references = _references(items, targets, space, audio, options, distractors)
     plot_ids = _plot_ids(items, options.plots)
-    trained, kept = _evaluate_model(model, "trained", items, targets, space, options, plot_ids)
+    trained, kept = _evaluate_model(model, "trained", items, targets, space, options, plot_ids, distractors)
     random = None
     random_kept: dict[str, tuple[Any, SpeechFeatures | None]] = {}
     if options.compare_random:
         with tempfile.TemporaryDirectory(prefix="trtgen-eval-random-") as directory:
             random_model = _export_random(model.card, Path(directory), options.random_seed)
-            random, random_kept = _evaluate_model(random_model, "random", items, targets, space, options, plot_ids)
+            random, random_kept = _evaluate_model(
+                random_model, "random", items, targets, space, options, plot_ids, distractors
+            )
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots: list[str] = []
@@ -1270,6 +1313,8 @@ def run_eval(options: EvalOptions) -> EvalReport:
         mcd_anchors=references.mcd_anchors,
         style_ceiling=references.style_ceiling,
         style_ceiling_absolute=references.style_ceiling_absolute,
+        content_ceiling=references.content_ceiling,
+        voiced_fraction_anchors=references.voiced_fraction_anchors,
         trained=trained,
         random=random,
         checks=_checks(trained, random, references.mcd_anchors["all"]["vocoder_floor"], options.thresholds),
@@ -1448,5 +1493,11 @@ def print_eval_report(report: EvalReport) -> None:
     console.print(
         f"style check on espeak-ng's own vocoded held-out renderings (the ceiling): {_fmt(ceiling)} "
         f"(absolute: {_fmt(ceiling_absolute)})"
+    )
+    voiced = report.voiced_fraction_anchors.get("all", {})
+    console.print(
+        f"content check on espeak-ng's rendering in the next voice (what the check can see): "
+        f"{_fmt(report.content_ceiling.get('all', math.nan))}; voiced frames in espeak-ng's renderings: "
+        f"{_fmt(voiced.get('espeak', math.nan), '.2f')} (through Griffin-Lim: {_fmt(voiced.get('espeak_vocoded', math.nan), '.2f')})"
     )
     console.print(f"trtgen eval: {verdict}; report {report.report_path} ({report.wall_seconds:.0f} s)")
