@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -428,3 +429,27 @@ def test_eval_refuses_an_unfinished_corpus(random_small_model: Path, tmp_path: P
     (tmp_path / "corpus").mkdir()
     with pytest.raises(EvalError, match="not finished"):
         run_eval(EvalOptions(random_small_model, tmp_path / "corpus", tmp_path / "out", progress=False))
+
+
+def test_eval_on_a_validation_slice_with_another_stop_threshold(eval_corpus: Path, random_small_model: Path, tmp_path: Path) -> None:
+    """``first_sentence`` skips held-out sentences (a validation slice disjoint from the test slice) and
+    ``stop_threshold`` reaches the decoder: the random model's stop logit is -20, so a threshold below
+    sigmoid(-20) ~ 2e-9 stops every utterance on its first frame, where 0.5 never stops it."""
+    from trtgen.artifact import load_model
+    from trtgen.evaluation import EvalError, EvalOptions, run_eval
+
+    options = EvalOptions(random_small_model, eval_corpus, tmp_path / "eval", sentences=5, first_sentence=1,
+                          stop_threshold=1e-12, plots=0, threads=1, progress=False)
+    report = run_eval(options).to_json()
+    assert report["settings"]["sentence_ids"] == ["s1"]  # only one held-out sentence is left after skipping one
+    assert report["settings"]["stop_threshold"] == 1e-12 and report["settings"]["stop_threshold_overridden"] is True
+    rows = report["models"]["trained"]["utterances"]
+    assert [r["id"] for r in rows] == ["us-m3-s1", "gb-f2-s1"]
+    assert [r["reference_id"] for r in rows] == ["us-m3-s0", "gb-f2-s0"]  # the next held-out sentence, cyclically
+    assert all(r["stopped"] and r["steps"] == 1 for r in rows)
+    # The override changes the model's identity in outputs, never the files on disk.
+    model = load_model(random_small_model)
+    assert model.with_stop_threshold(1e-12).digest != model.digest
+    assert load_model(random_small_model).card.model.stop_threshold == 0.5
+    with pytest.raises(EvalError, match="none left"):
+        run_eval(dataclasses.replace(options, first_sentence=2))

@@ -7,6 +7,7 @@ parameters, tensor names and the decoder's state wiring all come from the card, 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -196,10 +197,18 @@ class Model:
 
     @property
     def digest(self) -> str:
-        """One digest for the whole model (card graphs + shared weights): names the model in outputs."""
+        """One digest for the whole model (card graphs, shared weights and the configs that shape decoding,
+        such as the stop threshold): names the model in outputs, so a resumed run cannot mix two models."""
         parts = sorted(f"{n}:{g.sha256}" for n, g in self.card.graphs.items())
         parts += sorted(f"{n}:{d}" for n, d in self.card.external_data.items())
+        configs = {"model": to_dict(self.card.model), "audio": to_dict(self.card.audio), "text": to_dict(self.card.text)}
+        parts.append("configs:" + json.dumps(configs, sort_keys=True))
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def with_stop_threshold(self, threshold: float) -> Model:
+        """The same graphs decoded with another stop threshold (the files on disk are untouched)."""
+        config = dataclasses.replace(self.card.model, stop_threshold=float(threshold))
+        return Model(directory=self.directory, card=dataclasses.replace(self.card, model=config))
 
 
 def load_model(directory: str | Path, *, verify: bool = True) -> Model:

@@ -296,6 +296,8 @@ def eval_command(
     model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the voice shipped with trtgen)."),
     out: Path = typer.Option(Path("trtgen-eval"), "--out", help="Directory for eval.json and the plots."),
     sentences: int = typer.Option(50, "--sentences", help="Held-out sentences per voice."),
+    first_sentence: int = typer.Option(0, "--first-sentence", help="Held-out sentences to skip: 50 gives a validation slice disjoint from the default test slice (for tuning decode settings)."),
+    stop_threshold: Optional[float] = typer.Option(None, "--stop-threshold", help="Decode with this stop threshold instead of the model card's."),
     dropout: float = typer.Option(0.5, "--dropout", help="Prenet dropout at inference."),
     seed: int = typer.Option(0, "--seed", help="Seed of the dropout and Griffin-Lim phase streams."),
     compare_random: bool = typer.Option(False, "--compare-random", help="Also evaluate a randomly initialised model of the same config (needs TensorFlow)."),
@@ -312,7 +314,8 @@ def eval_command(
 
     try:
         options = EvalOptions(
-            model_dir=model or default_model_dir(), corpus_dir=corpus, out_dir=out, sentences=sentences, dropout=dropout,
+            model_dir=model or default_model_dir(), corpus_dir=corpus, out_dir=out, sentences=sentences, first_sentence=first_sentence,
+            stop_threshold=stop_threshold, dropout=dropout,
             seed=seed, compare_random=compare_random, plots=plots, backend=backend, device=device, threads=threads,
         )
         report = run_eval(options)

@@ -512,6 +512,8 @@ class StyleSpace:
         noise, so this check still fails it (about 1 / number of voices). ``mean_log_mels`` must hold
         the same number of outputs per conditioning voice (the evaluation's items are balanced).
         """
+        if not mean_log_mels:  # no output has speech frames (e.g. every one stopped at once)
+            return {}
         profiles = {voice: np.asarray(p.mean_log_mel) for voice, p in self.profiles.items()}
         profile_centre = np.mean(list(profiles.values()), axis=0)
         output_centre = np.mean(list(mean_log_mels.values()), axis=0)
@@ -559,7 +561,13 @@ class EvalOptions:
     corpus_dir: Path
     out_dir: Path
     sentences: int = 50
-    """Held-out sentences per voice (the first ones by sentence id)."""
+    """Held-out sentences per voice (the first ones by sentence id, after ``first_sentence``)."""
+    first_sentence: int = 0
+    """Held-out sentences (by id) to skip. The default test slice is the first ``sentences``; a later,
+    disjoint slice (e.g. ``first_sentence=50``) is a validation set for choosing decode settings such as
+    the stop threshold without tuning on the test sentences."""
+    stop_threshold: float | None = None
+    """Decode with this stop threshold instead of the model card's (to choose one on a validation slice)."""
     dropout: float = 0.5
     """Prenet dropout at inference (Tacotron 2 keeps it on; 0.5 is the training rate)."""
     seed: int = 0
@@ -589,6 +597,10 @@ class EvalOptions:
     def validate(self) -> None:
         if self.sentences < 1:
             raise ValueError(f"sentences must be >= 1, got {self.sentences}")
+        if self.first_sentence < 0:
+            raise ValueError(f"first_sentence must be >= 0, got {self.first_sentence}")
+        if self.stop_threshold is not None and not 0.0 < self.stop_threshold < 1.0:
+            raise ValueError(f"stop_threshold must be in (0, 1), got {self.stop_threshold}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.plots < 0 or self.style_stats_utterances < 1 or self.reference_sentences < 1:
@@ -847,9 +859,9 @@ def _jsonable(value: Any) -> Any:
 # The evaluation job
 
 
-def _select_items(corpus: Any, sentences: int) -> tuple[list[_Item], dict[str, list[Any]]]:
-    """The first ``sentences`` held-out sentences (by id) in every voice, each with a reference clip
-    of the same voice saying the next held-out sentence (cyclically), and the training renderings."""
+def _select_items(corpus: Any, sentences: int, first: int = 0) -> tuple[list[_Item], dict[str, list[Any]]]:
+    """Held-out sentences ``first .. first + sentences - 1`` (by id) in every voice, each with a reference
+    clip of the same voice saying the next held-out sentence (cyclically), and the training renderings."""
     voices = corpus.voices()
     heldout: dict[str, dict[str, Any]] = {v: {} for v in voices}
     train: dict[str, list[Any]] = {v: [] for v in voices}
@@ -866,12 +878,14 @@ def _select_items(corpus: Any, sentences: int) -> tuple[list[_Item], dict[str, l
             f"{corpus.root}: {len(common)} held-out sentence(s) rendered in every voice; need at least 2 "
             "(one to speak, another as the style reference)"
         )
-    chosen = common[:sentences]
+    chosen = common[first : first + sentences]
+    if not chosen:
+        raise EvalError(f"{corpus.root}: {len(common)} held-out sentences; none left after skipping {first}")
     if len(chosen) < sentences:
-        logger.warning("%s: only %d held-out sentences; evaluating all of them", corpus.root, len(chosen))
+        logger.warning("%s: only %d held-out sentences from number %d; evaluating those", corpus.root, len(chosen), first)
     items = []
     for voice in voices:
-        for position, sentence_id in enumerate(chosen):
+        for position, sentence_id in enumerate(chosen, start=first):
             target = heldout[voice][sentence_id]
             reference = heldout[voice][common[(position + 1) % len(common)]]
             items.append(
@@ -1248,6 +1262,8 @@ def run_eval(options: EvalOptions) -> EvalReport:
     started = time.perf_counter()
     options.validate()
     model = load_model(options.model_dir)
+    if options.stop_threshold is not None:
+        model = model.with_stop_threshold(options.stop_threshold)
     try:
         corpus = load_corpus(options.corpus_dir)
     except (CorpusError, OSError) as error:
@@ -1255,7 +1271,7 @@ def run_eval(options: EvalOptions) -> EvalReport:
     audio = model.card.audio
     if corpus.settings.sample_rate != audio.sample_rate:
         logger.warning("corpus at %d Hz, model at %d Hz: the corpus audio is resampled", corpus.settings.sample_rate, audio.sample_rate)
-    items, train = _select_items(corpus, options.sentences)
+    items, train = _select_items(corpus, options.sentences, options.first_sentence)
     logger.info("%d utterances: %d held-out sentences x %d voices", len(items), len(items) // len(train), len(train))
     space = _style_space(corpus, train, items, audio, options)
     targets: dict[str, SpeechFeatures] = {}
@@ -1291,6 +1307,9 @@ def run_eval(options: EvalOptions) -> EvalReport:
         "corpus_dir": str(options.corpus_dir),
         "corpus_espeak_version": corpus.settings.espeak_version,
         "sentences_per_voice": options.sentences,
+        "first_sentence": options.first_sentence,
+        "stop_threshold": model.card.model.stop_threshold,
+        "stop_threshold_overridden": options.stop_threshold is not None,
         "sentence_ids": sorted({item.sentence_id for item in items}),
         "voices": list(train),
         "dropout": options.dropout,
@@ -1452,7 +1471,10 @@ def print_eval_report(report: EvalReport) -> None:
                 _fmt(group.voiced_fraction, ".2f"),
                 _fmt(group.mean_attention_peak, ".2f"),
             ])
-        print_table(f"trtgen eval: {evaluation.label} model {evaluation.model_name} ({evaluation.wall_seconds:.0f} s)", columns, rows)
+        settings = report.settings
+        title = (f"trtgen eval: {evaluation.label} model {evaluation.model_name}, {len(settings['sentence_ids'])} "
+                 f"held-out sentences from number {settings['first_sentence']}, stop threshold {settings['stop_threshold']:g} ({evaluation.wall_seconds:.0f} s)")
+        print_table(title, columns, rows)
     voices = list(report.trained.voices)
     rows = []
     for scope in [*voices, "all"]:
