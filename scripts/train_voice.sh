@@ -51,13 +51,6 @@ if [ "$STAGE3_STEPS" -gt "$STAGE2_STEPS" ]; then
 fi
 
 # The shipped checkpoint keeps the inference variables only (no Adam slots): a third of the size.
-"$PYTHON" - "$FINAL" "$WORK/inference-checkpoint" <<'PY'
-import re, sys
-from export.checkpoint import read_checkpoint, resolve_checkpoint, write_checkpoint
-from trtgen.config import model_preset
-source = resolve_checkpoint(sys.argv[1])
-step = int(re.search(r"-(\d+)$", source.name).group(1))
-write_checkpoint(read_checkpoint(source, model_preset("voice")), f"{sys.argv[2]}/model.ckpt-{step}", global_step=step)
-PY
+"$PYTHON" -m export.train.inference_checkpoint --config voice --out "$WORK/inference-checkpoint" "$FINAL"
 trtgen export "$WORK/inference-checkpoint" --config voice --out "$WORK/model" --name default
 echo "voice: $WORK/model (evaluate: trtgen eval --model $WORK/model --corpus $WORK/corpus --compare-random)"

@@ -340,3 +340,38 @@ def test_state_file_survives_odd_file_names(tmp_path: Path, small_weights: dict[
     assert resolve_checkpoint(prefix.parent) == prefix
     prefix = write_checkpoint(small_weights, tmp_path / 'run "b"\\1' / 'odd "name"\\x')
     assert resolve_checkpoint(prefix.parent) == prefix
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The shipped form: inference variables only, optionally the mean of several checkpoints
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_inference_checkpoint_drops_training_extras_and_averages(tmp_path: Path, small_weights: dict[str, np.ndarray]) -> None:
+    from export.train.inference_checkpoint import main
+
+    other = random_weights(SMALL, seed=6)
+    write_checkpoint(small_weights, tmp_path / "run" / "model.ckpt-7", global_step=7, extra=TRAINING_EXTRAS)
+    write_checkpoint(other, tmp_path / "run" / "model.ckpt-9", global_step=9, extra=TRAINING_EXTRAS)
+
+    # One source, named by its run directory (the latest checkpoint): the weights unchanged, no Adam slots.
+    assert main(["--config", "small", "--out", str(tmp_path / "one"), str(tmp_path / "run")]) == 0
+    reader = tf.train.load_checkpoint(str(tmp_path / "one" / "model.ckpt-9"))
+    names = set(reader.get_variable_to_shape_map())
+    assert names == set(expected_variables(SMALL)) | {"global_step"}
+    assert int(reader.get_tensor("global_step")) == 9
+    assert all(_bits_equal(reader.get_tensor(n), other[n]) for n in other)
+
+    # Two sources: the element-wise mean, named by the later step.
+    out = tmp_path / "mean"
+    assert main(["--config", "small", "--out", str(out), str(tmp_path / "run" / "model.ckpt-7"), str(tmp_path / "run" / "model.ckpt-9")]) == 0
+    mean = read_checkpoint(out / "model.ckpt-9", SMALL)
+    for name in small_weights:
+        np.testing.assert_allclose(mean[name], (small_weights[name] + other[name]) / 2, rtol=1e-6, atol=1e-7, err_msg=name)
+    assert not np.array_equal(mean[ENCODER + "EncoderEmbeddingMatrix"], other[ENCODER + "EncoderEmbeddingMatrix"])
+
+    # Bad input: the same checkpoint twice, or a checkpoint of another config, is refused and writes nothing.
+    twice = [str(tmp_path / "run" / "model.ckpt-9"), str(tmp_path / "run")]
+    assert main(["--config", "small", "--out", str(tmp_path / "bad"), *twice]) == 2
+    assert main(["--config", "voice", "--out", str(tmp_path / "bad"), str(tmp_path / "run")]) == 2
+    assert not (tmp_path / "bad").exists()
