@@ -412,6 +412,14 @@ def describe_checkpoint(path: str | os.PathLike[str]) -> list[VariableInfo]:
     return [VariableInfo(name, shapes[name], dtypes[name]) for name in sorted(shapes)]
 
 
+def checkpoint_step(path: str | os.PathLike[str]) -> int | None:
+    """The checkpoint's own ``global_step`` value, or None when it holds none (e.g. a hand-made checkpoint)."""
+    _, reader = _open(path)
+    if not reader.has_tensor(GLOBAL_STEP):
+        return None
+    return int(reader.get_tensor(GLOBAL_STEP))
+
+
 def read_checkpoint(
     path: str | os.PathLike[str], config: ModelConfig, text_config: TextConfig | None = None
 ) -> WeightDict:

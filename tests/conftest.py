@@ -27,6 +27,21 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def cupy_with_gpu():
+    """CuPy with a usable CUDA GPU; skips the calling test, with the reason, otherwise."""
+    try:
+        import cupy
+    except ImportError:
+        pytest.skip("CuPy is not installed (pip install cupy-cuda12x, or cupy-cuda13x for CUDA 13)")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as error:
+        pytest.skip(f"no usable CUDA GPU: {error}")
+    if count < 1:
+        pytest.skip("no CUDA GPU")
+    return cupy
+
+
 def stopping_weights(config_name: str = "small", seed: int = 0):
     """Random weights whose stop token fires at varied steps (some utterances stop, some reach
     their cap), so tests see ragged batches. The stop projection is scaled so that the top tail of

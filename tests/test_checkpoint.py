@@ -370,6 +370,11 @@ def test_inference_checkpoint_drops_training_extras_and_averages(tmp_path: Path,
         np.testing.assert_allclose(mean[name], (small_weights[name] + other[name]) / 2, rtol=1e-6, atol=1e-7, err_msg=name)
     assert not np.array_equal(mean[ENCODER + "EncoderEmbeddingMatrix"], other[ENCODER + "EncoderEmbeddingMatrix"])
 
+    # A renamed checkpoint keeps its step: it comes from the checkpoint's global_step, not the file name.
+    write_checkpoint(other, tmp_path / "renamed" / "best", global_step=9)
+    assert main(["--config", "small", "--out", str(tmp_path / "from-renamed"), str(tmp_path / "renamed" / "best")]) == 0
+    assert int(tf.train.load_checkpoint(str(tmp_path / "from-renamed" / "model.ckpt-9")).get_tensor("global_step")) == 9
+
     # Bad input: the same checkpoint twice, or a checkpoint of another config, is refused and writes nothing.
     twice = [str(tmp_path / "run" / "model.ckpt-9"), str(tmp_path / "run")]
     assert main(["--config", "small", "--out", str(tmp_path / "bad"), *twice]) == 2

@@ -35,3 +35,12 @@ def test_generate_names_a_missing_model_directory(tmp_path):
     result = CliRunner().invoke(app, ["generate", "--model", str(tmp_path / "nowhere"), "--list", str(listing), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
     assert "nowhere" in result.output and "model.json" in result.output
+
+
+def test_generate_refuses_an_unknown_vocoder_device_before_writing(tmp_path):
+    listing = tmp_path / "infer.jsonl"
+    listing.write_text('{"id": "a", "text": "hello", "style": "x.wav"}\n')
+    result = CliRunner().invoke(app, ["generate", "--list", str(listing), "--out", str(tmp_path / "out"), "--vocoder-device", "tpu"])
+    assert result.exit_code == 2
+    assert "unknown vocoder device 'tpu'" in result.output
+    assert not (tmp_path / "out").exists()

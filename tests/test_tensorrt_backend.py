@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import cupy_with_gpu
 from trtgen.artifact import GraphSpec, Model, ModelCard, TensorSpec
 from trtgen.backends import BackendUnavailable, create_backend
 from trtgen.backends.tensorrt_backend import (
@@ -215,16 +216,7 @@ def test_stored_engine_is_used_only_when_record_and_bytes_match(tmp_path: Path) 
 def _gpu_or_skip() -> None:
     if importlib.util.find_spec("tensorrt") is None:
         pytest.skip("TensorRT is not installed (pip install 'tensorrt-cu12>=10,<11' cupy-cuda12x)")
-    if importlib.util.find_spec("cupy") is None:
-        pytest.skip("CuPy is not installed (pip install cupy-cuda12x)")
-    import cupy
-
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as error:
-        pytest.skip(f"no CUDA GPU: {error}")
-    if count == 0:
-        pytest.skip("no CUDA GPU")
+    cupy_with_gpu()
 
 
 def _feeds(model: Model, graph: str, sizes: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import librosa
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from tests.conftest import cupy_with_gpu
 from trtgen.config import AudioConfig
 from trtgen.randomness import uniform
 from trtgen.vocoder import (
@@ -17,6 +19,7 @@ from trtgen.vocoder import (
     griffin_lim,
     griffin_lim_preset,
     spectral_convergence,
+    vocoder_array_module,
 )
 
 CFG = AudioConfig()
@@ -204,17 +207,18 @@ def test_generic_array_module_path_matches_numpy_path(speech_magnitudes: list[np
         assert relative_error(b, a) < 1e-4
 
 
+def test_vocoder_device_names_its_array_module() -> None:
+    assert vocoder_array_module("cpu") is np
+    with pytest.raises(ValueError, match="unknown vocoder device 'tpu'"):
+        vocoder_array_module("tpu")
+    if importlib.util.find_spec("cupy") is None:
+        with pytest.raises(ValueError, match="needs CuPy"):
+            vocoder_array_module("cuda")
+
+
 @pytest.mark.gpu
 def test_cupy_matches_numpy(speech_magnitudes: list[np.ndarray]) -> None:
-    try:
-        import cupy
-    except ImportError:
-        pytest.skip("CuPy is not installed")
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("no CUDA device")
-    except cupy.cuda.runtime.CUDARuntimeError as exc:
-        pytest.skip(f"no usable CUDA device: {exc}")
+    cupy = cupy_with_gpu()
     keys = [11, 12, 13]
     for options in (GriffinLimOptions(n_iter=4, momentum=0.0), GriffinLimOptions(n_iter=8, momentum=0.99)):
         on_cpu = griffin_lim(speech_magnitudes, keys, options)

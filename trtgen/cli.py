@@ -108,6 +108,7 @@ def generate(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     gl_iters: Optional[int] = typer.Option(None, "--gl-iters", help="Griffin-Lim iterations (default: the vocoder preset's)."),
     vocoder: str = typer.Option("default", "--vocoder", help="Griffin-Lim preset: default (fast GL) or openseq2seq (4 classic iterations)."),
+    vocoder_device: Optional[str] = typer.Option(None, "--vocoder-device", help="cpu or cuda (CuPy) for Griffin-Lim (default: --device)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: generate rows whose index is I modulo N (one process per GPU)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N rows of the list."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run: skip utterances already written."),
@@ -135,7 +136,7 @@ def generate(
             model_dir=model_dir, list_path=list_path, out_dir=out, style_root=style_root,
             copies=tuple(parse_copies(copies, default_dropout=card.model.prenet_dropout, base_seed=seed)),
             backend=backend, device=device,
-            synthesis=SynthesisOptions(batch_size=batch_size, vocoder=vocoder_options),
+            synthesis=SynthesisOptions(batch_size=batch_size, vocoder=vocoder_options, vocoder_device=vocoder_device),
             shard=parse_shard(shard), limit=limit, resume=resume, sample_format=sample_format, naming=naming,
             threads=threads,
         )

@@ -175,6 +175,7 @@ def run_generate(options: GenerateOptions) -> GenerateReport:
     model = load_model(options.model_dir)
     backend = create_backend(model, options.backend, options.device, threads=options.threads)
     backend_name = f"{backend.name}-{backend.device}"
+    synthesizer = Synthesizer(model, backend, options.synthesis)
     copies = list(options.copies) or parse_copies(None, default_dropout=model.card.model.prenet_dropout, base_seed=0)
     all_rows, list_rejects = read_infer_list(options.list_path, options.style_root)
     rows, list_rejects = _select_rows(all_rows, list_rejects, options)
@@ -202,7 +203,6 @@ def run_generate(options: GenerateOptions) -> GenerateReport:
         row for row in rows
         if row.index in encoded and any(row.id not in w.completed for w in writers)
     ]
-    synthesizer = Synthesizer(model, backend, options.synthesis)
     clips = list(dict.fromkeys(row.style for row in todo))
     with synthesis_progress(len(clips), "style clips", enabled=options.progress and len(clips) > 1) as progress:
         styles, style_errors = synthesizer.style_bank().embeddings(clips, lambda n: progress.advance(n))
@@ -271,7 +271,7 @@ def run_generate(options: GenerateOptions) -> GenerateReport:
         wall_seconds=time.perf_counter() - started,
         times=synthesizer.times,
         decode=synthesizer.decode_stats,
-        backend=backend.describe(),
+        backend=f"{backend.describe()}, vocoder {synthesizer.vocoder_device}",
     )
 
 

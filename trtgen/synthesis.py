@@ -21,7 +21,7 @@ from trtgen.artifact import Model
 from trtgen.audio import AudioError, pad_style_batch, style_features
 from trtgen.backends.base import Backend, GraphRunner
 from trtgen.decode import ChunkedDecoder, DecodeRequest, DecodeStats, DecodedUtterance
-from trtgen.vocoder import GriffinLimOptions, griffin_lim
+from trtgen.vocoder import GriffinLimOptions, griffin_lim, vocoder_array_module
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ class SynthesisOptions:
     postnet_batch_size: int = 16
     """Utterances per postnet and Griffin-Lim batch (grouped by similar length)."""
     vocoder: GriffinLimOptions = field(default_factory=GriffinLimOptions)
+    vocoder_device: str | None = None
+    """``cpu`` or ``cuda`` (CuPy) for Griffin-Lim; None: where the backend's outputs live."""
     keep_alignments: bool = False
     keep_mels: bool = False
 
@@ -161,6 +163,9 @@ class Synthesizer:
         self.backend = backend
         self.xp = backend.xp
         self.options = options or SynthesisOptions()
+        device = self.options.vocoder_device
+        self.vocoder_xp = self.xp if device is None else vocoder_array_module(device)
+        self.vocoder_device = "cpu" if self.vocoder_xp is np else "cuda"
         self.times = StageTimes()
         self.text_encoder = _TimedRunner(backend.load("text_encoder"), self.times, "text encoder")
         self.decoder_runner = _TimedRunner(backend.load("decoder_chunk"), self.times, "decoder")
@@ -216,14 +221,17 @@ class Synthesizer:
         out = self.postnet.run({"mel": mels, "mel_len": xp.asarray(lengths)}, ["mel_postnet", "magnitude"])
         vocodable = [row for row, d in enumerate(decoded) if d.num_frames > 2]
         started = time.perf_counter()
+        magnitude, vxp = out["magnitude"], self.vocoder_xp
+        if vxp is not xp:
+            magnitude = vxp.asarray(_to_host(magnitude, xp))
         waves = griffin_lim(
-            [out["magnitude"][row, : decoded[row].num_frames - 1] for row in vocodable],
+            [magnitude[row, : decoded[row].num_frames - 1] for row in vocodable],
             [vocoder_keys[decoded[row].index] for row in vocodable],
             self.options.vocoder,
             self.card.audio,
-            xp,
+            vxp,
         )
-        audio = {row: _to_host(w, xp) for row, w in zip(vocodable, waves)}
+        audio = {row: _to_host(w, vxp) for row, w in zip(vocodable, waves)}
         self.times.add("vocoder", time.perf_counter() - started)
         results = []
         for row, d in enumerate(decoded):

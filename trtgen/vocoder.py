@@ -35,6 +35,7 @@ __all__ = [
     "GRIFFIN_LIM_PRESETS",
     "griffin_lim_preset",
     "griffin_lim",
+    "vocoder_array_module",
     "sharpened_magnitude",
     "spectral_convergence",
 ]
@@ -100,6 +101,30 @@ def griffin_lim_preset(name: str) -> GriffinLimOptions:
         raise ValueError(
             f"unknown Griffin-Lim preset {name!r}; presets: {', '.join(sorted(GRIFFIN_LIM_PRESETS))}"
         ) from None
+
+
+def vocoder_array_module(device: str) -> Any:
+    """numpy for ``"cpu"``, CuPy for ``"cuda"``: where :func:`griffin_lim` runs.
+
+    Why a choice apart from the decoder's: Griffin-Lim is FFTs over whole batches, which a GPU runs far
+    faster than a CPU, while a small model's decoder may run as fast on the CPU's ONNX Runtime, which
+    needs no GPU build of ONNX Runtime.
+    """
+    if device == "cpu":
+        return np
+    if device != "cuda":
+        raise ValueError(f"unknown vocoder device {device!r} (cpu or cuda)")
+    try:
+        import cupy
+    except ImportError:
+        raise ValueError("the vocoder on cuda needs CuPy: pip install cupy-cuda12x (or cupy-cuda13x for CUDA 13)") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as error:
+        raise ValueError(f"the vocoder on cuda: CuPy finds no usable GPU ({error})") from None
+    if count < 1:
+        raise ValueError("the vocoder on cuda: CuPy finds no GPU")
+    return cupy
 
 
 def sharpened_magnitude(magnitude: Any, audio: AudioConfig = AudioConfig(), xp: Any = np) -> Any:

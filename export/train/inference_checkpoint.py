@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from export.checkpoint import CheckpointError, read_checkpoint, resolve_checkpoint, write_checkpoint
+from export.checkpoint import CheckpointError, checkpoint_step, read_checkpoint, resolve_checkpoint, write_checkpoint
 from export.variables import WeightDict
 from trtgen.config import load_model_config
 
@@ -44,6 +44,10 @@ def average_weights(tables: Sequence[WeightDict]) -> WeightDict:
 
 
 def _step(prefix: Path) -> int | None:
+    """The checkpoint's ``global_step``; failing that, the ``-N`` of its file name."""
+    step = checkpoint_step(prefix)
+    if step is not None:
+        return step
     match = re.search(r"-(\d+)$", prefix.name)
     return int(match.group(1)) if match else None
 

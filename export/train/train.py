@@ -632,6 +632,7 @@ def _parse(argv: Sequence[str] | None) -> tuple[TrainConfig, bool]:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--min-learning-rate", type=float, default=defaults.min_learning_rate, help="floor of the decayed learning rate")
     parser.add_argument("--checkpoint-minutes", type=float, default=defaults.checkpoint_minutes)
     parser.add_argument("--max-frames", type=int, default=None, help="leave out longer training utterances")
     parser.add_argument("--no-eos-frames", action="store_true", help="no end-of-sequence frames: stop target on the last speech frame")
@@ -651,6 +652,7 @@ def _parse(argv: Sequence[str] | None) -> tuple[TrainConfig, bool]:
         minutes=args.minutes,
         max_steps=args.steps,
         learning_rate=args.learning_rate,
+        min_learning_rate=args.min_learning_rate,
         checkpoint_minutes=args.checkpoint_minutes,
         max_frames=args.max_frames,
         eos_frames=not args.no_eos_frames,

@@ -1,0 +1,181 @@
+"""What a CUDA GPU adds without TensorRT: Griffin-Lim on CuPy, alone and inside `trtgen generate`.
+
+Usage: python benchmarks/bench_gpu.py [--quick] [--output PATH]
+
+Needs CuPy and a CUDA GPU; needs neither TensorFlow, librosa nor the shared sample data, so it runs on a
+bare GPU machine with the runtime's dependencies. Two parts, every ratio from this one run:
+
+1. Griffin-Lim throughput, numpy on all cores vs CuPy, on 12.3-s magnitudes (985 frames) cut from the
+   shipped voice's espeak-ng style clips (the cost does not depend on the content), at OpenSeq2Seq's 4
+   classic iterations and trtgen's default (24 fast iterations); medians of interleaved repeats, the GPU
+   synchronised before each clock read; plus the relative difference of the two outputs.
+2. `run_generate` with the shipped voice (decoder on ONNX Runtime's CPU provider, every core) on the
+   demo sentences x the four style clips, repeated under new ids: the same run with the vocoder on the
+   CPU and on the GPU (``vocoder_device``), wall time, the stage table, and the largest relative
+   difference between the two runs' WAVs (float32).
+
+Writes benchmarks/results/gpu.md (or --output) and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import soundfile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import REPO_ROOT, command_line, header_lines, machine, markdown_table, now, versions  # noqa: E402
+
+from trtgen.config import AudioConfig  # noqa: E402
+from trtgen.demo import demo_sentences, demo_styles  # noqa: E402
+from trtgen.generate import GenerateOptions, default_model_dir, parse_copies, run_generate  # noqa: E402
+from trtgen.spectral import stft  # noqa: E402
+from trtgen.synthesis import SynthesisOptions  # noqa: E402
+from trtgen.vocoder import GriffinLimOptions, griffin_lim, vocoder_array_module  # noqa: E402
+
+AUDIO = AudioConfig()
+FRAMES = 985
+DEFAULT_OUTPUT = REPO_ROOT / "benchmarks" / "results" / "gpu.md"
+
+
+def log(message: str) -> None:
+    print(f"[bench_gpu] {message}", flush=True)
+
+
+def magnitudes_12s(count: int) -> list[np.ndarray]:
+    """``count`` different 985-frame magnitudes: windows of the shipped style clips, concatenated and tiled."""
+    clips = [soundfile.read(str(p), dtype="float32")[0] for p in demo_styles()]
+    speech = np.concatenate(clips)
+    samples = AUDIO.hop_length * (FRAMES - 1)
+    speech = np.tile(speech, samples // speech.size + 2)
+    step = max(1, (speech.size - samples) // max(1, count))
+    return [np.abs(stft(speech[i * step : i * step + samples], AUDIO)).astype(np.float32) for i in range(count)]
+
+
+def median_seconds(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """One warm-up each (cuFFT plans, kernel compiles), then ``repeats`` interleaved rounds."""
+    for run in contenders.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, run in contenders.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in times.items()}
+
+
+def vocoder_part(cupy: Any, batches: list[int], repeats: int) -> list[list[str]]:
+    mags = magnitudes_12s(max(batches))
+    seconds_per_item = AUDIO.hop_length * (FRAMES - 1) / AUDIO.sample_rate
+    rows = []
+    for label, options in (("4 classic", GriffinLimOptions(n_iter=4, momentum=0.0)), ("24 fast (default)", GriffinLimOptions())):
+        for batch in batches:
+            items, keys = mags[:batch], list(range(batch))
+            on_device = [cupy.asarray(m) for m in items]
+
+            def on_gpu(items: list[Any] = on_device, keys: list[int] = keys, options: GriffinLimOptions = options) -> list[Any]:
+                out = griffin_lim(items, keys, options, AUDIO, xp=cupy)
+                cupy.cuda.Device().synchronize()
+                return out
+
+            contenders: dict[str, Callable[[], object]] = {"gpu": on_gpu}
+            if batch <= 64:
+                contenders["cpu"] = lambda items=items, keys=keys, options=options: griffin_lim(items, keys, options, AUDIO)
+            medians = median_seconds(contenders, repeats)
+            difference = "-"
+            if "cpu" in medians:
+                a = griffin_lim(items[:4], keys[:4], options, AUDIO)
+                b = [cupy.asnumpy(w) for w in griffin_lim(on_device[:4], keys[:4], options, AUDIO, xp=cupy)]
+                difference = f"{max(np.linalg.norm(x - y) / np.linalg.norm(x) for x, y in zip(a, b)):.1e}"
+            audio = batch * seconds_per_item
+            cpu = medians.get("cpu")
+            rows.append([
+                label, str(batch),
+                f"{cpu * 1e3:.0f} ({audio / cpu:.0f})" if cpu else "-",
+                f"{medians['gpu'] * 1e3:.1f} ({audio / medians['gpu']:.0f})",
+                f"{cpu / medians['gpu']:.1f}x" if cpu else "-",
+                difference,
+            ])
+            log(f"vocoder {label}, batch {batch}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in medians.items()))
+    return rows
+
+
+def generate_part(repeat: int, batch_size: int) -> tuple[list[list[str]], list[str]]:
+    rows_in = [
+        {"id": f"r{r}-s{s}-{clip.stem}", "text": text, "style": str(clip), "style_speaker": clip.stem}
+        for r in range(repeat)
+        for s, text in enumerate(demo_sentences())
+        for clip in demo_styles()
+    ]
+    results: dict[str, tuple[Any, float]] = {}
+    waves: dict[str, dict[str, np.ndarray]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        listing = Path(tmp) / "infer.jsonl"
+        listing.write_text("".join(json.dumps(r) + "\n" for r in rows_in), encoding="utf-8")
+        for device in ("cpu", "cuda", "cpu", "cuda"):  # each twice, interleaved; the second run of each counts
+            out = Path(tmp) / f"out-{device}"
+            started = time.perf_counter()
+            report = run_generate(GenerateOptions(
+                model_dir=default_model_dir(), list_path=listing, out_dir=out,
+                copies=tuple(parse_copies("copy:0.5:1", default_dropout=0.5, base_seed=0)),
+                synthesis=SynthesisOptions(batch_size=batch_size, vocoder_device=device),
+                sample_format="float32", progress=False,
+            ))
+            results[device] = (report, time.perf_counter() - started)
+            waves[device] = {r["id"]: soundfile.read(str(out / "copy" / f"{r['id']}.wav"), dtype="float32")[0] for r in rows_in}
+            shutil.rmtree(out)
+            log(f"generate, vocoder {device}: {report.copies[0].written} utterances in {results[device][1]:.1f} s")
+    table, stages = [], []
+    for device, (report, wall) in results.items():
+        audio = sum(c.audio_seconds for c in report.copies)
+        seconds = report.times.seconds
+        table.append([device, str(report.copies[0].written), f"{audio:.0f}", f"{wall:.1f}", f"{audio / wall:.0f}",
+                      *(f"{seconds.get(s, 0.0):.1f}" for s in ("decoder", "postnet", "vocoder"))])
+        stages.append(f"- vocoder {device}: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(seconds.items())))
+    worst = max(float(np.linalg.norm(waves["cuda"][k] - w) / max(np.linalg.norm(w), 1e-12)) for k, w in waves["cpu"].items())
+    stages.append(f"- Largest relative difference between the two runs' WAVs: {worst:.1e} ({len(rows_in)} utterances)")
+    return table, stages
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, batches and utterances")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args(argv)
+    try:
+        cupy = vocoder_array_module("cuda")
+    except ValueError as error:
+        raise SystemExit(f"bench_gpu: {error}") from None
+    started = now()
+    repeats = 3 if args.quick else 5
+    batches = [1, 16, 64] if args.quick else [1, 16, 64, 256]
+    vocoder_rows = vocoder_part(cupy, batches, repeats)
+    generate_rows, stage_lines = generate_part(repeat=2 if args.quick else 8, batch_size=32)
+    import onnxruntime
+
+    lines = header_lines("GPU without TensorRT: Griffin-Lim on CuPy", command_line("benchmarks/bench_gpu.py", argv or sys.argv[1:]),
+                         started, machine(), versions(("numpy", "scipy", "onnxruntime", "cupy", "soundfile", "trtgen")))
+    lines += [f"- ONNX Runtime providers here: {', '.join(onnxruntime.get_available_providers())}", ""]
+    lines += ["## Griffin-Lim, 12.3-s items: ms per batch (audio seconds per second)", ""]
+    lines += markdown_table(["iterations", "batch", "numpy, all cores", "CuPy", "speed-up", "relative difference"], vocoder_rows)
+    lines += ["", "## `run_generate`, shipped voice, decoder on ONNX Runtime CPU, batch 32", ""]
+    lines += markdown_table(["vocoder", "utterances", "audio s", "wall s", "audio-s/s", "decoder s", "postnet s", "vocoder s"], generate_rows)
+    lines += ["", *stage_lines, ""]
+    text = "\n".join(lines)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
