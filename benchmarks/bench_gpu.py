@@ -1,4 +1,4 @@
-"""What a CUDA GPU adds without TensorRT: Griffin-Lim on CuPy, alone and inside `trtgen generate`.
+"""What a CUDA GPU adds without TensorRT: Griffin-Lim on CuPy, and ONNX Runtime's CUDA provider, in `trtgen generate`.
 
 Usage: python benchmarks/bench_gpu.py [--quick] [--output PATH]
 
@@ -9,10 +9,10 @@ bare GPU machine with the runtime's dependencies. Two parts, every ratio from th
    shipped voice's espeak-ng style clips (the cost does not depend on the content), at OpenSeq2Seq's 4
    classic iterations and trtgen's default (24 fast iterations); medians of interleaved repeats, the GPU
    synchronised before each clock read; plus the relative difference of the two outputs.
-2. `run_generate` with the shipped voice (decoder on ONNX Runtime's CPU provider, every core) on the
-   demo sentences x the four style clips, repeated under new ids: the same run with the vocoder on the
-   CPU and on the GPU (``vocoder_device``), wall time, the stage table, and the largest relative
-   difference between the two runs' WAVs (float32).
+2. `run_generate` with the shipped voice on the demo sentences x the four style clips, repeated under
+   new ids: decoder on ONNX Runtime's CPU provider (every core) with the vocoder on the CPU, then on the
+   GPU (``vocoder_device``), and, where ONNX Runtime offers CUDA, everything on the GPU; wall time, the
+   stage table, and the largest relative difference between the runs' WAVs (float32).
 
 Writes benchmarks/results/gpu.md (or --output) and prints it.
 """
@@ -110,7 +110,8 @@ def vocoder_part(cupy: Any, batches: list[int], repeats: int) -> list[list[str]]
     return rows
 
 
-def generate_part(repeat: int, batch_size: int) -> tuple[list[list[str]], list[str]]:
+def generate_part(repeat: int, batch_size: int, configs: list[tuple[str, str]]) -> tuple[list[list[str]], list[str]]:
+    """``configs``: (decoder device, vocoder device) pairs, each run twice, interleaved; the second run counts."""
     rows_in = [
         {"id": f"r{r}-s{s}-{clip.stem}", "text": text, "style": str(clip), "style_speaker": clip.stem}
         for r in range(repeat)
@@ -122,28 +123,32 @@ def generate_part(repeat: int, batch_size: int) -> tuple[list[list[str]], list[s
     with tempfile.TemporaryDirectory() as tmp:
         listing = Path(tmp) / "infer.jsonl"
         listing.write_text("".join(json.dumps(r) + "\n" for r in rows_in), encoding="utf-8")
-        for device in ("cpu", "cuda", "cpu", "cuda"):  # each twice, interleaved; the second run of each counts
-            out = Path(tmp) / f"out-{device}"
+        for decoder, vocoder in configs + configs:
+            label = f"decoder {decoder}, vocoder {vocoder}"
+            out = Path(tmp) / "out"
             started = time.perf_counter()
             report = run_generate(GenerateOptions(
-                model_dir=default_model_dir(), list_path=listing, out_dir=out,
+                model_dir=default_model_dir(), list_path=listing, out_dir=out, backend="onnxruntime", device=decoder,
                 copies=tuple(parse_copies("copy:0.5:1", default_dropout=0.5, base_seed=0)),
-                synthesis=SynthesisOptions(batch_size=batch_size, vocoder_device=device),
+                synthesis=SynthesisOptions(batch_size=batch_size, vocoder_device=vocoder),
                 sample_format="float32", progress=False,
             ))
-            results[device] = (report, time.perf_counter() - started)
-            waves[device] = {r["id"]: soundfile.read(str(out / "copy" / f"{r['id']}.wav"), dtype="float32")[0] for r in rows_in}
+            results[label] = (report, time.perf_counter() - started)
+            waves[label] = {r["id"]: soundfile.read(str(out / "copy" / f"{r['id']}.wav"), dtype="float32")[0] for r in rows_in}
             shutil.rmtree(out)
-            log(f"generate, vocoder {device}: {report.copies[0].written} utterances in {results[device][1]:.1f} s")
+            log(f"generate, {label}: {report.copies[0].written} utterances in {results[label][1]:.1f} s")
     table, stages = [], []
-    for device, (report, wall) in results.items():
+    for label, (report, wall) in results.items():
         audio = sum(c.audio_seconds for c in report.copies)
         seconds = report.times.seconds
-        table.append([device, str(report.copies[0].written), f"{audio:.0f}", f"{wall:.1f}", f"{audio / wall:.0f}",
+        table.append([label, str(report.copies[0].written), f"{audio:.0f}", f"{wall:.1f}", f"{audio / wall:.0f}",
                       *(f"{seconds.get(s, 0.0):.1f}" for s in ("decoder", "postnet", "vocoder"))])
-        stages.append(f"- vocoder {device}: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(seconds.items())))
-    worst = max(float(np.linalg.norm(waves["cuda"][k] - w) / max(np.linalg.norm(w), 1e-12)) for k, w in waves["cpu"].items())
-    stages.append(f"- Largest relative difference between the two runs' WAVs: {worst:.1e} ({len(rows_in)} utterances)")
+        stages.append(f"- {label} ({report.backend}): " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(seconds.items())))
+    labels = list(results)
+    for label in labels[1:]:
+        same = [k for k, w in waves[labels[0]].items() if waves[label][k].shape == w.shape]
+        worst = max((float(np.linalg.norm(waves[label][k] - waves[labels[0]][k]) / max(np.linalg.norm(waves[labels[0]][k]), 1e-12)) for k in same), default=float("nan"))
+        stages.append(f"- {label} vs {labels[0]}: {len(same)} of {len(rows_in)} WAVs of equal length, largest relative difference among them {worst:.1e}")
     return table, stages
 
 
@@ -160,16 +165,20 @@ def main(argv: list[str] | None = None) -> None:
     repeats = 3 if args.quick else 5
     batches = [1, 16, 64] if args.quick else [1, 16, 64, 256]
     vocoder_rows = vocoder_part(cupy, batches, repeats)
-    generate_rows, stage_lines = generate_part(repeat=2 if args.quick else 8, batch_size=32)
     import onnxruntime
 
-    lines = header_lines("GPU without TensorRT: Griffin-Lim on CuPy", command_line("benchmarks/bench_gpu.py", argv or sys.argv[1:]),
+    configs = [("cpu", "cpu"), ("cpu", "cuda")]
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        configs.append(("cuda", "cuda"))
+    generate_rows, stage_lines = generate_part(repeat=2 if args.quick else 8, batch_size=32, configs=configs)
+
+    lines = header_lines("GPU without TensorRT: Griffin-Lim on CuPy, ONNX Runtime on CUDA", command_line("benchmarks/bench_gpu.py", argv or sys.argv[1:]),
                          started, machine(), versions(("numpy", "scipy", "onnxruntime", "cupy", "soundfile", "trtgen")))
     lines += [f"- ONNX Runtime providers here: {', '.join(onnxruntime.get_available_providers())}", ""]
     lines += ["## Griffin-Lim, 12.3-s items: ms per batch (audio seconds per second)", ""]
     lines += markdown_table(["iterations", "batch", "numpy, all cores", "CuPy", "speed-up", "relative difference"], vocoder_rows)
-    lines += ["", "## `run_generate`, shipped voice, decoder on ONNX Runtime CPU, batch 32", ""]
-    lines += markdown_table(["vocoder", "utterances", "audio s", "wall s", "audio-s/s", "decoder s", "postnet s", "vocoder s"], generate_rows)
+    lines += ["", "## `run_generate`, shipped voice, ONNX Runtime, batch 32", ""]
+    lines += markdown_table(["devices", "utterances", "audio s", "wall s", "audio-s/s", "decoder s", "postnet s", "vocoder s"], generate_rows)
     lines += ["", *stage_lines, ""]
     text = "\n".join(lines)
     args.output.parent.mkdir(parents=True, exist_ok=True)

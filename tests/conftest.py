@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +42,27 @@ def cupy_with_gpu():
     if count < 1:
         pytest.skip("no CUDA GPU")
     return cupy
+
+
+def graph_feeds(model: Any, graph: str, sizes: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Valid inputs for ``graph``: lengths within their axes, ids within the vocabulary, 0/1 masks."""
+    feeds = {}
+    for spec in model.card.graphs[graph].inputs:
+        shape = tuple(sizes[d] if isinstance(d, str) else d for d in spec.shape)
+        if spec.name.endswith("_len"):
+            axis = {"text_len": "text_time", "style_len": "style_time", "mel_len": "mel_time"}[spec.name]
+            feeds[spec.name] = np.array([sizes[axis] - 3 * i for i in range(shape[0])], np.int32)
+        elif spec.name == "text_ids":
+            feeds[spec.name] = rng.integers(3, model.card.model.num_symbols, shape).astype(np.int32)
+        elif spec.name == "memory_mask":
+            mask = np.ones(shape, np.float32)
+            mask[1:, -3:] = 0.0
+            feeds[spec.name] = mask
+        elif spec.name.startswith("prenet_mask"):
+            feeds[spec.name] = ((rng.random(shape) >= 0.5) * 2.0).astype(np.float32)
+        else:
+            feeds[spec.name] = rng.normal(0.0, 0.5, shape).astype(np.float32)
+    return feeds
 
 
 def stopping_weights(config_name: str = "small", seed: int = 0):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import cupy_with_gpu
+from tests.conftest import cupy_with_gpu, graph_feeds
 from trtgen.artifact import GraphSpec, Model, ModelCard, TensorSpec
 from trtgen.backends import BackendUnavailable, create_backend
 from trtgen.backends.tensorrt_backend import (
@@ -219,27 +219,6 @@ def _gpu_or_skip() -> None:
     cupy_with_gpu()
 
 
-def _feeds(model: Model, graph: str, sizes: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Valid inputs for ``graph``: lengths within their axes, ids within the vocabulary, 0/1 masks."""
-    feeds = {}
-    for spec in model.card.graphs[graph].inputs:
-        shape = tuple(sizes[d] if isinstance(d, str) else d for d in spec.shape)
-        if spec.name.endswith("_len"):
-            axis = {"text_len": "text_time", "style_len": "style_time", "mel_len": "mel_time"}[spec.name]
-            feeds[spec.name] = np.array([sizes[axis] - 3 * i for i in range(shape[0])], np.int32)
-        elif spec.name == "text_ids":
-            feeds[spec.name] = rng.integers(3, model.card.model.num_symbols, shape).astype(np.int32)
-        elif spec.name == "memory_mask":
-            mask = np.ones(shape, np.float32)
-            mask[1:, -3:] = 0.0
-            feeds[spec.name] = mask
-        elif spec.name.startswith("prenet_mask"):
-            feeds[spec.name] = ((rng.random(shape) >= 0.5) * 2.0).astype(np.float32)
-        else:
-            feeds[spec.name] = rng.normal(0.0, 0.5, shape).astype(np.float32)
-    return feeds
-
-
 @pytest.mark.gpu
 def test_tensorrt_engines_match_onnxruntime_on_the_small_model(tmp_path: Path) -> None:
     _gpu_or_skip()
@@ -274,7 +253,7 @@ def test_tensorrt_engines_match_onnxruntime_on_the_small_model(tmp_path: Path) -
     sizes = {"batch": 2, "text_time": 24, "style_time": 64, "mel_time": 40, "steps": 4}
     rng = np.random.default_rng(0)
     for graph in GRAPH_NAMES:
-        feeds = _feeds(model, graph, sizes, rng)
+        feeds = graph_feeds(model, graph, sizes, rng)
         expected = cpu.load(graph).run(feeds)
         actual = trt_backend.load(graph).run({k: cupy.asarray(v) for k, v in feeds.items()})
         assert set(actual) == set(expected)
@@ -285,4 +264,4 @@ def test_tensorrt_engines_match_onnxruntime_on_the_small_model(tmp_path: Path) -
             error = float(np.abs(got.astype(np.float64) - value).max()) / scale
             assert error < 1e-2, f"{graph}.{name}: relative error {error:.1e} (TF32 allowed)"
     with pytest.raises(ProfileError, match="text_time"):
-        trt_backend.load("text_encoder").run(_feeds(model, "text_encoder", dict(sizes, text_time=65), rng))
+        trt_backend.load("text_encoder").run(graph_feeds(model, "text_encoder", dict(sizes, text_time=65), rng))

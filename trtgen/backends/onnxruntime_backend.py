@@ -21,7 +21,7 @@ __all__ = ["OnnxRuntimeBackend"]
 
 GPU_INSTALL_HINT = (
     "install the GPU runtime instead of the CPU one: pip uninstall -y onnxruntime && "
-    "pip install 'onnxruntime-gpu[cuda,cudnn]' cupy-cuda12x (see README, 'GPU')"
+    "pip install 'onnxruntime-gpu[cuda,cudnn]' cupy-cuda12x (see README, 'Install')"
 )
 
 
@@ -108,7 +108,12 @@ class OnnxRuntimeBackend:
                 import cupy
             except ImportError:
                 raise BackendUnavailable(f"CuPy is needed for --device cuda: {GPU_INSTALL_HINT}") from None
-            self.providers = [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
+            if hasattr(ort, "preload_dlls"):
+                # CUDA and cuDNN from pip (onnxruntime-gpu[cuda,cudnn]) are not on the loader's path
+                # unless PyTorch loaded them first; ONNX Runtime >= 1.21 finds them itself on request.
+                ort.preload_dlls()
+            # Plain float32 (no TF32 matrix products): the decode is autoregressive and a stop moves with rounding.
+            self.providers = [("CUDAExecutionProvider", {"device_id": device_id, "use_tf32": 0}), "CPUExecutionProvider"]
             self.xp = cupy
         else:
             raise ValueError(f"unknown device {device!r} (cpu or cuda)")
@@ -122,6 +127,12 @@ class OnnxRuntimeBackend:
         path = self.model.graph_path(graph)
         session = self._ort.InferenceSession(os.fspath(path), self.options, providers=self.providers)
         if self.device == "cuda":
+            if "CUDAExecutionProvider" not in session.get_providers():
+                # ONNX Runtime falls back to the CPU silently when the CUDA provider cannot load its libraries.
+                raise BackendUnavailable(
+                    f"{path}: ONNX Runtime could not start its CUDA provider (CUDA 12/13 or cuDNN 9 libraries "
+                    f"missing or mismatched; the log above says which): {GPU_INSTALL_HINT}"
+                )
             return _CudaRunner(graph, session, self.device_id, self.xp)
         return _CpuRunner(graph, session)
 
