@@ -20,7 +20,6 @@ Writes benchmarks/results/gpu.md (or --output) and prints it.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -33,10 +32,11 @@ import soundfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO_ROOT, command_line, header_lines, machine, markdown_table, now, versions  # noqa: E402
+from common import REPO_ROOT, command_line, header_lines, machine, markdown_table, now, time_interleaved, versions  # noqa: E402
 
 from trtgen.config import AudioConfig  # noqa: E402
-from trtgen.demo import demo_sentences, demo_styles  # noqa: E402
+from trtgen.demo import demo_rows, demo_styles  # noqa: E402
+from trtgen.fileio import write_jsonl  # noqa: E402
 from trtgen.generate import GenerateOptions, default_model_dir, parse_copies, run_generate  # noqa: E402
 from trtgen.spectral import stft  # noqa: E402
 from trtgen.synthesis import SynthesisOptions  # noqa: E402
@@ -61,19 +61,6 @@ def magnitudes_12s(count: int) -> list[np.ndarray]:
     return [np.abs(stft(speech[i * step : i * step + samples], AUDIO)).astype(np.float32) for i in range(count)]
 
 
-def median_seconds(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """One warm-up each (cuFFT plans, kernel compiles), then ``repeats`` interleaved rounds."""
-    for run in contenders.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, run in contenders.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(values)) for name, values in times.items()}
-
-
 def vocoder_part(cupy: Any, batches: list[int], repeats: int) -> list[list[str]]:
     mags = magnitudes_12s(max(batches))
     seconds_per_item = AUDIO.hop_length * (FRAMES - 1) / AUDIO.sample_rate
@@ -91,7 +78,7 @@ def vocoder_part(cupy: Any, batches: list[int], repeats: int) -> list[list[str]]
             contenders: dict[str, Callable[[], object]] = {"gpu": on_gpu}
             if batch <= 64:
                 contenders["cpu"] = lambda items=items, keys=keys, options=options: griffin_lim(items, keys, options, AUDIO)
-            medians = median_seconds(contenders, repeats)
+            medians = time_interleaved(contenders, repeats)
             difference = "-"
             if "cpu" in medians:
                 a = griffin_lim(items[:4], keys[:4], options, AUDIO)
@@ -112,17 +99,12 @@ def vocoder_part(cupy: Any, batches: list[int], repeats: int) -> list[list[str]]
 
 def generate_part(repeat: int, batch_size: int, configs: list[tuple[str, str]]) -> tuple[list[list[str]], list[str]]:
     """``configs``: (decoder device, vocoder device) pairs, each run twice, interleaved; the second run counts."""
-    rows_in = [
-        {"id": f"r{r}-s{s}-{clip.stem}", "text": text, "style": str(clip), "style_speaker": clip.stem}
-        for r in range(repeat)
-        for s, text in enumerate(demo_sentences())
-        for clip in demo_styles()
-    ]
+    rows_in = demo_rows(repeats=repeat)
     results: dict[str, tuple[Any, float]] = {}
     waves: dict[str, dict[str, np.ndarray]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         listing = Path(tmp) / "infer.jsonl"
-        listing.write_text("".join(json.dumps(r) + "\n" for r in rows_in), encoding="utf-8")
+        write_jsonl(listing, rows_in)
         for decoder, vocoder in configs + configs:
             label = f"decoder {decoder}, vocoder {vocoder}"
             out = Path(tmp) / "out"

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import trtgen
 from trtgen.config import AudioConfig
 
-from common import cpu_model  # noqa: E402
+from common import cpu_model, time_interleaved  # noqa: E402
 from trtgen.spectral import stft
 from trtgen.vocoder import (
     GriffinLimOptions,
@@ -104,19 +104,6 @@ def librosa_gl(S: np.ndarray, n_iter: int) -> np.ndarray:
         pad_mode="reflect",
         random_state=0,
     )
-
-
-def time_interleaved(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time of each contender; one warm-up each, then ``repeats`` round-robin rounds."""
-    for run in contenders.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, run in contenders.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(values)) for name, values in times.items()}
 
 
 def throughput_table(mags: list[np.ndarray], iterations: list[int], batches: list[int], repeats: int) -> list[str]:

@@ -14,10 +14,12 @@ import os
 import platform
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO_ROOT / "benchmarks"
@@ -116,6 +118,21 @@ def header_lines(title: str, command: str, started: datetime.datetime, machine_i
         f"- Load average (1/5/15 min): {load_text}",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in version_info.items()),
     ]
+
+
+# ---------------------------------------------------------------------------- timing
+def time_interleaved(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each contender; one warm-up each (plans, compiles), then ``repeats``
+    round-robin rounds, so drifting load hits every contender alike."""
+    for run in contenders.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, run in contenders.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 # ---------------------------------------------------------------------------- tables

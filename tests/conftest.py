@@ -65,6 +65,33 @@ def graph_feeds(model: Any, graph: str, sizes: dict[str, int], rng: np.random.Ge
     return feeds
 
 
+def assert_outputs_match(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], graph: str, tolerance: float) -> None:
+    """Same output names, shapes and dtypes, and max |actual - expected| / max |expected| below ``tolerance``."""
+    assert set(actual) == set(expected), graph
+    for name, value in expected.items():
+        got = actual[name]
+        assert got.shape == value.shape and got.dtype == value.dtype, (graph, name)
+        scale = max(float(np.abs(value).max()), 1e-6)
+        error = float(np.abs(got.astype(np.float64) - value).max()) / scale
+        assert error < tolerance, f"{graph}.{name}: relative error {error:.1e} (tolerance {tolerance:.0e})"
+
+
+def generate_shipped_voice(out: Path, sentences: int, **options: Any) -> tuple[list[dict[str, str]], Any]:
+    """``run_generate`` with the shipped voice on ``demo_rows(sentences)``, one copy ``copy`` (dropout 0.5,
+    seed 3) under ``out/copy``; ``options`` override GenerateOptions fields. Returns the rows and the report."""
+    from trtgen.demo import demo_rows
+    from trtgen.fileio import write_jsonl
+    from trtgen.generate import GenerateOptions, default_model_dir, parse_copies, run_generate
+
+    rows = demo_rows(sentences)
+    out.mkdir(parents=True, exist_ok=True)
+    listing = out / "infer.jsonl"
+    write_jsonl(listing, rows)
+    copies = tuple(parse_copies("copy:0.5:3", default_dropout=0.5, base_seed=0))
+    report = run_generate(GenerateOptions(model_dir=default_model_dir(), list_path=listing, out_dir=out, copies=copies, progress=False, **options))
+    return rows, report
+
+
 def stopping_weights(config_name: str = "small", seed: int = 0):
     """Random weights whose stop token fires at varied steps (some utterances stop, some reach
     their cap), so tests see ragged batches. The stop projection is scaled so that the top tail of

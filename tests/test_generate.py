@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from tests.conftest import cupy_with_gpu
+from tests.conftest import cupy_with_gpu, generate_shipped_voice
 from trtgen.cli import app
 from trtgen.generate import GenerateOptions, parse_copies, run_generate
 from trtgen.synthesis import SynthesisOptions
@@ -207,24 +207,10 @@ def test_kill_9_then_resume_gives_the_files_of_an_uninterrupted_run(small_model_
 def test_vocoder_on_cuda_writes_the_audio_of_the_cpu_vocoder(tmp_path):
     """The shipped voice decoded on ONNX Runtime's CPU provider, Griffin-Lim on CuPy vs numpy."""
     cupy_with_gpu()
-    from trtgen.demo import demo_sentences, demo_styles
-    from trtgen.generate import default_model_dir
-
-    rows = [
-        {"id": f"u{s}-{clip.stem}", "text": text, "style": str(clip), "style_speaker": clip.stem}
-        for s, text in enumerate(demo_sentences()[:2])
-        for clip in demo_styles()
-    ]
-    listing = tmp_path / "infer.jsonl"
-    listing.write_text("".join(json.dumps(r) + "\n" for r in rows))
     waves = {}
     for device in ("cpu", "cuda"):
-        report = run_generate(
-            options(
-                default_model_dir(), listing, tmp_path / device, copies=tuple(parse_copies("copy:0.5:3", default_dropout=0.5, base_seed=0)),
-                synthesis=SynthesisOptions(batch_size=8, vocoder_device=device), sample_format="float32",
-            )
-        )
+        synthesis = SynthesisOptions(batch_size=8, vocoder_device=device)
+        rows, report = generate_shipped_voice(tmp_path / device, 2, synthesis=synthesis, sample_format="float32")
         assert report.copies[0].written == len(rows) and not report.rejects
         assert report.backend.endswith(f"vocoder {device}")
         waves[device] = {r["id"]: sf.read(str(tmp_path / device / "copy" / f"{r['id']}.wav"), dtype="float32")[0] for r in rows}

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import cupy_with_gpu, graph_feeds
+from tests.conftest import assert_outputs_match, cupy_with_gpu, generate_shipped_voice, graph_feeds
 from trtgen.artifact import GRAPH_NAMES, load_model
 from trtgen.backends.onnxruntime_backend import OnnxRuntimeBackend
-from trtgen.generate import GenerateOptions, default_model_dir, parse_copies, run_generate
+from trtgen.generate import default_model_dir
 from trtgen.synthesis import SynthesisOptions
 
 pytestmark = pytest.mark.gpu
@@ -41,34 +41,16 @@ def test_every_graph_of_the_shipped_voice_matches_the_cpu_provider() -> None:
         feeds = graph_feeds(model, graph, sizes, rng)
         expected = cpu.load(graph).run(feeds)
         actual = gpu.load(graph).run({k: cupy.asarray(v) for k, v in feeds.items()})
-        assert set(actual) == set(expected), graph
-        for name, value in expected.items():
-            got = cupy.asnumpy(actual[name])
-            assert got.shape == value.shape and got.dtype == value.dtype, (graph, name)
-            scale = max(float(np.abs(value).max()), 1e-6)
-            error = float(np.abs(got.astype(np.float64) - value).max()) / scale
-            assert error < 1e-2, f"{graph}.{name}: relative error {error:.1e} (TF32 allowed)"
+        # float32 on both sides, but other kernels and summation orders, over the 8 chained steps of decoder_chunk
+        assert_outputs_match(expected, {k: cupy.asnumpy(v) for k, v in actual.items()}, graph, 1e-2)
 
 
 def test_generate_on_cuda_speaks_every_row_as_the_cpu_run_does(tmp_path: Path) -> None:
     """Decoder, postnet and vocoder on the GPU; lengths agree with the CPU run (float rounding may move a stop)."""
     _cuda_provider_or_skip()
-    from trtgen.demo import demo_sentences, demo_styles
-
-    rows = [
-        {"id": f"u{s}-{clip.stem}", "text": text, "style": str(clip), "style_speaker": clip.stem}
-        for s, text in enumerate(demo_sentences()[:3])
-        for clip in demo_styles()
-    ]
-    listing = tmp_path / "infer.jsonl"
-    listing.write_text("".join(json.dumps(r) + "\n" for r in rows))
     frames = {}
     for device in ("cpu", "cuda"):
-        report = run_generate(GenerateOptions(
-            model_dir=default_model_dir(), list_path=listing, out_dir=tmp_path / device, backend="onnxruntime", device=device,
-            copies=tuple(parse_copies("copy:0.5:3", default_dropout=0.5, base_seed=0)),
-            synthesis=SynthesisOptions(batch_size=8), progress=False,
-        ))
+        rows, report = generate_shipped_voice(tmp_path / device, 3, backend="onnxruntime", device=device, synthesis=SynthesisOptions(batch_size=8))
         assert report.copies[0].written == len(rows) and report.copies[0].stopped == len(rows) and not report.rejects
         records = [json.loads(line) for line in (tmp_path / device / "copy" / "records.jsonl").read_text().splitlines()]
         frames[device] = {r["id"]: r["frames"] for r in records}

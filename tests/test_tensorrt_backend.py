@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import cupy_with_gpu, graph_feeds
+from tests.conftest import assert_outputs_match, cupy_with_gpu, graph_feeds
 from trtgen.artifact import GraphSpec, Model, ModelCard, TensorSpec
 from trtgen.backends import BackendUnavailable, create_backend
 from trtgen.backends.tensorrt_backend import (
@@ -256,12 +256,6 @@ def test_tensorrt_engines_match_onnxruntime_on_the_small_model(tmp_path: Path) -
         feeds = graph_feeds(model, graph, sizes, rng)
         expected = cpu.load(graph).run(feeds)
         actual = trt_backend.load(graph).run({k: cupy.asarray(v) for k, v in feeds.items()})
-        assert set(actual) == set(expected)
-        for name, value in expected.items():
-            got = cupy.asnumpy(actual[name])
-            assert got.shape == value.shape and got.dtype == value.dtype, (graph, name)
-            scale = max(float(np.abs(value).max()), 1e-6)
-            error = float(np.abs(got.astype(np.float64) - value).max()) / scale
-            assert error < 1e-2, f"{graph}.{name}: relative error {error:.1e} (TF32 allowed)"
+        assert_outputs_match(expected, {k: cupy.asnumpy(v) for k, v in actual.items()}, graph, 1e-2)  # TF32 allowed
     with pytest.raises(ProfileError, match="text_time"):
         trt_backend.load("text_encoder").run(graph_feeds(model, "text_encoder", dict(sizes, text_time=65), rng))

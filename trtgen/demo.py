@@ -7,16 +7,16 @@ dropout; then the training manifests are written. Nothing is downloaded.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from trtgen.fileio import write_jsonl
 from trtgen.generate import GenerateOptions, GenerateReport, default_model_dir, parse_copies, run_generate
 from trtgen.manifests import ManifestOptions, ManifestResult, write_manifests
 from trtgen.synthesis import SynthesisOptions
 from trtgen.vocoder import GriffinLimOptions
 
-__all__ = ["DemoResult", "VOICES_DIR", "demo_styles", "demo_sentences", "run_demo"]
+__all__ = ["DemoResult", "VOICES_DIR", "demo_rows", "demo_styles", "demo_sentences", "run_demo"]
 
 VOICES_DIR = Path(__file__).resolve().parent / "voices"
 DEMO_COPIES = "dropout0.5:0.5,dropout0.3:0.3"
@@ -35,6 +35,18 @@ def demo_sentences() -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
 
 
+def demo_rows(sentences: int | None = None, repeats: int = 1) -> list[dict[str, str]]:
+    """Infer-list rows pairing each demo sentence with each shipped style clip; ``repeats`` > 1 adds the
+    same pairs again under new ids (new dropout and phase draws: more work for benchmarks)."""
+    rows = []
+    for repeat in range(repeats):
+        tag = f"-r{repeat}" if repeat else ""
+        for s, text in enumerate(demo_sentences()[:sentences]):
+            for clip in demo_styles():
+                rows.append({"id": f"demo-{s:02d}-{clip.stem}{tag}", "text": text, "style": str(clip), "style_speaker": clip.stem})
+    return rows
+
+
 @dataclass
 class DemoResult:
     out: Path
@@ -47,13 +59,8 @@ def run_demo(out: Path, model_dir: Path | None = None, *, sentences: int | None 
     """Write an infer list pairing every sentence with every style clip, generate, write manifests."""
     out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    texts = demo_sentences()[:sentences]
-    rows = []
-    for s, text in enumerate(texts):
-        for clip in demo_styles():
-            rows.append({"id": f"demo-{s:02d}-{clip.stem}", "text": text, "style": str(clip), "style_speaker": clip.stem})
     listing = out / "infer.jsonl"
-    listing.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    write_jsonl(listing, demo_rows(sentences))
     synthetic = out / "synthetic"
     report = run_generate(
         GenerateOptions(
