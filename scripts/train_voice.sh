@@ -5,8 +5,9 @@
 #
 # Usage: bash scripts/train_voice.sh [WORK_DIR]      (default ./voice-work; resumable: rerun after a stop)
 #
-# On the 2-core machine of the README the stages took 60 + 35 + 55 + 126 minutes (4.6 hours). Stage 1
-# alone (about an hour) already gives a voice that aligns; stage 2 adds end-of-sequence frames to the
+# On the 2-core machine of the README the stages took 60 + 35 + 55 + 126 minutes (4.6 hours), before the
+# training step was made about 1.4x faster (benchmarks/results/train_step.md): about 3.3 hours now. Stage 1
+# alone (an hour then) already gives a voice that aligns; stage 2 adds end-of-sequence frames to the
 # stop target (so the stop token fires reliably); stages 3 and 4 are more training, which is what
 # made the words clearer (README, "The shipped voice"). STAGE3_STEPS / STAGE4_STEPS stop earlier.
 set -euo pipefail

@@ -201,7 +201,7 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         magnitude_conv_channels=(32, 64),
     ),
     # The default voice trained here on espeak-ng speech (export/train): small enough to train on a
-    # 2-core CPU in about an hour, with 3 frames per decoder step.
+    # 2-core CPU (it aligns within the first hour; the shipped voice took longer), 3 frames per decoder step.
     "voice": ModelConfig(
         name="voice",
         embedding_dim=128,

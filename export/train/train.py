@@ -1,4 +1,4 @@
-"""Train the small default voice (preset ``voice``) on the espeak-ng corpus, on a CPU, in about an hour.
+"""Train the small default voice (preset ``voice``) on the espeak-ng corpus, on a CPU.
 
     python -m export.train.train --corpus /work/cache/voice-corpus --out /work/cache/train-voice --minutes 60
 
