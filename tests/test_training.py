@@ -100,6 +100,52 @@ def test_teacher_forcing_equals_decoder_step() -> None:
     np.testing.assert_array_equal(inputs[1], mel[:, r - 1])
 
 
+def test_teacher_forcing_gradients_equal_decoder_steps() -> None:
+    """Training follows the inference step's gradient too: the loop's restructured forms (TensorArray
+    reads, transposed kernels, matmul attention) change how TensorFlow differentiates, not what."""
+    model = TacotronGST(SMALL, random_weights(SMALL, 4, stop_never_fires=False), trainable=True)
+    rng = np.random.default_rng(1)
+    batch, frames, symbols = 3, 12, 9
+    steps = frames // SMALL.reduction_factor
+    mel = tf.constant(rng.normal(size=(batch, frames, SMALL.num_mels)).astype(np.float32))
+    text_len = tf.constant([9, 5, 7], tf.int32)
+    ids = tf.constant(rng.integers(3, 90, (batch, symbols)).astype(np.int64))
+    masks = dropout_masks(steps, batch, SMALL.prenet_units, 0.5)
+    probe = [tf.constant(rng.normal(size=shape).astype(np.float32)) for shape in [(batch, frames, SMALL.num_mels), (batch, frames), (batch, steps, symbols)]]
+    variables = [v for v in model.variables_by_name.values() if v.trainable]
+
+    def gradients(decode):  # type: ignore[no-untyped-def]
+        with tf.GradientTape() as tape:
+            style = model.encode_style(mel, tf.constant([12, 8, 10], tf.int32))
+            memory, keys, mask = model.attention_memory(model.encode_text(ids, text_len), style, text_len)
+            out = decode(memory, keys, mask)
+            loss = sum(tf.reduce_sum(out[k] * p) for k, p in zip(("frames", "stop_logits", "alignments"), probe))
+        return tape.gradient(loss, variables)
+
+    def stepwise(memory, keys, mask):  # type: ignore[no-untyped-def]
+        state, inputs, outs = model.initial_state(batch, symbols), teacher_inputs(mel, SMALL.reduction_factor), []
+        for t in range(steps):
+            state["frame"] = inputs[t]
+            out, state = model.decoder_step(state, memory, keys, mask, [m[t] for m in masks])
+            outs.append(out)
+        return {
+            "frames": tf.reshape(tf.stack([o["frames"] for o in outs], 1), [batch, frames, -1]),
+            "stop_logits": tf.reshape(tf.stack([o["stop_logits"] for o in outs], 1), [batch, frames]),
+            "alignments": tf.stack([o["alignment"] for o in outs], 1),
+        }
+
+    fast = gradients(lambda memory, keys, mask: teacher_forced_decode(model, memory, keys, mask, mel, masks))
+    reference = gradients(stepwise)
+    compared = 0
+    for variable, got, want in zip(variables, fast, reference):
+        assert (got is None) == (want is None), variable.name
+        if want is not None:
+            want = tf.convert_to_tensor(want)
+            np.testing.assert_allclose(tf.convert_to_tensor(got), want, atol=1e-4 * (float(tf.reduce_max(tf.abs(want))) + 1e-3), err_msg=variable.name)
+            compared += 1
+    assert compared > 20  # encoder, style and decoder weights all receive a gradient
+
+
 def test_guided_attention_penalty_is_zero_on_each_items_diagonal() -> None:
     penalty = guided_attention_weights(tf.constant(10), tf.constant([10, 5]), tf.constant(20), tf.constant([20, 10]), 0.2).numpy()
     assert penalty.shape == (2, 10, 20)
