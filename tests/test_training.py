@@ -68,6 +68,21 @@ def _config(corpus: Path, out: Path, **overrides: object) -> TrainConfig:
 # Graph and loss pieces (no corpus needed)
 
 
+def decode_step_by_step(model: TacotronGST, memory: tf.Tensor, keys: tf.Tensor, mask: tf.Tensor, mel: tf.Tensor, masks: list[tf.Tensor]) -> dict[str, tf.Tensor]:
+    """The reference for the fused training decoder: ``decoder_step`` (the exported step) teacher forced in a Python loop."""
+    batch, frames = mel.shape[0], mel.shape[1]
+    state, inputs, outs = model.initial_state(batch, int(memory.shape[1])), teacher_inputs(mel, model.config.reduction_factor), []
+    for t in range(frames // model.config.reduction_factor):
+        state["frame"] = inputs[t]
+        out, state = model.decoder_step(state, memory, keys, mask, [m[t] for m in masks])
+        outs.append(out)
+    return {
+        "frames": tf.reshape(tf.stack([o["frames"] for o in outs], 1), [batch, frames, -1]),
+        "stop_logits": tf.reshape(tf.stack([o["stop_logits"] for o in outs], 1), [batch, frames]),
+        "alignments": tf.stack([o["alignment"] for o in outs], 1),
+    }
+
+
 def test_teacher_forcing_equals_decoder_step() -> None:
     """The fused training decoder is decoder_step's math: a model trained through it exports unchanged."""
     model = TacotronGST(SMALL, random_weights(SMALL, 3, stop_never_fires=False))
@@ -79,23 +94,14 @@ def test_teacher_forcing_equals_decoder_step() -> None:
     ids = tf.constant(rng.integers(3, 90, (batch, symbols)).astype(np.int64))
     style = model.encode_style(mel, tf.constant([12, 8, 10], tf.int32))
     memory, keys, mask = model.attention_memory(model.encode_text(ids, text_len), style, text_len)
-    steps = frames // r
-    masks = dropout_masks(steps, batch, SMALL.prenet_units, 0.5)
+    masks = dropout_masks(frames // r, batch, SMALL.prenet_units, 0.5)
     fast = teacher_forced_decode(model, memory, keys, mask, mel, masks)
-
-    state = model.initial_state(batch, symbols)
-    inputs = teacher_inputs(mel, r)
-    frames_ref, stops_ref, align_ref = [], [], []
-    for t in range(steps):
-        state["frame"] = inputs[t]
-        out, state = model.decoder_step(state, memory, keys, mask, [m[t] for m in masks])
-        frames_ref.append(out["frames"])
-        stops_ref.append(out["stop_logits"])
-        align_ref.append(out["alignment"])
-    np.testing.assert_allclose(fast["frames"], tf.reshape(tf.stack(frames_ref, 1), [batch, frames, -1]), atol=1e-5)
-    np.testing.assert_allclose(fast["stop_logits"], tf.reshape(tf.stack(stops_ref, 1), [batch, frames]), atol=1e-5)
-    np.testing.assert_allclose(fast["alignments"], tf.stack(align_ref, 1), atol=1e-6)
+    reference = decode_step_by_step(model, memory, keys, mask, mel, masks)
+    np.testing.assert_allclose(fast["frames"], reference["frames"], atol=1e-5)
+    np.testing.assert_allclose(fast["stop_logits"], reference["stop_logits"], atol=1e-5)
+    np.testing.assert_allclose(fast["alignments"], reference["alignments"], atol=1e-6)
     # Step t reads ground-truth frame t*r - 1; step 0 reads zeros.
+    inputs = teacher_inputs(mel, r)
     np.testing.assert_array_equal(inputs[0], np.zeros((batch, SMALL.num_mels)))
     np.testing.assert_array_equal(inputs[1], mel[:, r - 1])
 
@@ -122,20 +128,8 @@ def test_teacher_forcing_gradients_equal_decoder_steps() -> None:
             loss = sum(tf.reduce_sum(out[k] * p) for k, p in zip(("frames", "stop_logits", "alignments"), probe))
         return tape.gradient(loss, variables)
 
-    def stepwise(memory, keys, mask):  # type: ignore[no-untyped-def]
-        state, inputs, outs = model.initial_state(batch, symbols), teacher_inputs(mel, SMALL.reduction_factor), []
-        for t in range(steps):
-            state["frame"] = inputs[t]
-            out, state = model.decoder_step(state, memory, keys, mask, [m[t] for m in masks])
-            outs.append(out)
-        return {
-            "frames": tf.reshape(tf.stack([o["frames"] for o in outs], 1), [batch, frames, -1]),
-            "stop_logits": tf.reshape(tf.stack([o["stop_logits"] for o in outs], 1), [batch, frames]),
-            "alignments": tf.stack([o["alignment"] for o in outs], 1),
-        }
-
     fast = gradients(lambda memory, keys, mask: teacher_forced_decode(model, memory, keys, mask, mel, masks))
-    reference = gradients(stepwise)
+    reference = gradients(lambda memory, keys, mask: decode_step_by_step(model, memory, keys, mask, mel, masks))
     compared = 0
     for variable, got, want in zip(variables, fast, reference):
         assert (got is None) == (want is None), variable.name
