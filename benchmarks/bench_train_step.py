@@ -57,14 +57,14 @@ def measure(corpus: Path, baseline: str, batch_size: int, quantiles: list[float]
     source = BatchSource(manifest, manifest.split("train"), config.model().reduction_factor)
     by_length = np.argsort([u.num_frames for u in source.utterances], kind="stable")
     decoders = {f"baseline {baseline}": module_at_revision(baseline).teacher_forced_decode, "this checkout": teacher_forcing.teacher_forced_decode}
+    warm_up = source.batch([int(by_length[len(by_length) // 2])] * batch_size)
     trainers = {}
     for name, decode in decoders.items():
         # compute_losses looks the decoder up in its module when the step is traced (first call).
         training.teacher_forced_decode = decode
         tf.random.set_seed(config.seed)
         trainers[name] = training.Trainer(config.model(), config)
-        first = int(by_length[len(by_length) // 2])
-        trainers[name].step(source.batch([first] * batch_size))
+        trainers[name].step(warm_up)
     training.teacher_forced_decode = teacher_forcing.teacher_forced_decode
     rows = []
     for quantile in quantiles:

@@ -83,17 +83,23 @@ def decode_step_by_step(model: TacotronGST, memory: tf.Tensor, keys: tf.Tensor, 
     }
 
 
+DECODER_BATCH, DECODER_FRAMES, DECODER_SYMBOLS = 3, 12, 9
+
+
+def decoder_memory(model: TacotronGST, rng: np.random.Generator) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Random target mel [3, 12, 80] and the attention memory, keys and mask of random text styled by it."""
+    mel = tf.constant(rng.normal(size=(DECODER_BATCH, DECODER_FRAMES, SMALL.num_mels)).astype(np.float32))
+    text_len = tf.constant([9, 5, 7], tf.int32)
+    ids = tf.constant(rng.integers(3, 90, (DECODER_BATCH, DECODER_SYMBOLS)).astype(np.int64))
+    style = model.encode_style(mel, tf.constant([12, 8, 10], tf.int32))
+    return (mel, *model.attention_memory(model.encode_text(ids, text_len), style, text_len))
+
+
 def test_teacher_forcing_equals_decoder_step() -> None:
     """The fused training decoder is decoder_step's math: a model trained through it exports unchanged."""
     model = TacotronGST(SMALL, random_weights(SMALL, 3, stop_never_fires=False))
-    rng = np.random.default_rng(0)
-    batch, frames, symbols = 3, 12, 9
-    r = SMALL.reduction_factor
-    mel = tf.constant(rng.normal(size=(batch, frames, SMALL.num_mels)).astype(np.float32))
-    text_len = tf.constant([9, 5, 7], tf.int32)
-    ids = tf.constant(rng.integers(3, 90, (batch, symbols)).astype(np.int64))
-    style = model.encode_style(mel, tf.constant([12, 8, 10], tf.int32))
-    memory, keys, mask = model.attention_memory(model.encode_text(ids, text_len), style, text_len)
+    batch, frames, r = DECODER_BATCH, DECODER_FRAMES, SMALL.reduction_factor
+    mel, memory, keys, mask = decoder_memory(model, np.random.default_rng(0))
     masks = dropout_masks(frames // r, batch, SMALL.prenet_units, 0.5)
     fast = teacher_forced_decode(model, memory, keys, mask, mel, masks)
     reference = decode_step_by_step(model, memory, keys, mask, mel, masks)
@@ -110,26 +116,21 @@ def test_teacher_forcing_gradients_equal_decoder_steps() -> None:
     """Training follows the inference step's gradient too: the loop's restructured forms (TensorArray
     reads, transposed kernels, matmul attention) change how TensorFlow differentiates, not what."""
     model = TacotronGST(SMALL, random_weights(SMALL, 4, stop_never_fires=False), trainable=True)
-    rng = np.random.default_rng(1)
-    batch, frames, symbols = 3, 12, 9
+    batch, frames, symbols = DECODER_BATCH, DECODER_FRAMES, DECODER_SYMBOLS
     steps = frames // SMALL.reduction_factor
-    mel = tf.constant(rng.normal(size=(batch, frames, SMALL.num_mels)).astype(np.float32))
-    text_len = tf.constant([9, 5, 7], tf.int32)
-    ids = tf.constant(rng.integers(3, 90, (batch, symbols)).astype(np.int64))
+    rng = np.random.default_rng(1)
     masks = dropout_masks(steps, batch, SMALL.prenet_units, 0.5)
     probe = [tf.constant(rng.normal(size=shape).astype(np.float32)) for shape in [(batch, frames, SMALL.num_mels), (batch, frames), (batch, steps, symbols)]]
     variables = [v for v in model.variables_by_name.values() if v.trainable]
 
     def gradients(decode):  # type: ignore[no-untyped-def]
         with tf.GradientTape() as tape:
-            style = model.encode_style(mel, tf.constant([12, 8, 10], tf.int32))
-            memory, keys, mask = model.attention_memory(model.encode_text(ids, text_len), style, text_len)
-            out = decode(memory, keys, mask)
+            mel, memory, keys, mask = decoder_memory(model, np.random.default_rng(2))
+            out = decode(model, memory, keys, mask, mel, masks)
             loss = sum(tf.reduce_sum(out[k] * p) for k, p in zip(("frames", "stop_logits", "alignments"), probe))
         return tape.gradient(loss, variables)
 
-    fast = gradients(lambda memory, keys, mask: teacher_forced_decode(model, memory, keys, mask, mel, masks))
-    reference = gradients(lambda memory, keys, mask: decode_step_by_step(model, memory, keys, mask, mel, masks))
+    fast, reference = gradients(teacher_forced_decode), gradients(decode_step_by_step)
     compared = 0
     for variable, got, want in zip(variables, fast, reference):
         assert (got is None) == (want is None), variable.name
