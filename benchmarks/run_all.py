@@ -325,6 +325,14 @@ def main(argv: list[str] | None = None) -> None:
             "",
             *end_to_end_markdown(e2e),
         ]
+    lines += [
+        "",
+        "## Measured apart from this run",
+        "",
+        "- Training step of the voice recipe (TensorFlow, CPU; needs an espeak-ng corpus): benchmarks/results/train_step.md "
+        "(benchmarks/bench_train_step.py).",
+        "- Griffin-Lim and `trtgen generate` on a GPU: benchmarks/results/gpu.md (benchmarks/bench_gpu.py).",
+    ]
     lines += ["", f"Raw numbers: {output.with_suffix('.json').name}. Reproduce: `{command_line('benchmarks/run_all.py', argv_used)}`.", ""]
 
     output.parent.mkdir(parents=True, exist_ok=True)

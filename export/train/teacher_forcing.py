@@ -8,7 +8,7 @@ and its dense layer (both linear) are merged into one conv. The loop keeps only 
 previous step: the two LSTMs and the location-sensitive attention.
 
 Inside the loop the forms are chosen for TensorFlow's CPU kernels and its loop gradient (profiled with
-``benchmarks/bench_train_step.py``; training steps 1.56-1.80x faster than with the straightforward forms): the
+``benchmarks/bench_train_step.py``; training steps about 1.5x faster than with the straightforward forms): the
 per-step prenet gates are read from a TensorArray (the gradient of slicing ``tensor[t]`` is a zero tensor
 of the whole sequence per step), the LSTM kernels are multiplied transposed (see the comment there), and
 the attention's score and context are matmuls rather than a broadcast sum and an einsum.
