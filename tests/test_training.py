@@ -6,6 +6,7 @@ built in a temporary directory; they are skipped, with the reason, where espeak-
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -23,6 +24,7 @@ from export.train.train import (
     PROGRESS_FILE,
     TrainConfig,
     TrainResult,
+    _parse,
     guided_attention_weights,
     latest_checkpoint,
     train,
@@ -168,6 +170,19 @@ def test_bucket_order_is_seeded_full_and_length_sorted() -> None:
     assert [b.tolist() for b in order] != [b.tolist() for b in bucket_order(lengths, 8, seed=0, epoch=1)]
     spread = np.mean([np.ptp(np.asarray(lengths)[b]) for b in order])
     assert spread < 0.3 * np.ptp(lengths), "a batch holds utterances of similar length"
+
+
+def test_schedule_flags_reach_the_learning_rate() -> None:
+    """The command line's schedule flags set the rate each step trains with (constant, halving, floor)."""
+    config, heldout = _parse(["--corpus", "c", "--out", "o", "--learning-rate", "1e-3", "--lr-decay-start", "600",
+                              "--lr-half-life", "350", "--min-learning-rate", "2e-4", "--guide-switch-step", "900"])
+    assert heldout and config.guide_weight_at(899) == config.guide_weight and config.guide_weight_at(900) == config.guide_weight_after
+    assert config.learning_rate_at(599) == pytest.approx(1e-3)
+    assert config.learning_rate_at(950) == pytest.approx(5e-4)
+    assert config.learning_rate_at(1300) == pytest.approx(2.5e-4)
+    assert config.learning_rate_at(5000) == pytest.approx(2e-4)
+    with pytest.raises(ValueError, match="lr_half_life"):
+        dataclasses.replace(config, lr_half_life=0).validate()
 
 
 def test_content_length_ends_after_eos() -> None:

@@ -171,6 +171,8 @@ class TrainConfig:
             problems.append("max_steps must be >= 0")
         if self.learning_rate <= 0 or self.min_learning_rate <= 0:
             problems.append("learning rates must be > 0")
+        if self.lr_decay_start < 0 or self.lr_half_life < 1:
+            problems.append("lr_decay_start must be >= 0 and lr_half_life >= 1")
         if self.grad_clip_norm <= 0:
             problems.append("grad_clip_norm must be > 0")
         if self.guide_sigma <= 0:
@@ -633,6 +635,9 @@ def _parse(argv: Sequence[str] | None) -> tuple[TrainConfig, bool]:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--min-learning-rate", type=float, default=defaults.min_learning_rate, help="floor of the decayed learning rate")
+    parser.add_argument("--lr-decay-start", type=int, default=defaults.lr_decay_start, help="constant learning rate until this global step")
+    parser.add_argument("--lr-half-life", type=int, default=defaults.lr_half_life, help="then halved every this many steps")
+    parser.add_argument("--guide-switch-step", type=int, default=defaults.guide_switch_step, help="guided-attention weight drops to --guide-weight-after here")
     parser.add_argument("--checkpoint-minutes", type=float, default=defaults.checkpoint_minutes)
     parser.add_argument("--max-frames", type=int, default=None, help="leave out longer training utterances")
     parser.add_argument("--no-eos-frames", action="store_true", help="no end-of-sequence frames: stop target on the last speech frame")
@@ -653,6 +658,9 @@ def _parse(argv: Sequence[str] | None) -> tuple[TrainConfig, bool]:
         max_steps=args.steps,
         learning_rate=args.learning_rate,
         min_learning_rate=args.min_learning_rate,
+        lr_decay_start=args.lr_decay_start,
+        lr_half_life=args.lr_half_life,
+        guide_switch_step=args.guide_switch_step,
         checkpoint_minutes=args.checkpoint_minutes,
         max_frames=args.max_frames,
         eos_frames=not args.no_eos_frames,
