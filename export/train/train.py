@@ -33,6 +33,10 @@ Losses (summed, each a mean over valid positions):
   arrives on the last letter just as the stop fires, and strict alignment fell from 87% to 59% -- so
   the recipe keeps ``"eos"``.
 
+Short utterances first (``--max-frames 400``, then a warm start on all lengths with ``--init-from``): the
+attention learns to align on short utterances in minutes, and their steps are cheaper; this is the 50-minute
+recipe of ``RECIPE=hour scripts/train_voice.sh`` (README, "A 50-minute recipe").
+
 Optimiser: Adam with TF1's update (``ResourceApplyAdam``), gradients clipped to global norm 1.0.
 
 Checkpoints (every ``checkpoint_minutes`` and at the end) are OpenSeq2Seq TF1 name-based checkpoints
@@ -639,7 +643,7 @@ def _parse(argv: Sequence[str] | None) -> tuple[TrainConfig, bool]:
     parser.add_argument("--lr-half-life", type=int, default=defaults.lr_half_life, help="then halved every this many steps")
     parser.add_argument("--guide-switch-step", type=int, default=defaults.guide_switch_step, help="guided-attention weight drops to --guide-weight-after here")
     parser.add_argument("--checkpoint-minutes", type=float, default=defaults.checkpoint_minutes)
-    parser.add_argument("--max-frames", type=int, default=None, help="leave out longer training utterances")
+    parser.add_argument("--max-frames", type=int, default=None, help="leave out longer training utterances (400: the first phase of the 50-minute recipe)")
     parser.add_argument("--no-eos-frames", action="store_true", help="no end-of-sequence frames: stop target on the last speech frame")
     parser.add_argument("--guide-anchor", choices=GUIDE_ANCHORS, default=defaults.guide_anchor, help="where the guided-attention diagonal ends (see the module docstring)")
     parser.add_argument("--guide-weight-after", type=float, default=defaults.guide_weight_after, help="guided-attention weight from guide_switch_step on")
