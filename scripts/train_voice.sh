@@ -29,50 +29,48 @@ STAGE4_STEPS=${STAGE4_STEPS:-6356}
 mkdir -p "$WORK"
 "$PYTHON" -m export.train.corpus --out "$WORK/corpus"
 
+# stage DIR STEPS SEED FROM [ARGS...]: train run directory $WORK/DIR to global step STEPS, warm started from
+# run directory $WORK/FROM (none: "-") when DIR has no checkpoint yet; a rerun resumes DIR instead. A run
+# directory stands for its latest checkpoint (TF1 state file) wherever a checkpoint is asked for.
+stage() {
+    local dir=$1 steps=$2 seed=$3 from=$4 init=()
+    shift 4
+    if [ "$from" != - ] && [ ! -f "$WORK/$dir/checkpoint" ]; then init=(--init-from "$WORK/$from"); fi
+    "$PYTHON" -m export.train.train --corpus "$WORK/corpus" --out "$WORK/$dir" --steps "$steps" \
+        --minutes 600 --batch-size 16 --seed "$seed" "${init[@]}" "$@"
+}
+
+# export_voice RUN PREFIX NAME: keep the inference variables only (no Adam slots: a third of the size) in
+# $WORK/PREFIXinference-checkpoint and export them to the model directory $WORK/PREFIXmodel.
+export_voice() {
+    "$PYTHON" -m export.train.inference_checkpoint --config voice --out "$WORK/$2inference-checkpoint" "$WORK/$1"
+    trtgen export "$WORK/$2inference-checkpoint" --config voice --out "$WORK/$2model" --name "$3"
+    echo "voice: $WORK/$2model (evaluate: trtgen eval --model $WORK/$2model --corpus $WORK/corpus --first-sentence 50 --plots 0;"
+    echo "       the test slice once, at the end: trtgen eval --model $WORK/$2model --corpus $WORK/corpus --compare-random)"
+}
+
 if [ "${RECIPE:-shipped}" = hour ]; then
     # Short utterances first: attention learns to align on them in minutes (held-out alignment 76% after
     # 10 min against 0% when training on all lengths), then all lengths for durations and long sentences.
-    "$PYTHON" -m export.train.train --corpus "$WORK/corpus" --out "$WORK/hour-short" --steps 1559 \
-        --minutes 600 --batch-size 16 --seed 0 --max-frames 400
-    INIT=()
-    [ -f "$WORK/hour-all/checkpoint" ] || INIT=(--init-from "$WORK/hour-short")
-    "$PYTHON" -m export.train.train --corpus "$WORK/corpus" --out "$WORK/hour-all" --steps 2100 \
-        --minutes 600 --batch-size 16 --seed 0 "${INIT[@]}"
-    "$PYTHON" -m export.train.inference_checkpoint --config voice --out "$WORK/hour-inference-checkpoint" "$WORK/hour-all"
-    trtgen export "$WORK/hour-inference-checkpoint" --config voice --out "$WORK/hour-model" --name hour
-    echo "voice: $WORK/hour-model (evaluate: trtgen eval --model $WORK/hour-model --corpus $WORK/corpus --first-sentence 50)"
+    stage hour-short 1559 0 - --max-frames 400
+    stage hour-all 2100 0 hour-short
+    export_voice hour-all hour- hour
     exit 0
 fi
 
-INIT2=()
-INIT3=()
-INIT4=()
-
-# A run directory stands for its latest checkpoint (TF1 state file) wherever a checkpoint is asked for.
 # Stage 1: no end-of-sequence frames, guided attention, seed 0.
-"$PYTHON" -m export.train.train --corpus "$WORK/corpus" --out "$WORK/stage1" --steps "$STAGE1_STEPS" \
-    --minutes 600 --batch-size 16 --seed 0 --no-eos-frames
+stage stage1 "$STAGE1_STEPS" 0 - --no-eos-frames
 # Stage 2: the stop target includes OpenSeq2Seq's end-of-sequence silence frames.
-[ -f "$WORK/stage2/checkpoint" ] || INIT2=(--init-from "$WORK/stage1")
-"$PYTHON" -m export.train.train --corpus "$WORK/corpus" --out "$WORK/stage2" --steps "$STAGE2_STEPS" \
-    --minutes 600 --batch-size 16 --seed 0 "${INIT2[@]}"
-FINAL="$WORK/stage2"
+stage stage2 "$STAGE2_STEPS" 0 stage1
+FINAL=stage2
 if [ "$STAGE3_STEPS" -gt "$STAGE2_STEPS" ]; then
     # Stage 3: more of the same, another data order.
-    [ -f "$WORK/stage3/checkpoint" ] || INIT3=(--init-from "$WORK/stage2")
-    "$PYTHON" -m export.train.train --corpus "$WORK/corpus" --out "$WORK/stage3" --steps "$STAGE3_STEPS" \
-        --minutes 600 --batch-size 16 --seed 1 "${INIT3[@]}"
-    FINAL="$WORK/stage3"
+    stage stage3 "$STAGE3_STEPS" 1 stage2
+    FINAL=stage3
     if [ "$STAGE4_STEPS" -gt "$STAGE3_STEPS" ]; then
         # Stage 4: more of the same, a third data order (the learning rate keeps decaying with the step).
-        [ -f "$WORK/stage4/checkpoint" ] || INIT4=(--init-from "$WORK/stage3")
-        "$PYTHON" -m export.train.train --corpus "$WORK/corpus" --out "$WORK/stage4" --steps "$STAGE4_STEPS" \
-            --minutes 600 --batch-size 16 --seed 2 "${INIT4[@]}"
-        FINAL="$WORK/stage4"
+        stage stage4 "$STAGE4_STEPS" 2 stage3
+        FINAL=stage4
     fi
 fi
-
-# The shipped checkpoint keeps the inference variables only (no Adam slots): a third of the size.
-"$PYTHON" -m export.train.inference_checkpoint --config voice --out "$WORK/inference-checkpoint" "$FINAL"
-trtgen export "$WORK/inference-checkpoint" --config voice --out "$WORK/model" --name default
-echo "voice: $WORK/model (evaluate: trtgen eval --model $WORK/model --corpus $WORK/corpus --compare-random)"
+export_voice "$FINAL" "" default
