@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import DEFAULT_WORK_DIR, benchmark_model, command_line, header_lines, machine, markdown_table, now, versions
+    from common import DEFAULT_WORK_DIR, benchmark_model, command_line, header_lines, machine, markdown_table, now, versions, write_report
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="a model directory (default: random models of --configs)")
@@ -212,8 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(lines[-(len(rows) + 5):]), flush=True)
     lines.append(f"- Load average at the end: {'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_report(args.output, lines)
 
 
 if __name__ == "__main__":

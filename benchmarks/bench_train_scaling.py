@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     sys.path.insert(0, str(SCRIPT.parent))
-    from common import command_line, header_lines, machine, markdown_table, now, versions
+    from common import command_line, header_lines, machine, markdown_table, now, versions, write_report
 
     started, machine_info = now(), machine()
     rows: list[dict[str, Any]] = []
@@ -113,8 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     print("\n".join(lines))
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_report(args.output, lines)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def measure(corpus: Path, baseline: str, batch_size: int, quantiles: list[float]
 
 def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import command_line, header_lines, machine, markdown_table, now, versions
+    from common import command_line, header_lines, machine, markdown_table, now, versions, write_report
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, required=True, help="an espeak-ng corpus (python -m export.train.corpus)")
@@ -115,8 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     print("\n".join(lines))
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_report(args.output, lines)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import trtgen
 from trtgen.config import AudioConfig
 
-from common import cpu_model, time_interleaved  # noqa: E402
+from common import cpu_model, time_interleaved, write_text  # noqa: E402
 from trtgen.spectral import stft
 from trtgen.vocoder import (
     GriffinLimOptions,
@@ -341,8 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     if output is None:
         print(text)
     else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+        write_text(output, text)
         print(f"wrote {output}")
 
 

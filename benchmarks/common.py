@@ -168,9 +168,22 @@ def duration_text(seconds: float) -> str:
     return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_text(path: Path, text: str) -> None:
+    """Write a results file atomically (``trtgen.fileio.atomic_write``): an interrupted run never leaves
+    half of one."""
+    from trtgen.fileio import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    with atomic_write(path) as handle:
+        handle.write(text)
+
+
+def write_report(path: Path, lines: Sequence[str]) -> None:
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 # ---------------------------------------------------------------------------- models
