@@ -30,27 +30,28 @@ def worker(corpus: Path, threads: int, batch_sizes: list[int], repeats: int, qua
     import statistics
     import time
 
-    import numpy as np
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     sys.path.insert(0, str(SCRIPT.parents[1]))
+    sys.path.insert(0, str(SCRIPT.parent))
     import export.train.train as training
+    from common import length_quantile_indices
     from export.train.batches import BatchSource
     from export.train.corpus import load_corpus
 
     manifest = load_corpus(corpus)
+    model_config = training.TrainConfig(corpus=str(corpus), out="").model()
+    source = BatchSource(manifest, manifest.split("train"), model_config.reduction_factor)
+    lengths = [u.num_frames for u in source.utterances]
     rows = []
     for batch_size in batch_sizes:
         config = training.TrainConfig(corpus=str(corpus), out=tempfile.mkdtemp(prefix="trtgen-bench-run-"), batch_size=batch_size)
-        source = BatchSource(manifest, manifest.split("train"), config.model().reduction_factor)
-        by_length = np.argsort([u.num_frames for u in source.utterances], kind="stable")
-        start = min(int(len(by_length) * quantile), len(by_length) - batch_size)
-        indices = [int(i) for i in by_length[start : start + batch_size]]
+        indices = length_quantile_indices(lengths, quantile, batch_size)
         batch = source.batch(indices, indices)
         tf.random.set_seed(config.seed)
-        trainer = training.Trainer(config.model(), config)
+        trainer = training.Trainer(model_config, config)
         trainer.step(batch)  # tracing
         seconds = []
         for _ in range(repeats):
@@ -87,8 +88,6 @@ def main(argv: list[str] | None = None) -> None:
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         rows += json.loads(done.stdout.strip().splitlines()[-1])
         print(rows[-len(batch_sizes) :], flush=True)
-    import tensorflow  # noqa: F401 - for the version line only
-
     reference = {r["threads"]: r for r in rows if r["batch"] == min(batch_sizes)}
     lines = header_lines(
         "Training step of the voice recipe: batch size x CPU threads (TensorFlow, CPU)",

@@ -43,11 +43,10 @@ def module_at_revision(revision: str) -> ModuleType:
 
 
 def measure(corpus: Path, baseline: str, batch_size: int, quantiles: list[float], repeats: int) -> list[dict[str, Any]]:
-    import numpy as np
     import tensorflow as tf
 
     import export.train.train as training
-    from common import time_interleaved
+    from common import length_quantile_indices, time_interleaved
     from export.train import teacher_forcing
     from export.train.batches import BatchSource
     from export.train.corpus import load_corpus
@@ -55,9 +54,9 @@ def measure(corpus: Path, baseline: str, batch_size: int, quantiles: list[float]
     manifest = load_corpus(corpus)
     config = training.TrainConfig(corpus=str(corpus), out=tempfile.mkdtemp(prefix="trtgen-bench-run-"), batch_size=batch_size)
     source = BatchSource(manifest, manifest.split("train"), config.model().reduction_factor)
-    by_length = np.argsort([u.num_frames for u in source.utterances], kind="stable")
+    lengths = [u.num_frames for u in source.utterances]
     decoders = {f"baseline {baseline}": module_at_revision(baseline).teacher_forced_decode, "this checkout": teacher_forcing.teacher_forced_decode}
-    warm_up = source.batch([int(by_length[len(by_length) // 2])] * batch_size)
+    warm_up = source.batch(length_quantile_indices(lengths, 0.5, 1) * batch_size)
     trainers = {}
     for name, decode in decoders.items():
         # compute_losses looks the decoder up in its module when the step is traced (first call).
@@ -68,8 +67,7 @@ def measure(corpus: Path, baseline: str, batch_size: int, quantiles: list[float]
     training.teacher_forced_decode = teacher_forcing.teacher_forced_decode
     rows = []
     for quantile in quantiles:
-        start = min(int(len(by_length) * quantile), len(by_length) - batch_size)
-        indices = [int(i) for i in by_length[start : start + batch_size]]
+        indices = length_quantile_indices(lengths, quantile, batch_size)
         batch = source.batch(indices, indices)
         seconds = time_interleaved({name: (lambda t=t: t.step(batch)) for name, t in trainers.items()}, repeats)
         rows.append({"quantile": quantile, "frames": int(batch.mel.shape[1]), "symbols": int(batch.text_ids.shape[1]), "seconds": seconds})

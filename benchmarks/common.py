@@ -135,6 +135,16 @@ def time_interleaved(contenders: dict[str, Callable[[], object]], repeats: int) 
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def length_quantile_indices(lengths: Sequence[int], quantile: float, count: int) -> list[int]:
+    """Indices of ``count`` items of neighbouring length from the ``quantile`` of ``lengths`` (e.g. the
+    training utterances of one length for a timed batch)."""
+    import numpy as np
+
+    by_length = np.argsort(np.asarray(lengths), kind="stable")
+    start = max(0, min(int(len(by_length) * quantile), len(by_length) - count))
+    return [int(i) for i in by_length[start : start + count]]
+
+
 # ---------------------------------------------------------------------------- tables
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], align: Sequence[str] | None = None) -> list[str]:
     """A GitHub markdown table; ``align`` per column is "l" or "r" (default: first left, rest right).
