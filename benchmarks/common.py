@@ -251,9 +251,9 @@ def random_weights_for(config_name: str, seed: int = 0) -> tuple[Any, Any]:
 
     if config_name == TRAINED_VOICE:
         from export.checkpoint import read_checkpoint
-        from export.train import SHIPPED_VOICE_CHECKPOINTS
+        from export.train import SHIPPED_VOICE_CHECKPOINTS, SHIPPED_VOICE_CONFIG
 
-        config = model_preset("voice")
+        config = model_preset(SHIPPED_VOICE_CONFIG)
         return config, read_checkpoint(SHIPPED_VOICE_CHECKPOINTS, config)
 
     config = model_preset(config_name)

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from export.variables import ENCODER, WeightDict, expected_variables
-from trtgen.config import MODEL_PRESETS, ModelConfig, TextConfig
+from trtgen.config import MODEL_PRESETS, ModelConfig, TextConfig, text_config_for
 
 __all__ = [
     "CheckpointError",
@@ -280,14 +280,14 @@ def check_variables(
 
     Adds hints: which other preset fits exactly, and why canonical BiLSTM tensors may be missing.
     """
-    text_config = text_config or TextConfig()
+    text_config = text_config or text_config_for(config)
     dtypes = dtypes or {}
     problems = _structural_problems(shapes, dtypes, config, text_config.num_symbols)
     if problems.missing or problems.mis_shaped or problems.unknown:
         fitting = [
             name
             for name, preset in MODEL_PRESETS.items()
-            if preset != config and not _structural_problems(shapes, dtypes, preset, text_config.num_symbols)
+            if preset != config and not _structural_problems(shapes, dtypes, preset, text_config_for(preset).num_symbols)
         ]
         if fitting:
             problems.hints.append(
@@ -428,7 +428,7 @@ def read_checkpoint(
     Raises FileNotFoundError when ``path`` names no checkpoint and one CheckpointError listing every missing,
     mis-shaped, non-float, unknown or non-finite variable (and a vocabulary mismatch) otherwise.
     """
-    text_config = text_config or TextConfig()
+    text_config = text_config or text_config_for(config)
     if config.num_symbols != text_config.num_symbols:
         raise ValueError(
             f"model config {config.name!r} has num_symbols={config.num_symbols} but the text config's symbol "

@@ -35,7 +35,7 @@ from onnx import TensorProto, helper, numpy_helper
 from export.tf_model import TacotronGST, state_names
 from export.variables import WeightDict
 from trtgen.artifact import GraphSpec, ModelCard, StateTensor, TensorSpec, sha256_file
-from trtgen.config import AudioConfig, ModelConfig, TextConfig
+from trtgen.config import AudioConfig, ModelConfig, TextConfig, text_config_for
 
 logger = logging.getLogger(__name__)
 
@@ -375,7 +375,7 @@ def export_model(
     options = options or ExportOptions()
     if not 13 <= options.opset <= MAX_TF2ONNX_OPSET:
         raise ValueError(f"opset {options.opset}: tf2onnx supports 13..{MAX_TF2ONNX_OPSET}")
-    audio, text = audio or AudioConfig(), text or TextConfig()
+    audio, text = audio or AudioConfig(), text or text_config_for(config)
     if text.num_symbols != config.num_symbols:
         raise ValueError(f"the symbol table has {text.num_symbols} symbols but the model embeds {config.num_symbols}")
     out = Path(out_dir)

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from export.variables import WeightDict, random_weights
-from trtgen.config import MODEL_PRESETS, ModelConfig, TextConfig, load_model_config, model_preset
+from trtgen.config import MODEL_PRESETS, ModelConfig, load_model_config, model_preset, text_config_for
+from trtgen.phonemes import phonemizer_for
 from trtgen.progress import console, print_table
 
 logger = logging.getLogger(__name__)
@@ -150,8 +151,12 @@ def load_weights(request: ExportRequest) -> tuple[WeightDict, ModelConfig, dict[
 
     config = load_model_config(request.config)
     prefix = resolve_checkpoint(request.checkpoint)
-    weights = read_checkpoint(prefix, config, TextConfig())
+    weights = read_checkpoint(prefix, config)
     source = {"checkpoint": str(prefix), "checkpoint_sha256": _checkpoint_digest(prefix), "config": config.name}
+    phonemizer = text_config_for(config).phonemizer
+    if phonemizer:
+        # IPA output changes between espeak-ng releases: record the one the export saw (the trainer's should match).
+        source["phonemizer"] = f"{phonemizer} (espeak-ng {phonemizer_for(phonemizer).version})"
     return weights, config, source
 
 

@@ -16,11 +16,16 @@
 # steps on all of them (20 min). It passes every check of `trtgen eval` on the validation slice (alignment
 # 100% in every voice); on the test slice it aligns 97.5% (two voices under 98%), and its words are less
 # clear than the shipped voice's (content check 21% vs 39%).
+#
+# CONFIG=voice-ipa (with either recipe): the same model reading espeak-ng phonemes instead of letters
+# (README, "A phoneme voice"; measured 2026-12-04, not shipped): clearer words at the same step, but the
+# attention misses the last phone of more sentences.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WORK=${1:-voice-work}
 PYTHON=${PYTHON:-python}
+CONFIG=${CONFIG:-voice}
 STAGE1_STEPS=1194
 STAGE2_STEPS=2041
 STAGE3_STEPS=${STAGE3_STEPS:-3269}
@@ -36,15 +41,15 @@ stage() {
     local dir=$1 steps=$2 seed=$3 from=$4 init=()
     shift 4
     if [ "$from" != - ] && [ ! -f "$WORK/$dir/checkpoint" ]; then init=(--init-from "$WORK/$from"); fi
-    "$PYTHON" -m export.train.train --corpus "$WORK/corpus" --out "$WORK/$dir" --steps "$steps" \
+    "$PYTHON" -m export.train.train --corpus "$WORK/corpus" --config "$CONFIG" --out "$WORK/$dir" --steps "$steps" \
         --minutes 600 --batch-size 16 --seed "$seed" "${init[@]}" "$@"
 }
 
 # export_voice RUN PREFIX NAME: keep the inference variables only (no Adam slots: a third of the size) in
 # $WORK/PREFIXinference-checkpoint and export them to the model directory $WORK/PREFIXmodel.
 export_voice() {
-    "$PYTHON" -m export.train.inference_checkpoint --config voice --out "$WORK/$2inference-checkpoint" "$WORK/$1"
-    trtgen export "$WORK/$2inference-checkpoint" --config voice --out "$WORK/$2model" --name "$3"
+    "$PYTHON" -m export.train.inference_checkpoint --config "$CONFIG" --out "$WORK/$2inference-checkpoint" "$WORK/$1"
+    trtgen export "$WORK/$2inference-checkpoint" --config "$CONFIG" --out "$WORK/$2model" --name "$3"
     echo "voice: $WORK/$2model (evaluate: trtgen eval --model $WORK/$2model --corpus $WORK/corpus --first-sentence 50 --plots 0;"
     echo "       the test slice once, at the end: trtgen eval --model $WORK/$2model --corpus $WORK/corpus --compare-random)"
 }

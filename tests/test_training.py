@@ -30,7 +30,8 @@ from export.train.train import (
     train,
 )
 from export.variables import random_weights
-from trtgen.config import model_preset
+from trtgen.config import MODEL_PRESETS, model_preset, text_config_for
+from trtgen.text import TextEncoder, is_spoken_symbol
 
 HAVE_ESPEAK = shutil.which("espeak-ng") is not None
 needs_espeak = pytest.mark.skipif(
@@ -210,8 +211,8 @@ def test_batches_pad_to_reduction_factor_and_resume_order(tiny_corpus: Path) -> 
     for row in range(3):  # the speech_end guide's anchor: the last letter, with only punctuation after it
         ids = batch.text_ids[row]
         last = int(batch.last_letter[row])
-        assert symbols[ids[last]].isalnum()
-        assert not any(symbols[i].isalnum() for i in ids[last + 1 : batch.content_len[row]])
+        assert is_spoken_symbol(symbols[ids[last]])
+        assert not any(is_spoken_symbol(symbols[i]) for i in ids[last + 1 : batch.content_len[row]])
     assert np.all(batch.mel_len % 8 == 0) and np.all((batch.mel_len - speech >= 2) & (batch.mel_len - speech <= 9))
     for row in range(3):
         assert np.allclose(batch.mel[row, speech[row] :], np.log(0.01))
@@ -226,6 +227,21 @@ def test_batches_pad_to_reduction_factor_and_resume_order(tiny_corpus: Path) -> 
     expected = [next(full).ids for _ in range(5)]
     resumed = source.iterate(2, seed=5, start_step=3)
     assert [next(resumed).ids for _ in range(2)] == expected[3:5]
+
+
+@needs_espeak
+def test_a_phoneme_model_trains_on_espeak_ipa(tiny_corpus: Path) -> None:
+    from export.train.corpus import load_corpus
+
+    manifest = load_corpus(tiny_corpus)
+    phonemes = text_config_for(MODEL_PRESETS["voice-ipa"])
+    source = BatchSource(manifest, manifest.split("train"), reduction_factor=3, text_config=phonemes)
+    batch = source.batch([0, 1])
+    for row in range(2):
+        text = "".join(phonemes.symbols[i] for i in batch.text_ids[row, 1 : batch.content_len[row] - 1])
+        assert text == TextEncoder(phonemes).normalize(source.utterances[row].text).text
+        assert "ˈ" in text  # stress marks: IPA, not the letters
+    assert batch.text_ids.max() < phonemes.num_symbols
 
 
 @pytest.fixture(scope="module")

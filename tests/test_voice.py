@@ -17,11 +17,12 @@ from trtgen.config import model_preset
 from trtgen.generate import default_model_dir
 
 from export.train import SHIPPED_VOICE_CHECKPOINTS as CHECKPOINT
+from export.train import SHIPPED_VOICE_CONFIG
 
 
 def test_the_shipped_voice_is_a_verified_model_directory():
     model = load_model(default_model_dir(), verify=True)
-    assert model.card.model == model_preset("voice")
+    assert model.card.model == model_preset(SHIPPED_VOICE_CONFIG)
     assert model.card.source["checkpoint_sha256"]
     size = sum(p.stat().st_size for p in model.directory.iterdir())
     assert size < 12e6
@@ -34,7 +35,7 @@ def _outputs(model_dir: Path) -> dict[str, np.ndarray]:
     style = backend.load("style_encoder").run(
         {"style_mel": rng.normal(-3, 1, (2, 64, 80)).astype(np.float32), "style_len": np.array([64, 40], np.int32)}
     )["style_embedding"]
-    ids = rng.integers(3, 94, (2, 24)).astype(np.int32)
+    ids = rng.integers(3, model.card.model.num_symbols, (2, 24)).astype(np.int32)
     encoded = backend.load("text_encoder").run({"text_ids": ids, "text_len": np.array([24, 16], np.int32), "style_embedding": style})
     c = model.card.model
     feeds = {k: encoded[k] for k in ("memory", "memory_keys", "memory_mask")}
@@ -50,7 +51,7 @@ def _outputs(model_dir: Path) -> dict[str, np.ndarray]:
 
 def test_the_shipped_voice_is_the_export_of_the_shipped_checkpoint(tmp_path):
     pytest.importorskip("tensorflow")
-    result = CliRunner().invoke(app, ["export", str(CHECKPOINT), "--config", "voice", "--out", str(tmp_path / "voice")])
+    result = CliRunner().invoke(app, ["export", str(CHECKPOINT), "--config", SHIPPED_VOICE_CONFIG, "--out", str(tmp_path / "voice")])
     assert result.exit_code == 0, result.output
     shipped, again = _outputs(default_model_dir()), _outputs(tmp_path / "voice")
     for name in shipped:

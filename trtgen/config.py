@@ -17,6 +17,9 @@ __all__ = [
     "TextConfig",
     "ModelConfig",
     "MODEL_PRESETS",
+    "TEXT_FRONTENDS",
+    "IPA_SYMBOLS",
+    "text_config_for",
     "model_preset",
     "load_model_config",
     "from_dict",
@@ -74,9 +77,26 @@ OPENSEQ2SEQ_SYMBOLS: tuple[str, ...] = (
 assert len(OPENSEQ2SEQ_SYMBOLS) == 94
 
 
+# The phoneme table of models trained on espeak-ng's IPA (trtgen.phonemes): the specials and clause
+# punctuation, then the IPA that espeak-ng writes for English (every symbol found in the training corpus
+# and the LibriSpeech samples, plus the rest of its English and near inventory, so a rare phone gets an
+# (untrained) id instead of failing the row).
+IPA_SYMBOLS: tuple[str, ...] = (
+    ("<p>", "<s>", "</s>", " ", "!", ",", ".", ":", ";", "?")
+    + tuple("abcdefghijklmnopqrstuvwxyz")
+    + tuple("æçðøŋœɐɑɒɔəɘɚɛɜɝɞɟɡɣɤɪɬɯɲɹɾʃʊʋʌʍʎʒʔʰʲˈˌːˑθχᵻ")
+    + ("\u0303", "\u0329")  # combining tilde (nasal) and vertical line below (syllabic)
+)
+assert len(set(IPA_SYMBOLS)) == len(IPA_SYMBOLS)
+
+
 @dataclass(frozen=True)
 class TextConfig:
-    """Character front end (spec §2): ids are positions in ``symbols``."""
+    """Text front end (spec §2): ids are positions in ``symbols``.
+
+    With the default ``phonemizer`` (empty) the symbols are OpenSeq2Seq's characters; with
+    ``espeak-ng:<voice>`` the text is first turned into IPA by espeak-ng (:mod:`trtgen.phonemes`).
+    """
 
     symbols: tuple[str, ...] = OPENSEQ2SEQ_SYMBOLS
     pad_id: int = 0
@@ -88,6 +108,8 @@ class TextConfig:
     """OpenSeq2Seq lowercases the UTF-8 bytes, so only ASCII A-Z change case (spec §2.2)."""
     max_text_len: int = 1024
     """Longest padded id sequence the runtime accepts; longer texts are rejected, not truncated."""
+    phonemizer: str = ""
+    """Empty: characters. ``espeak-ng:en-us``: IPA from espeak-ng's ``en-us`` voice (a phoneme model)."""
 
     @property
     def num_symbols(self) -> int:
@@ -100,6 +122,8 @@ class ModelConfig:
 
     name: str = "openseq2seq"
     num_symbols: int = 94
+    text_frontend: str = "characters"
+    """Key of :data:`TEXT_FRONTENDS`: the symbol table the embedding was trained with."""
     embedding_dim: int = 512
     # Text encoder (spec §4.2-4.3).
     encoder_conv_layers: int = 3
@@ -169,12 +193,31 @@ class ModelConfig:
             problems.append("style_attention_dim must be divisible by style_attention_heads")
         if len(self.prenet_units) < 1:
             problems.append("prenet_units needs at least one layer")
+        if self.text_frontend not in TEXT_FRONTENDS:
+            problems.append(f"text_frontend must be one of {', '.join(TEXT_FRONTENDS)}")
+        elif TEXT_FRONTENDS[self.text_frontend].num_symbols != self.num_symbols:
+            problems.append(f"num_symbols must be {TEXT_FRONTENDS[self.text_frontend].num_symbols} (the {self.text_frontend} table)")
         if self.decoder_lstm_layers < 1:
             problems.append("decoder_lstm_layers must be >= 1")
         if not 0.0 <= self.prenet_dropout < 1.0:
             problems.append("prenet_dropout must be in [0, 1)")
         if problems:
             raise ValueError(f"invalid model config {self.name!r}: " + "; ".join(problems))
+
+
+TEXT_FRONTENDS: dict[str, TextConfig] = {
+    "characters": TextConfig(),
+    # IPA from espeak-ng's en-us voice for every speaker (accents are the style's job, as in the corpus).
+    "espeak-ipa": TextConfig(symbols=IPA_SYMBOLS, lowercase_ascii=False, phonemizer="espeak-ng:en-us"),
+}
+
+
+def text_config_for(config: ModelConfig) -> TextConfig:
+    """The text front end a model was trained with (its card stores the result, the runtime reads that)."""
+    try:
+        return TEXT_FRONTENDS[config.text_frontend]
+    except KeyError:
+        raise ValueError(f"model config {config.name!r}: unknown text_frontend {config.text_frontend!r}; known: {', '.join(TEXT_FRONTENDS)}") from None
 
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
@@ -229,6 +272,10 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         stop_threshold=0.9,
     ),
 }
+# The same small model reading espeak-ng phonemes instead of letters (README, "A phoneme voice").
+MODEL_PRESETS["voice-ipa"] = dataclasses.replace(
+    MODEL_PRESETS["voice"], name="voice-ipa", text_frontend="espeak-ipa", num_symbols=len(IPA_SYMBOLS)
+)
 
 
 def model_preset(name: str) -> ModelConfig:

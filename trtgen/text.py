@@ -1,4 +1,4 @@
-"""Text front end (spec §2): transcript -> OpenSeq2Seq character ids.
+"""Text front end (spec §2): transcript -> OpenSeq2Seq character ids (or, for a phoneme model, IPA ids).
 
 OpenSeq2Seq maps every character with ``char2idx[c]`` and a single unknown character raises a
 KeyError that fails the whole inference batch (spec §2.2). trtgen keeps the exact ids for text that
@@ -18,10 +18,12 @@ from typing import Sequence
 import numpy as np
 
 from trtgen.config import TextConfig
+from trtgen.phonemes import phonemizer_for
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "is_spoken_symbol",
     "last_spoken_index",
     "TextError",
     "UnmappableTextError",
@@ -109,6 +111,7 @@ class TextEncoder:
 
     def __init__(self, config: TextConfig | None = None) -> None:
         self.config = config or TextConfig()
+        self._phonemizer = phonemizer_for(self.config.phonemizer) if self.config.phonemizer else None
         specials = {self.config.pad_id, self.config.bos_id, self.config.eos_id}
         self._char_to_id: dict[str, int] = {
             symbol: index for index, symbol in enumerate(self.config.symbols) if index not in specials and len(symbol) == 1
@@ -123,7 +126,11 @@ class TextEncoder:
         return [(pos, ch) for pos, ch in enumerate(lowered) if ch not in self._char_to_id]
 
     def normalize(self, text: str) -> NormalizedText:
-        """Lowercase ASCII and replace characters outside the table; raise on what cannot be mapped."""
+        """Lowercase ASCII and replace characters outside the table; raise on what cannot be mapped.
+
+        A phoneme model's text becomes espeak-ng's IPA here (the returned ``text`` is the IPA)."""
+        if self._phonemizer is not None:
+            return self._phonemize(text)
         out: list[str] = []
         unmappable: list[tuple[int, str]] = []
         changes: Counter[tuple[str, str]] = Counter()
@@ -145,6 +152,16 @@ class TextEncoder:
             raise TextError(f"text is empty after normalisation: {text!r}")
         substitutions = tuple(Substitution(a, b, n) for (a, b), n in changes.items())
         return NormalizedText(normalized, substitutions)
+
+    def _phonemize(self, text: str) -> NormalizedText:
+        assert self._phonemizer is not None
+        phonemes = self._phonemizer.phonemize(text)
+        if not phonemes.strip():
+            raise TextError(f"espeak-ng ({self.config.phonemizer}) found nothing to speak in {text!r}")
+        unmappable = [(pos, ch) for pos, ch in enumerate(phonemes) if ch not in self._char_to_id]
+        if unmappable:
+            raise UnmappableTextError(phonemes, unmappable)
+        return NormalizedText(phonemes)
 
     def encode_with_info(self, text: str) -> EncodedText:
         """Normalise and encode; raises :class:`TextError` for empty, too long or unmappable text."""
@@ -204,12 +221,18 @@ def encode(text: str, config: TextConfig | None = None) -> np.ndarray:
     return _DEFAULT_ENCODER.encode(text)
 
 
+def is_spoken_symbol(symbol: str) -> bool:
+    """A letter or digit, or an IPA phone; not punctuation, and not an IPA modifier such as the stress
+    marks, the length mark ``ː`` or a combining diacritic (they change the phone before or after them)."""
+    return len(symbol) == 1 and symbol.isalnum() and unicodedata.category(symbol) not in ("Lm", "Mn")
+
+
 def last_spoken_index(text_ids: np.ndarray, text: TextConfig) -> int:
-    """Position of the last letter or digit in ``[<s>] + ids + [</s>] + padding`` (``</s>`` - 1 if none)."""
+    """Position of the last spoken symbol in ``[<s>] + ids + [</s>] + padding`` (``</s>`` - 1 if none)."""
     ids = np.asarray(text_ids)
     eos = int(np.flatnonzero(ids == text.eos_id)[0])
     for position in range(eos - 1, 0, -1):
-        if text.symbols[int(ids[position])].isalnum():
+        if is_spoken_symbol(text.symbols[int(ids[position])]):
             return position
     return eos - 1
 

@@ -7,6 +7,9 @@ stays cheap and does not need espeak-ng.
 
 from pathlib import Path
 
+SHIPPED_VOICE_CONFIG = "voice"
+"""The model preset of the shipped voice (``trtgen.config.MODEL_PRESETS``)."""
+
 SHIPPED_VOICE_CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints" / "voice"
 """The shipped voice's inference-only TF1 checkpoint directory (its state file names the checkpoint;
 ``export.checkpoint.resolve_checkpoint`` and every reader accept the directory), the source of

@@ -74,7 +74,7 @@ from export.train.batches import Batch, BatchSource
 from export.train.corpus import CorpusError, CorpusManifest, load_corpus
 from export.train.teacher_forcing import DECODER_LSTM_DROPOUT, dropout_masks, teacher_forced_decode
 from export.variables import random_weights
-from trtgen.config import ModelConfig, load_model_config, to_dict
+from trtgen.config import ModelConfig, load_model_config, text_config_for, to_dict
 from trtgen.evaluation import check_alignment
 
 __all__ = [
@@ -460,7 +460,7 @@ def heldout_check(model: TacotronGST, manifest: CorpusManifest, train: TrainConf
     sentence_ids = sorted({u.sentence_id for u in heldout})[: max(2, train.heldout_sentences)]
     wanted = {s: i for i, s in enumerate(sentence_ids)}
     utterances = sorted((u for u in heldout if u.sentence_id in wanted), key=lambda u: (u.voice, wanted[u.sentence_id]))
-    source = BatchSource(manifest, utterances, c.reduction_factor)
+    source = BatchSource(manifest, utterances, c.reduction_factor, text_config=text_config_for(c))
     position = {(u.voice, u.sentence_id): i for i, u in enumerate(source.utterances)}
     styles = [position[(u.voice, sentence_ids[(wanted[u.sentence_id] + 1) % len(sentence_ids)])] for u in source.utterances]
     decode = _decode_function(model, train.heldout_seed)
@@ -573,7 +573,7 @@ def train(train_config: TrainConfig, *, heldout: bool = True) -> TrainResult:
         json.dumps({**dataclasses.asdict(train_config), "model": to_dict(model_config)}, indent=2) + "\n", encoding="utf-8"
     )
     source = BatchSource(
-        manifest, manifest.split("train"), model_config.reduction_factor, max_frames=train_config.max_frames, eos_frames=train_config.eos_frames
+        manifest, manifest.split("train"), model_config.reduction_factor, text_config=text_config_for(model_config), max_frames=train_config.max_frames, eos_frames=train_config.eos_frames
     )
     logger.info(
         "training %s on %d utterances (%d batches of %d per epoch), %.0f min budget, %d trainable values",
