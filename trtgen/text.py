@@ -158,7 +158,7 @@ class TextEncoder:
         phonemes = self._phonemizer.phonemize(text)
         if not phonemes.strip():
             raise TextError(f"espeak-ng ({self.config.phonemizer}) found nothing to speak in {text!r}")
-        unmappable = [(pos, ch) for pos, ch in enumerate(phonemes) if ch not in self._char_to_id]
+        unmappable = self.unknown_characters(phonemes)
         if unmappable:
             raise UnmappableTextError(phonemes, unmappable)
         return NormalizedText(phonemes)
