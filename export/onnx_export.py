@@ -196,11 +196,12 @@ class _Graphs:
             "frame": ["batch", c.num_mels],
             "attention_context": ["batch", c.memory_dim],
             "cumulative_alignment": ["batch", "text_time"],
+            "previous_alignment": ["batch", "text_time"],
         }
         for i in range(c.decoder_lstm_layers):
             axes[f"lstm{i}_h"] = ["batch", c.decoder_lstm_units]
             axes[f"lstm{i}_c"] = ["batch", c.decoder_lstm_units]
-        return axes
+        return {name: axes[name] for name in state_names(c)}
 
     def decoder_step(self) -> tuple[Callable[..., Any], list[tf.TensorSpec], dict[str, list[str | int]]]:
         c = self.config

@@ -8,6 +8,8 @@ a graph that disagrees with its checkpoint must never reach a generation run.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import logging
 import time
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from export.variables import WeightDict, random_weights
-from trtgen.config import MODEL_PRESETS, ModelConfig, load_model_config, model_preset, text_config_for
+from trtgen.config import MODEL_PRESETS, ModelConfig, load_model_config, model_preset, parse_attention_window, text_config_for
 from trtgen.phonemes import phonemizer_for
 from trtgen.progress import console, print_table
 
@@ -42,6 +44,8 @@ class ExportRequest:
     tensorrt: bool = False
     fp16: bool = False
     verify_steps: int = 20
+    attention_window: str | None = None
+    """``BEHIND,AHEAD`` or ``none`` overrides the config's ``attention_window``; None keeps it."""
 
 
 @dataclass
@@ -95,8 +99,7 @@ def check_parity(model_dir: Path, weights: WeightDict, config: ModelConfig, *, s
     constant = {"memory": encoded["memory"], "memory_keys": encoded["memory_keys"], "memory_mask": encoded["memory_mask"]}
     state = {}
     for spec in model.card.decoder_state:
-        width = {"cumulative_alignment": ids.shape[1], "frame": config.num_mels, "attention_context": config.memory_dim}
-        state[spec.name] = np.zeros((batch, width.get(spec.name, config.decoder_lstm_units)), np.float32)
+        state[spec.name] = np.zeros(model.card.state_shape(spec.name, batch, ids.shape[1]), np.float32)
     runner = backend.load("decoder_chunk")
     pieces: dict[str, list[np.ndarray]] = {"frames": [], "stop_logits": []}
     for start in range(0, steps, chunk_steps):
@@ -138,18 +141,24 @@ def _checkpoint_digest(prefix: Path) -> str:
     return digest.hexdigest()
 
 
+def _with_window(config: ModelConfig, window: str | None) -> ModelConfig:
+    if window is None:
+        return config
+    return dataclasses.replace(config, attention_window=parse_attention_window(window))
+
+
 def load_weights(request: ExportRequest) -> tuple[WeightDict, ModelConfig, dict[str, Any]]:
     """The weights to export and where they came from."""
     if request.random_init is not None:
         if request.checkpoint is not None:
             raise ValueError("give either a CHECKPOINT or --random-init, not both")
-        config = model_preset(request.random_init)
+        config = _with_window(model_preset(request.random_init), request.attention_window)
         return random_weights(config, request.seed), config, {"random_init": request.random_init, "seed": request.seed}
     if request.checkpoint is None:
         raise ValueError(f"give a CHECKPOINT, or --random-init {'|'.join(MODEL_PRESETS)} for a random model")
     from export.checkpoint import read_checkpoint, resolve_checkpoint
 
-    config = load_model_config(request.config)
+    config = _with_window(load_model_config(request.config), request.attention_window)
     prefix = resolve_checkpoint(request.checkpoint)
     weights = read_checkpoint(prefix, config)
     source = {"checkpoint": str(prefix), "checkpoint_sha256": _checkpoint_digest(prefix), "config": config.name}

@@ -36,7 +36,7 @@ from export.variables import (
 )
 from trtgen.config import ModelConfig
 
-__all__ = ["TacotronGST", "DecoderState", "same_padding", "state_names", "MASKED_SCORE"]
+__all__ = ["TacotronGST", "DecoderState", "same_padding", "state_names", "attention_window_mask", "MASKED_SCORE"]
 
 MASKED_SCORE = -1.0e4
 """Attention score beyond an item's text length: exp() of it underflows to exactly 0 in float32 (as
@@ -57,7 +57,17 @@ def state_names(config: ModelConfig) -> list[str]:
     names = ["frame", "attention_context", "cumulative_alignment"]
     for i in range(config.decoder_lstm_layers):
         names += [f"lstm{i}_h", f"lstm{i}_c"]
+    if config.attention_window is not None:
+        names.append("previous_alignment")
     return names
+
+
+def attention_window_mask(previous_alignment: tf.Tensor, behind: int, ahead: int) -> tf.Tensor:
+    """1 on the symbols ``[peak - behind, peak + ahead]`` around each row's previous attention peak, else 0
+    (``ModelConfig.attention_window``). The first step's previous alignment is all zeros: peak 0, ``<s>``."""
+    peak = tf.argmax(previous_alignment, axis=1, output_type=tf.int32)[:, None]
+    position = tf.range(tf.shape(previous_alignment)[1])[None, :]
+    return tf.cast(tf.logical_and(position >= peak - behind, position <= peak + ahead), tf.float32)
 
 
 def _sequence_mask(lengths: tf.Tensor, maxlen: tf.Tensor) -> tf.Tensor:
@@ -285,6 +295,8 @@ class TacotronGST(tf.Module):
         for i in range(c.decoder_lstm_layers):
             state[f"lstm{i}_h"] = tf.zeros([batch, c.decoder_lstm_units])
             state[f"lstm{i}_c"] = tf.zeros([batch, c.decoder_lstm_units])
+        if c.attention_window is not None:
+            state["previous_alignment"] = tf.zeros([batch, time])
         return state
 
     def decoder_step(
@@ -317,6 +329,8 @@ class TacotronGST(tf.Module):
             next_state[f"lstm{i}_h"], next_state[f"lstm{i}_c"] = hidden, cell
             layer_input = self._dropout(hidden, 0.1, training)
         query = layer_input
+        if c.attention_window is not None:
+            mask = mask * attention_window_mask(state["previous_alignment"], *c.attention_window)
         alignment = self._location_attention(query, state["cumulative_alignment"], keys, mask)
         # A batched [1, T] x [T, M] product: the memory is read in place, never transposed per step.
         context = tf.squeeze(tf.matmul(tf.expand_dims(alignment, 1), memory), 1)
@@ -331,6 +345,8 @@ class TacotronGST(tf.Module):
         next_state["frame"] = tf.gather(grouped, c.reduction_factor - 1, axis=1)
         next_state["attention_context"] = context
         next_state["cumulative_alignment"] = state["cumulative_alignment"] + alignment
+        if c.attention_window is not None:
+            next_state["previous_alignment"] = alignment
         return {"frames": frames, "stop_logits": stop_logits, "alignment": alignment}, next_state
 
     def _lstm_bias(self, scope: str) -> tf.Tensor:

@@ -379,6 +379,8 @@ def initial_state(config: ModelConfig, batch: int, t_enc: int) -> State:
     for i in range(config.decoder_lstm_layers):
         state[f"lstm{i}_h"] = np.zeros((batch, config.decoder_lstm_units), dtype=F64)
         state[f"lstm{i}_c"] = np.zeros((batch, config.decoder_lstm_units), dtype=F64)
+    if config.attention_window is not None:
+        state["previous_alignment"] = np.zeros((batch, t_enc), dtype=F64)
     return state
 
 
@@ -406,12 +408,14 @@ def location_attention(
     cumulative_alignment: np.ndarray,
     keys: np.ndarray,
     text_len: np.ndarray,
+    allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Location-sensitive attention energies and alignment (spec §5.2.4) → ``(alignment [B, T], energies [B, T])``.
 
     ``pq = query @ W_query``; ``F = Conv1D(cum[..., None], location_kernel, SAME, bias)`` (k=32 → pads 15/16);
     ``L = F @ location_dense[0]``; ``e_j = Σ_k v_k tanh(keys_jk + pq_k + L_jk + b_k)``; ``e_j = -inf`` for
-    ``j >= text_len``; ``α = softmax(e)``. Energies are returned with the -inf mask applied.
+    ``j >= text_len`` and where ``allowed`` [B, T] (the attention window) is False; ``α = softmax(e)``.
+    Energies are returned with the -inf mask applied.
     """
     pq = np.asarray(query, dtype=F64) @ _w(weights, _LOCATION + "query_layer/kernel")
     feats = conv1d_same(
@@ -423,6 +427,8 @@ def location_attention(
     pre = np.asarray(keys, dtype=F64) + pq[:, None, :] + loc + _w(weights, _LOCATION + "attention_bias")
     energies = np.tanh(pre) @ _w(weights, _LOCATION + "attention_v")
     valid = length_mask(text_len, energies.shape[1]) > 0
+    if allowed is not None:
+        valid = valid & allowed
     energies = np.where(valid, energies, -np.inf)
     e = np.exp(energies - energies.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True), energies
@@ -443,7 +449,8 @@ def decoder_step(
     2. ``u = concat(p, state["attention_context"])`` (§5.2.2).
     3. LSTM stack, ``tf.nn.rnn_cell.LSTMCell`` math (ijfo, ``+config.lstm_forget_bias``), layer i input = previous
        layer's new h (§5.2.3); query = last layer's h.
-    4. Location-sensitive attention over ``state["cumulative_alignment"]`` (§5.2.4); ``cum += α``;
+    4. Location-sensitive attention over ``state["cumulative_alignment"]`` (§5.2.4), limited to the attention
+       window around ``state["previous_alignment"]``'s peak when the config has one; ``cum += α``;
        ``context = Σ_j α_j memory_j`` (``memory`` must be the masked memory of :func:`build_memory`).
     5. ``o = concat(h_last, context)``; ``projection = o @ output_proj + b`` [B, 80·r]; frame k of the group =
        columns ``[80k, 80k+80)`` (§5.2.5-6).
@@ -471,7 +478,14 @@ def decoder_step(
         new_state[f"lstm{i}_h"], new_state[f"lstm{i}_c"] = h, c
         x = h
     query = x
-    alignment, energies = location_attention(weights, config, query, state["cumulative_alignment"], keys, text_len)
+    allowed = None
+    if config.attention_window is not None:
+        # trtgen's attention window: symbols [peak - behind, peak + ahead] of the previous step's alignment.
+        behind, ahead = config.attention_window
+        peak = np.argmax(state["previous_alignment"], axis=-1)[:, None]
+        position = np.arange(keys.shape[1])[None, :]
+        allowed = (position >= peak - behind) & (position <= peak + ahead)
+    alignment, energies = location_attention(weights, config, query, state["cumulative_alignment"], keys, text_len, allowed)
     context = np.einsum("bt,btm->bm", alignment, np.asarray(memory, dtype=F64))
     out = np.concatenate([query, context], axis=-1)
     proj = DECODER + "decoder/output_proj/"
@@ -483,6 +497,8 @@ def decoder_step(
     new_state["frame"] = frames[:, -1, :]
     new_state["attention_context"] = context
     new_state["cumulative_alignment"] = np.asarray(state["cumulative_alignment"], dtype=F64) + alignment
+    if allowed is not None:
+        new_state["previous_alignment"] = alignment
     outputs = {
         "projection": projection,
         "frames": frames,

@@ -7,6 +7,8 @@ so that an utterance stops part-way through the 200-step decode, making "same st
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 
 import numpy as np
@@ -38,8 +40,8 @@ def relative_error(actual, expected) -> float:
 class Case:
     """Inputs, masks and weights of one parity case."""
 
-    def __init__(self, preset: str, seed: int) -> None:
-        self.config = model_preset(preset)
+    def __init__(self, preset: str, seed: int, attention_window: tuple[int, int] | None = None) -> None:
+        self.config = dataclasses.replace(model_preset(preset), attention_window=attention_window)
         rng = np.random.default_rng(seed)
         self.weights = random_weights(self.config, seed, stop_never_fires=False)
         self.text_len = np.array([32, 24], np.int32)
@@ -90,6 +92,18 @@ def small_case(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def windowed_case(tmp_path_factory):
+    """The small model with an attention window, through `trtgen export --attention-window` (CLI)."""
+    case = Case("small", seed=4, attention_window=(1, 3))
+    root = tmp_path_factory.mktemp("windowed")
+    prefix = write_checkpoint(case.weights, root / "ckpt" / "model.ckpt-10", global_step=10)
+    args = ["export", str(prefix), "--out", str(root / "model"), "--config", "small", "--attention-window", "1,3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return case, load_model(root / "model")
+
+
+@pytest.fixture(scope="module")
 def full_case(tmp_path_factory):
     """Checkpoint with the TSV's names and shapes -> `trtgen export` (CLI) -> model directory."""
     case = Case("openseq2seq", seed=5)
@@ -100,7 +114,7 @@ def full_case(tmp_path_factory):
     return case, load_model(root / "model")
 
 
-CASES = ["small_case", pytest.param("full_case", marks=pytest.mark.slow)]
+CASES = ["small_case", "windowed_case", pytest.param("full_case", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(params=CASES)
@@ -131,13 +145,12 @@ def test_memory_and_style_embedding(case):
 
 def _state(case: Case, model, encoded: dict, rng: np.random.Generator | None) -> dict:
     state = {}
+    rows, time = encoded["memory_mask"].shape
     for spec in model.card.decoder_state:
-        shape = tuple(encoded["memory_mask"].shape) if spec.name == "cumulative_alignment" else None
-        width = {"frame": case.config.num_mels, "attention_context": case.config.memory_dim}.get(spec.name, case.config.decoder_lstm_units)
-        shape = shape or (2, width)
+        shape = model.card.state_shape(spec.name, rows, time)
         state[spec.name] = np.zeros(shape, np.float32) if rng is None else rng.normal(0, 0.5, shape).astype(np.float32)
-    if rng is not None:
-        state["cumulative_alignment"] = np.abs(state["cumulative_alignment"]) * encoded["memory_mask"]
+        if rng is not None and spec.name in model.card.text_time_states:  # alignments: >= 0, zero beyond the text
+            state[spec.name] = np.abs(state[spec.name]) * encoded["memory_mask"]
     return state
 
 
@@ -205,7 +218,7 @@ def test_model_directory_and_card(case):
     card = json.loads((model.directory / "model.json").read_text())
     assert card["schema_version"] == 1 and card["opset"] == 17
     assert set(card["graphs"]) == set(GRAPH_NAMES)
-    assert card["model"] == json.loads(json.dumps(__import__("dataclasses").asdict(case.config)))
+    assert card["model"] == json.loads(json.dumps(dataclasses.asdict(case.config)))
     assert len(card["text"]["symbols"]) == 94
     assert card["audio"]["hop_length"] == 200
     chunk = card["graphs"]["decoder_chunk"]
@@ -220,6 +233,14 @@ def test_full_size_export_records_checkpoint_provenance(full_case):
     source = model.card.source
     assert source["checkpoint"].endswith("model.ckpt-1000") and len(source["checkpoint_sha256"]) == 64
     assert max(source["parity"].values()) < 1e-4
+
+
+@pytest.mark.parametrize("window", ["1", "a,b", "-1,3", "1,0"])
+def test_cli_refuses_a_malformed_attention_window(tmp_path, window):
+    args = ["export", "--random-init", "small", "--out", str(tmp_path / "model"), "--attention-window", window]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "attention window" in result.output, result.output
+    assert not (tmp_path / "model").exists()
 
 
 def test_cli_refuses_a_checkpoint_missing_a_variable(tmp_path):

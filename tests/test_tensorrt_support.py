@@ -68,6 +68,14 @@ def variant_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def windowed_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = dataclasses.replace(model_preset("small"), attention_window=(1, 3))
+    out = tmp_path_factory.mktemp("windowed")
+    export_model(random_weights(config, seed=0), config, out)
+    return out
+
+
 # ---------------------------------------------------------------------------- the table
 def test_committed_table_is_tensorrt_10_from_onnx_tensorrt() -> None:
     table = SupportTable.load()
@@ -186,6 +194,18 @@ def test_full_size_graphs_have_the_same_op_set(small_model: Path, variant_model:
         other = graph_op_types(variant_model / f"{graph}.onnx")
         assert small == other, f"{graph}: {sorted(small ^ other)}"
     assert check_tensorrt_support(variant_model).ok
+
+
+def test_attention_window_graphs_are_supported(small_model: Path, windowed_model: Path) -> None:
+    """The window's ops (the previous peak's ArgMax and the range comparison) are in the decoder graphs and
+    TensorRT's parser takes them; the other graphs are unchanged."""
+    report = check_tensorrt_support(windowed_model)
+    assert report.ok, report.format()
+    for graph in ("decoder_step", "decoder_chunk"):
+        added = graph_op_types(windowed_model / f"{graph}.onnx") - graph_op_types(small_model / f"{graph}.onnx")
+        assert "ArgMax" in added, sorted(added)
+    for graph in ("style_encoder", "text_encoder", "postnet"):
+        assert graph_op_types(windowed_model / f"{graph}.onnx") == graph_op_types(small_model / f"{graph}.onnx")
 
 
 # ---------------------------------------------------------------------------- graphs it must refuse

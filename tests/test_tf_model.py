@@ -27,9 +27,10 @@ def assert_close(actual, expected, what: str, tolerance: float = TOLERANCE) -> N
     assert error <= tolerance, f"{what}: relative error {error:.2e} > {tolerance:.0e}"
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["r1", "r2"])
+@pytest.fixture(scope="module", params=[(1, None), (2, None), (2, (1, 3))], ids=["r1", "r2", "r2-window"])
 def setup(request):
-    config = dataclasses.replace(model_preset("small"), reduction_factor=request.param)
+    reduction, window = request.param
+    config = dataclasses.replace(model_preset("small"), reduction_factor=reduction, attention_window=window)
     weights = random_weights(config, seed=7, stop_never_fires=False)
     return config, weights, TacotronGST(config, weights)
 
@@ -125,7 +126,9 @@ def test_one_decoder_step_with_identical_masks(setup, batch):
     # A non-trivial state: random recurrent values and a plausible cumulative alignment.
     for name in state:
         state[name] = rng.normal(0, 0.5, state[name].shape)
-    state["cumulative_alignment"] = np.abs(state["cumulative_alignment"]) * ref.length_mask(text_len, memory.shape[1])
+    for name in ("cumulative_alignment", "previous_alignment"):
+        if name in state:  # previous_alignment: with an attention window only
+            state[name] = np.abs(state[name]) * ref.length_mask(text_len, memory.shape[1])
     masks = [m[0] for m in _random_masks(config, 1, 3, 0.5, seed=11)]
     expected_out, expected_state = ref.decoder_step(weights, config, state, memory, keys, text_len, masks)
     tf_state = {k: tf.constant(v, tf.float32) for k, v in state.items()}
@@ -176,6 +179,31 @@ def test_free_running_decode_with_identical_masks(setup, batch):
     assert_close(out["frames"].numpy(), expected.frames, "decoded frames", 1e-4)
     np.testing.assert_array_equal(out["lengths"].numpy(), expected.lengths)
     np.testing.assert_array_equal(out["stopped"].numpy(), expected.stopped)
+
+
+def _weight_outside_window(alignments: np.ndarray, behind: int, ahead: int) -> float:
+    """Largest attention weight outside [peak - behind, peak + ahead] of the previous step's peak."""
+    peaks = alignments.argmax(-1)  # [B, steps]
+    previous = np.concatenate([np.zeros_like(peaks[:, :1]), peaks[:, :-1]], axis=1)[..., None]
+    position = np.arange(alignments.shape[-1])[None, None, :]
+    outside = (position < previous - behind) | (position > previous + ahead)
+    return float(alignments[outside].max())
+
+
+@pytest.mark.parametrize("window", [(0, 1), (1, 3)])
+def test_attention_window_bounds_every_step(batch, window):
+    """With ``attention_window`` no weight falls outside the window around the previous step's peak (so the
+    peak moves at most ``ahead`` forward and ``behind`` back per step); the same weights unconstrained do."""
+    unconstrained = model_preset("small")
+    weights = random_weights(unconstrained, seed=7)
+    memory, keys, text_len = _encoded(unconstrained, weights, batch)
+    paths = {}
+    for config in (unconstrained, dataclasses.replace(unconstrained, attention_window=window)):
+        model = TacotronGST(config, weights)
+        out = model.decode(memory, keys, text_len, model.prenet_masks_from(batch=3), max_steps=30)
+        paths[config.attention_window] = _weight_outside_window(out["alignments"].numpy(), *window)
+    assert paths[window] == 0.0
+    assert paths[None] > 1e-3
 
 
 def test_decode_stops_at_the_stop_token_and_caps_per_item(setup, batch):

@@ -40,8 +40,7 @@ def _outputs(model_dir: Path) -> dict[str, np.ndarray]:
     c = model.card.model
     feeds = {k: encoded[k] for k in ("memory", "memory_keys", "memory_mask")}
     for spec in model.card.decoder_state:
-        width = {"frame": c.num_mels, "attention_context": c.memory_dim, "cumulative_alignment": 24}.get(spec.name, c.decoder_lstm_units)
-        feeds[spec.name] = np.zeros((2, width), np.float32)
+        feeds[spec.name] = np.zeros(model.card.state_shape(spec.name, 2, 24), np.float32)
     for name, units in zip(model.card.prenet_masks, c.prenet_units):
         feeds[name] = np.full((model.card.chunk_steps, 2, units), 2.0, np.float32)
     chunk = backend.load("decoder_chunk").run(feeds)

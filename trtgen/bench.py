@@ -225,7 +225,6 @@ def time_step_loop(runner: GraphRunner, card: ModelCard, requests: Sequence[Deco
     started = time.perf_counter()
     rows, r = len(requests), c.reduction_factor
     text_time = max(q.text_len for q in requests)
-    shape_source = ChunkedDecoder(runner, card, np)
     memory = np.zeros((rows, text_time, c.memory_dim), np.float32)
     memory_keys = np.zeros((rows, text_time, c.attention_dim), np.float32)
     memory_mask = np.zeros((rows, text_time), np.float32)
@@ -233,7 +232,7 @@ def time_step_loop(runner: GraphRunner, card: ModelCard, requests: Sequence[Deco
         memory[row, : q.text_len] = np.asarray(q.memory)
         memory_keys[row, : q.text_len] = np.asarray(q.memory_keys)
         memory_mask[row, : q.text_len] = 1.0
-    state = {s.name: np.zeros(shape_source.state_shape(s.name, rows, text_time), np.float32) for s in card.decoder_state}
+    state = {s.name: np.zeros(card.state_shape(s.name, rows, text_time), np.float32) for s in card.decoder_state}
     out_frames = np.zeros((rows, steps * r, c.num_mels), np.float32)
     keys = np.array([q.prenet_key for q in requests], np.uint64)
     rates = np.array([q.dropout for q in requests], np.float32)

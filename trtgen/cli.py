@@ -81,6 +81,9 @@ def export(
     name: Optional[str] = typer.Option(None, "--name", help="Model name recorded in the card (default: the output directory's name)."),
     tensorrt: bool = typer.Option(False, "--tensorrt", help="Also build TensorRT engines for this GPU."),
     fp16: bool = typer.Option(False, "--fp16", help="Build FP16 engines (with --tensorrt)."),
+    attention_window: Optional[str] = typer.Option(
+        None, "--attention-window", help="BEHIND,AHEAD: each decoder step attends only near the previous step's peak (e.g. 1,3); none: unconstrained. Default: the config's."
+    ),
 ) -> None:
     """Turn a trained checkpoint into a model directory of ONNX graphs (and TensorRT engines)."""
     try:
@@ -90,7 +93,7 @@ def export(
         raise typer.Exit(code=2) from None
     request = ExportRequest(
         checkpoint=checkpoint, out=out, config=config, random_init=random_init, seed=seed, opset=opset, chunk_steps=chunk_steps,
-        name=name, tensorrt=tensorrt, fp16=fp16,
+        name=name, tensorrt=tensorrt, fp16=fp16, attention_window=attention_window,
     )
     raise typer.Exit(code=run_export(request))
 

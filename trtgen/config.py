@@ -20,6 +20,7 @@ __all__ = [
     "TEXT_FRONTENDS",
     "IPA_SYMBOLS",
     "text_config_for",
+    "parse_attention_window",
     "model_preset",
     "load_model_config",
     "from_dict",
@@ -170,6 +171,13 @@ class ModelConfig:
     """Decoding cap: 10 x text_len frames (text_len counts <s>, </s> and padding), per utterance."""
     stop_threshold: float = 0.5
     """An utterance stops at the first frame whose stop probability is above this (sticky); OpenSeq2Seq: 0.5."""
+    attention_window: tuple[int, int] | None = None
+    """``(behind, ahead)``: at inference each decoder step may attend only to the symbols from ``behind``
+    before to ``ahead`` after the previous step's attention peak (the others' scores are masked), so the
+    attention can neither run back nor skip ahead. A trtgen extension, ESPnet's Tacotron 2
+    ``use_att_constraint`` (whose defaults are (1, 3)); it is part of the exported decoder graph and adds
+    the state ``previous_alignment``. Training (teacher forcing) is unaffected. None: unconstrained, as
+    OpenSeq2Seq decodes."""
 
     @property
     def memory_dim(self) -> int:
@@ -201,6 +209,12 @@ class ModelConfig:
             problems.append("decoder_lstm_layers must be >= 1")
         if not 0.0 <= self.prenet_dropout < 1.0:
             problems.append("prenet_dropout must be in [0, 1)")
+        if self.attention_window is not None:
+            window = tuple(self.attention_window)
+            if len(window) != 2 or not all(isinstance(w, int) and not isinstance(w, bool) for w in window):
+                problems.append("attention_window must be two integers (behind, ahead) or null")
+            elif window[0] < 0 or window[1] < 1:
+                problems.append("attention_window needs behind >= 0 and ahead >= 1")
         if problems:
             raise ValueError(f"invalid model config {self.name!r}: " + "; ".join(problems))
 
@@ -243,8 +257,8 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         postnet_channels=(32, 32, 32, 32),
         magnitude_conv_channels=(32, 64),
     ),
-    # The default voice trained here on espeak-ng speech (export/train): small enough to train on a
-    # 2-core CPU (it aligns within the first hour; the shipped voice took longer), 3 frames per decoder step.
+    # The voice trained here on espeak-ng speech (export/train), reading letters (the voice shipped until
+    # 2026-12-04; "voice-ipa" below reads phonemes): small enough to train on a 2-core CPU, 3 frames per step.
     "voice": ModelConfig(
         name="voice",
         embedding_dim=128,
@@ -272,10 +286,25 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         stop_threshold=0.9,
     ),
 }
-# The same small model reading espeak-ng phonemes instead of letters (README, "A phoneme voice").
+# The shipped voice: the same small model reading espeak-ng phonemes instead of letters, decoded with
+# ESPnet's default attention window (1 symbol back, 3 ahead), which stops its attention from slipping
+# back by two phonemes (README, "The shipped voice").
 MODEL_PRESETS["voice-ipa"] = dataclasses.replace(
-    MODEL_PRESETS["voice"], name="voice-ipa", text_frontend="espeak-ipa", num_symbols=len(IPA_SYMBOLS)
+    MODEL_PRESETS["voice"], name="voice-ipa", text_frontend="espeak-ipa", num_symbols=len(IPA_SYMBOLS), attention_window=(1, 3)
 )
+
+
+def parse_attention_window(text: str) -> tuple[int, int] | None:
+    """``"1,3"`` -> (1, 3); ``"none"`` -> None (for ``trtgen export --attention-window``)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        behind, ahead = (int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"attention window {text!r}: expected BEHIND,AHEAD (e.g. 1,3) or none") from None
+    if behind < 0 or ahead < 1:
+        raise ValueError(f"attention window {text!r}: needs BEHIND >= 0 and AHEAD >= 1")
+    return behind, ahead
 
 
 def model_preset(name: str) -> ModelConfig:

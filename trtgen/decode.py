@@ -121,7 +121,8 @@ class _Slots:
         self.memory = xp.zeros((rows, time, c.memory_dim), xp.float32)
         self.memory_keys = xp.zeros((rows, time, c.attention_dim), xp.float32)
         self.memory_mask = xp.zeros((rows, time), xp.float32)
-        self.state = {s.name: xp.zeros(decoder.state_shape(s.name, rows, time), xp.float32) for s in card.decoder_state}
+        self.state = {s.name: xp.zeros(card.state_shape(s.name, rows, time), xp.float32) for s in card.decoder_state}
+        self.text_time_states = card.text_time_states
         self.frames = xp.zeros((rows, frame_capacity, c.num_mels), xp.float32)
         self.request: list[DecodeRequest | None] = [None] * rows
         self.steps = np.zeros(rows, np.int64)
@@ -181,7 +182,7 @@ class _Slots:
         self.memory = fit(self.memory, 1)
         self.memory_keys = fit(self.memory_keys, 1)
         self.memory_mask = fit(self.memory_mask, 1)
-        self.state["cumulative_alignment"] = fit(self.state["cumulative_alignment"], 1)
+        self.state = {name: fit(array, 1) if name in self.text_time_states else array for name, array in self.state.items()}
         self.time = time
 
     def grow_frames(self, capacity: int) -> None:
@@ -219,18 +220,6 @@ class ChunkedDecoder:
         self.r = c.reduction_factor
         self.threshold = np.float32(c.stop_threshold)
         self.prenet_widths = tuple(c.prenet_units)
-        self._state_widths = {
-            "frame": c.num_mels,
-            "attention_context": c.memory_dim,
-        }
-        for i in range(c.decoder_lstm_layers):
-            self._state_widths[f"lstm{i}_h"] = c.decoder_lstm_units
-            self._state_widths[f"lstm{i}_c"] = c.decoder_lstm_units
-
-    def state_shape(self, name: str, rows: int, time: int) -> tuple[int, int]:
-        if name == "cumulative_alignment":
-            return (rows, time)
-        return (rows, self._state_widths[name])
 
     def cap_for(self, request: DecodeRequest) -> int:
         return step_cap(request.text_len, self.card.model.max_frames_per_symbol, self.r)

@@ -1400,7 +1400,7 @@ def _plot(
                 axis.plot(np.arange(path.size), path, color="white", linewidth=0.8, alpha=0.7, label="argmax (clamped)")
                 axis.axhline(row.eos_index, color="red", linestyle="--", linewidth=0.8, label="</s>")
                 if row.alignment is not None:
-                    axis.axhline(row.alignment.end_index, color="orange", linestyle=":", linewidth=0.8, label="last letter")
+                    axis.axhline(row.alignment.end_index, color="orange", linestyle=":", linewidth=0.8, label="last spoken symbol")
                 verdict = "ok" if row.alignment_ok else "FAIL"
                 axis.set_title(f"{label} {item.id}: alignment {verdict}, {'stopped' if row.stopped else 'CAPPED'}", fontsize=9)
                 frames_per_step = card.model.reduction_factor
