@@ -7,14 +7,9 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
-if ! command -v espeak-ng >/dev/null 2>&1; then
-    # The training-corpus and evaluation tests render speech with espeak-ng (a Debian package).
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
-    else
-        echo "espeak-ng is missing (sudo apt-get install espeak-ng); the tests that need it will be skipped" >&2
-    fi
-fi
+# The training-corpus, evaluation and shipped-voice tests need espeak-ng.
+source scripts/espeak-ng.sh
+ensure_espeak_ng "the tests that render speech with it will be skipped, those of the shipped voice will fail"
 
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV" || {

@@ -1,31 +1,28 @@
 #!/usr/bin/env bash
-# Reproduce the shipped voice: render the espeak-ng corpus, train in the four stages the shipped
-# checkpoint went through (stopped at the same global steps), keep an inference-only checkpoint and
-# export it to a model directory. Needs espeak-ng (Debian package) and `pip install -e '.[cpu,export]'`.
+# Reproduce the shipped voice: render the espeak-ng corpus, train the phoneme model (`voice-ipa`) in the
+# two stages the shipped checkpoint went through (stopped at the same global steps), keep an
+# inference-only checkpoint and export it to a model directory. Needs espeak-ng (Debian package) and
+# `pip install -e '.[cpu,export]'`.
 #
 # Usage: bash scripts/train_voice.sh [WORK_DIR]      (default ./voice-work; resumable: rerun after a stop)
 #
-# On the 2-core machine of the README the stages took 60 + 35 + 55 + 126 minutes (4.6 hours), before the
-# training step was made about 1.4x faster (benchmarks/results/train_step.md): about 3.3 hours now. Stage 1
-# alone (an hour then) already gives a voice that aligns; stage 2 adds end-of-sequence frames to the
-# stop target (so the stop token fires reliably); stages 3 and 4 are more training, which is what
-# made the words clearer (README, "The shipped voice"). STAGE3_STEPS / STAGE4_STEPS stop earlier.
+# Stages (README, "The shipped voice"): 1,559 steps on the utterances of at most 400 frames (the
+# attention learns to align on them in minutes), then all lengths to step 4,761. On the 2-core machine
+# of the README that took about 107 minutes of training (2026-12-04).
 #
-# RECIPE=hour bash scripts/train_voice.sh [WORK_DIR]: the 50-minute recipe (measured 2026-12-03, not the
-# shipped voice): 1,559 steps on the utterances of at most 400 frames (41% of the corpus, 30 min), then 541
-# steps on all of them (20 min). It passes every check of `trtgen eval` on the validation slice (alignment
-# 100% in every voice); on the test slice it aligns 97.5% (two voices under 98%), and its words are less
-# clear than the shipped voice's (content check 21% vs 39%).
+# RECIPE=hour: the same two stages stopped at step 2,100 (about 33 minutes): aligns and stops, the
+# words much less clear (README). A later run of the default recipe in the same WORK_DIR continues it.
 #
-# CONFIG=voice-ipa (with either recipe): the same model reading espeak-ng phonemes instead of letters
-# (README, "A phoneme voice"; measured 2026-12-04, not shipped): clearer words at the same step, but the
-# attention misses the last phone of more sentences.
+# RECIPE=letters: the voice shipped until 2026-12-04 (`voice` preset, reading letters): four stages,
+# 6,356 steps, 276 minutes then (about 3.3 hours with today's training step). STAGE3_STEPS /
+# STAGE4_STEPS stop it earlier. CONFIG=voice-ipa|voice picks the text front end of the other recipes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WORK=${1:-voice-work}
 PYTHON=${PYTHON:-python}
-CONFIG=${CONFIG:-voice}
+RECIPE=${RECIPE:-shipped}
+if [ "$RECIPE" = letters ]; then CONFIG=${CONFIG:-voice}; else CONFIG=${CONFIG:-voice-ipa}; fi
 STAGE1_STEPS=1194
 STAGE2_STEPS=2041
 STAGE3_STEPS=${STAGE3_STEPS:-3269}
@@ -54,14 +51,23 @@ export_voice() {
     echo "       the test slice once, at the end: trtgen eval --model $WORK/$2model --corpus $WORK/corpus --compare-random)"
 }
 
-if [ "${RECIPE:-shipped}" = hour ]; then
-    # Short utterances first: attention learns to align on them in minutes (held-out alignment 76% after
-    # 10 min against 0% when training on all lengths), then all lengths for durations and long sentences.
-    stage hour-short 1559 0 - --max-frames 400
-    stage hour-all 2100 0 hour-short
-    export_voice hour-all hour- hour
-    exit 0
-fi
+case "$RECIPE" in
+    shipped | hour)
+        # Short utterances first: attention learns to align on them in minutes (held-out alignment 76%
+        # after 10 min against 0% when training on all lengths), then all lengths.
+        stage short 1559 0 - --max-frames 400
+        if [ "$RECIPE" = hour ]; then
+            stage all 2100 0 short
+            export_voice all hour- hour
+        else
+            stage all 4761 0 short
+            export_voice all "" default
+        fi
+        exit 0
+        ;;
+    letters) ;;
+    *) echo "unknown RECIPE=$RECIPE (shipped, hour or letters)" >&2; exit 2 ;;
+esac
 
 # Stage 1: no end-of-sequence frames, guided attention, seed 0.
 stage stage1 "$STAGE1_STEPS" 0 - --no-eos-frames
@@ -78,4 +84,4 @@ if [ "$STAGE3_STEPS" -gt "$STAGE2_STEPS" ]; then
         FINAL=stage4
     fi
 fi
-export_voice "$FINAL" "" default
+export_voice "$FINAL" letters- letters

@@ -174,10 +174,11 @@ class ModelConfig:
     attention_window: tuple[int, int] | None = None
     """``(behind, ahead)``: at inference each decoder step may attend only to the symbols from ``behind``
     before to ``ahead`` after the previous step's attention peak (the others' scores are masked), so the
-    attention can neither run back nor skip ahead. A trtgen extension, ESPnet's Tacotron 2
-    ``use_att_constraint`` (whose defaults are (1, 3)); it is part of the exported decoder graph and adds
-    the state ``previous_alignment``. Training (teacher forcing) is unaffected. None: unconstrained, as
-    OpenSeq2Seq decodes."""
+    attention can neither run back nor skip ahead. A trtgen extension after ESPnet's Tacotron 2
+    ``use_att_constraint`` (Deep Voice 3's monotonic constraint); both ends count here, so ESPnet's default
+    ``backward_window=1, forward_window=3``, whose slice stops before the far end, is (1, 2). It is part of
+    the exported decoder graph and adds the state ``previous_alignment``. Training (teacher forcing) is
+    unaffected. None: unconstrained, as OpenSeq2Seq decodes."""
 
     @property
     def memory_dim(self) -> int:
@@ -286,9 +287,9 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         stop_threshold=0.9,
     ),
 }
-# The shipped voice: the same small model reading espeak-ng phonemes instead of letters, decoded with
-# ESPnet's default attention window (1 symbol back, 3 ahead), which stops its attention from slipping
-# back by two phonemes (README, "The shipped voice").
+# The shipped voice: the same small model reading espeak-ng phonemes instead of letters, decoded with an
+# attention window of 1 symbol back and 3 ahead, which stops its attention from slipping back by two
+# phonemes (README, "The shipped voice").
 MODEL_PRESETS["voice-ipa"] = dataclasses.replace(
     MODEL_PRESETS["voice"], name="voice-ipa", text_frontend="espeak-ipa", num_symbols=len(IPA_SYMBOLS), attention_window=(1, 3)
 )

@@ -7,7 +7,7 @@ stays cheap and does not need espeak-ng.
 
 from pathlib import Path
 
-SHIPPED_VOICE_CONFIG = "voice"
+SHIPPED_VOICE_CONFIG = "voice-ipa"
 """The model preset of the shipped voice (``trtgen.config.MODEL_PRESETS``)."""
 
 SHIPPED_VOICE_CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints" / "voice"

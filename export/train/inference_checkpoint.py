@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from export.checkpoint import CheckpointError, checkpoint_step, read_checkpoint, resolve_checkpoint, write_checkpoint
+from export.train import SHIPPED_VOICE_CONFIG
 from export.variables import WeightDict
 from trtgen.config import load_model_config
 
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="python -m export.train.inference_checkpoint", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoints", nargs="+", help="checkpoint prefixes or run directories (several: averaged)")
-    parser.add_argument("--config", default="voice", help="model preset or JSON (default: voice)")
+    parser.add_argument("--config", default=SHIPPED_VOICE_CONFIG, help=f"model preset or JSON (default: {SHIPPED_VOICE_CONFIG}, the shipped voice's)")
     parser.add_argument("--out", required=True, help="directory for the inference checkpoint")
     args = parser.parse_args(argv)
     try:

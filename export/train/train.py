@@ -70,6 +70,7 @@ import tensorflow as tf
 
 from export.checkpoint import write_checkpoint
 from export.tf_model import TacotronGST
+from export.train import SHIPPED_VOICE_CONFIG
 from export.train.batches import Batch, BatchSource
 from export.train.corpus import CorpusError, CorpusManifest, load_corpus
 from export.train.teacher_forcing import DECODER_LSTM_DROPOUT, dropout_masks, teacher_forced_decode
@@ -108,7 +109,7 @@ class TrainConfig:
     """A finished espeak-ng corpus (``export.train.corpus``)."""
     out: str
     """Run directory: checkpoints, train_config.json, progress.jsonl."""
-    model_config: str = "voice"
+    model_config: str = SHIPPED_VOICE_CONFIG
     """Model preset or JSON file (``trtgen.config.load_model_config``)."""
     batch_size: int = 32
     seed: int = 0
@@ -632,7 +633,7 @@ def _parse(argv: Sequence[str] | None) -> tuple[TrainConfig, bool]:
     parser = argparse.ArgumentParser(prog="python -m export.train.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", required=True, help="finished espeak-ng corpus directory")
     parser.add_argument("--out", required=True, help="run directory (resumes from its latest checkpoint)")
-    parser.add_argument("--config", default=defaults.model_config, help="model preset or JSON (default: voice)")
+    parser.add_argument("--config", default=defaults.model_config, help=f"model preset or JSON (default: {defaults.model_config}, the shipped voice's)")
     parser.add_argument("--minutes", type=float, default=defaults.minutes, help="training wall-time budget of this invocation")
     parser.add_argument("--steps", type=int, default=None, help="stop at this global step")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
