@@ -32,6 +32,15 @@ def test_espeak_reads_numbers_and_abbreviations(phonemizer: EspeakPhonemizer) ->
     assert "nˈaɪntiːn" in out and out.endswith(".")
 
 
+def test_capitals_only_text_is_read_as_words(phonemizer: EspeakPhonemizer) -> None:
+    """LibriSpeech writes transcripts in capitals; espeak-ng would spell "IT" and "US" as letters."""
+    caps = "IT WAS US AND I SAID I'M THERE"
+    assert phonemes.uncapitalised(caps) == "it was us and I said I'm there"
+    assert phonemizer.phonemize(caps) == phonemizer.phonemize("It was us and I said I'm there")
+    assert "ˌaɪtˈiː" in phonemizer.phonemize("IT was us")  # mixed case is left alone: an acronym stays one
+    assert phonemes.uncapitalised("NASA is big") == "NASA is big" and phonemes.uncapitalised("123") == "123"
+
+
 def test_nothing_to_speak(phonemizer: EspeakPhonemizer) -> None:
     assert phonemizer.phonemize("   \t ") == ""
     with pytest.raises(TextError, match="nothing to speak"):

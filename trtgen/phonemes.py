@@ -7,6 +7,8 @@ process (``espeak_TextToPhonemes``, about 0.1 ms a sentence) rather than a subpr
 
 espeak-ng splits text into clauses and drops their punctuation; the punctuation that ended each clause
 is put back (it tells the model where the pauses are), so "Hello, world!" becomes "həlˈoʊ, wˈɜːld!".
+Text in capitals only (LibriSpeech's transcripts) is lowercased first: espeak-ng spells short capitalised
+words as letters ("IT" -> "I T", "US" -> "U S").
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 import threading
 from dataclasses import dataclass
 
-__all__ = ["PhonemizerError", "EspeakPhonemizer", "phonemizer_for", "parse_phonemizer"]
+__all__ = ["PhonemizerError", "EspeakPhonemizer", "phonemizer_for", "parse_phonemizer", "uncapitalised"]
 
 PREFIX = "espeak-ng:"
 CLAUSE_PUNCTUATION = ",.;:!?"
@@ -28,6 +30,7 @@ _CHARS_UTF8 = 1
 _PHONEMES_IPA = 0x02
 _LANGUAGE_SWITCH = re.compile(r"\([a-z]{2,3}(?:-[a-z0-9]+)*\)")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_PRONOUN_I = re.compile(r"\bi\b")
 
 
 class PhonemizerError(ValueError):
@@ -83,7 +86,7 @@ class EspeakPhonemizer:
 
     def phonemize(self, text: str) -> str:
         """Clauses of IPA separated by their punctuation and a space; words separated by a space."""
-        text = _CONTROL.sub(" ", text).strip()
+        text = uncapitalised(_CONTROL.sub(" ", text).strip())
         if not text:
             return ""
         raw = text.encode("utf-8")
@@ -110,6 +113,15 @@ class EspeakPhonemizer:
                 if ipa:
                     clauses.append(ipa + _terminator(clause_text))
         return " ".join(clauses)
+
+
+def uncapitalised(text: str) -> str:
+    """Text with no lowercase letter (LibriSpeech's transcripts) in lowercase, the pronoun I kept capital
+    as in ordinary writing; other text unchanged. espeak-ng reads capitalised short words as acronyms
+    and spells them ("IT" -> "I T"), which an all-capitals transcript is full of."""
+    if text == text.upper() and text != text.lower():
+        return _PRONOUN_I.sub("I", text.lower())
+    return text
 
 
 def _terminator(clause_text: str) -> str:
