@@ -9,7 +9,6 @@ a graph that disagrees with its checkpoint must never reach a generation run.
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import logging
 import time

@@ -73,7 +73,7 @@ def prepare(
 def export(
     checkpoint: Optional[Path] = typer.Argument(None, help="OpenSeq2Seq TF1 checkpoint: a prefix (model.ckpt-N) or its directory."),
     out: Path = typer.Option(..., "--out", help="Model directory to write (ONNX graphs + model.json)."),
-    config: str = typer.Option("openseq2seq", "--config", help="Model config: preset name (openseq2seq, small, voice) or a JSON file."),
+    config: str = typer.Option("openseq2seq", "--config", help="Model config: preset name (openseq2seq, small, voice, voice-ipa) or a JSON file."),
     random_init: Optional[str] = typer.Option(None, "--random-init", help="Export a randomly initialised model of this preset instead of a checkpoint."),
     seed: int = typer.Option(0, "--seed", help="Seed of --random-init."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (13-18; tf2onnx supports at most 18)."),
