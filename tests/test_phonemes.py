@@ -35,10 +35,13 @@ def test_espeak_reads_numbers_and_abbreviations(phonemizer: EspeakPhonemizer) ->
 def test_capitals_only_text_is_read_as_words(phonemizer: EspeakPhonemizer) -> None:
     """LibriSpeech writes transcripts in capitals; espeak-ng would spell "IT" and "US" as letters."""
     caps = "IT WAS US AND I SAID I'M THERE"
-    assert phonemes.uncapitalised(caps) == "it was us and I said I'm there"
+    assert phonemes.ordinary_case(caps) == "it was us and I said I'm there"
     assert phonemizer.phonemize(caps) == phonemizer.phonemize("It was us and I said I'm there")
     assert "ˌaɪtˈiː" in phonemizer.phonemize("IT was us")  # mixed case is left alone: an acronym stays one
-    assert phonemes.uncapitalised("NASA is big") == "NASA is big" and phonemes.uncapitalised("123") == "123"
+    assert phonemes.ordinary_case("NASA is big") == "NASA is big" and phonemes.ordinary_case("123") == "123"
+    # OpenSeq2Seq's generate.csv is lowercased: its pronoun i is read as the training sentences' I.
+    assert phonemes.ordinary_case("i think i'm in it") == "I think I'm in it"
+    assert phonemizer.phonemize("i said") == phonemizer.phonemize("I said")
 
 
 def test_nothing_to_speak(phonemizer: EspeakPhonemizer) -> None:

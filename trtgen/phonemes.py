@@ -8,7 +8,7 @@ process (``espeak_TextToPhonemes``, about 0.1 ms a sentence) rather than a subpr
 espeak-ng splits text into clauses and drops their punctuation; the punctuation that ended each clause
 is put back (it tells the model where the pauses are), so "Hello, world!" becomes "həlˈoʊ, wˈɜːld!".
 Text in capitals only (LibriSpeech's transcripts) is lowercased first: espeak-ng spells short capitalised
-words as letters ("IT" -> "I T", "US" -> "U S").
+words as letters ("IT" -> "I T", "US" -> "U S") (:func:`ordinary_case`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import re
 import threading
 from dataclasses import dataclass
 
-__all__ = ["PhonemizerError", "EspeakPhonemizer", "phonemizer_for", "parse_phonemizer", "uncapitalised"]
+__all__ = ["PhonemizerError", "EspeakPhonemizer", "phonemizer_for", "parse_phonemizer", "ordinary_case"]
 
 PREFIX = "espeak-ng:"
 CLAUSE_PUNCTUATION = ",.;:!?"
@@ -86,7 +86,7 @@ class EspeakPhonemizer:
 
     def phonemize(self, text: str) -> str:
         """Clauses of IPA separated by their punctuation and a space; words separated by a space."""
-        text = uncapitalised(_CONTROL.sub(" ", text).strip())
+        text = ordinary_case(_CONTROL.sub(" ", text).strip())
         if not text:
             return ""
         raw = text.encode("utf-8")
@@ -115,12 +115,15 @@ class EspeakPhonemizer:
         return " ".join(clauses)
 
 
-def uncapitalised(text: str) -> str:
-    """Text with no lowercase letter (LibriSpeech's transcripts) in lowercase, the pronoun I kept capital
-    as in ordinary writing; other text unchanged. espeak-ng reads capitalised short words as acronyms
-    and spells them ("IT" -> "I T"), which an all-capitals transcript is full of."""
-    if text == text.upper() and text != text.lower():
-        return _PRONOUN_I.sub("I", text.lower())
+def ordinary_case(text: str) -> str:
+    """Text in the case espeak-ng reads best: capitals-only text (LibriSpeech's transcripts) lowercased,
+    and in text without capitals (those, or OpenSeq2Seq's lowercased generate.csv) the pronoun "i"
+    written "I", as in the training sentences. Mixed-case text is unchanged. espeak-ng reads short
+    capitalised words as acronyms and spells them ("IT" -> "I T"), and stresses a lowercase "i"."""
+    if text == text.upper():
+        text = text.lower()
+    if text == text.lower():
+        text = _PRONOUN_I.sub("I", text)
     return text
 
 
