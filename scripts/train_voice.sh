@@ -9,7 +9,7 @@
 # Stages (README, "The shipped voice"): 1,559 steps on the utterances of at most 400 frames (the
 # attention learns to align on them in minutes), then all lengths to step 7,000. On the 2-core machine
 # of the README that took about 158 minutes of training (2026-12-04). SHIPPED_STEPS stops it earlier
-# (step 4,761, about 107 minutes, was the voice shipped first that day).
+# (step 4,761, about 107 minutes, was the first choice that day: words much less clear, README).
 #
 # RECIPE=hour: the same two stages stopped at step 2,100 (about 33 minutes): aligns and stops, the
 # words much less clear (README). A later run of the default recipe in the same WORK_DIR continues it.
