@@ -133,12 +133,13 @@ def main(argv: list[str] | None = None) -> None:
     started, machine_info = now(), machine()
     directories = args.model or [default_model_dir(), unwindowed_copy(args.work_dir)]
     texts = transcripts()
-    rows, failures = [], []
+    rows, failures, symbols = [], [], {}
     for directory in directories:
         model = load_model(directory)
         outcomes, rejected = decode_all(model, texts)
         window = model.card.model.attention_window
         per_symbol = [o.frames / o.symbols for o in outcomes]
+        symbols.update((o.transcript, o.symbols) for o in outcomes)
         rows.append([
             model.card.name, f"{window[0]},{window[1]}" if window else "none", len(outcomes), len(rejected),
             percent([o.stopped for o in outcomes]), percent([o.aligned for o in outcomes]), percent([o.monotonic for o in outcomes]),
@@ -148,13 +149,13 @@ def main(argv: list[str] | None = None) -> None:
         bad = [o for o in outcomes if not (o.stopped and o.aligned)]
         failures.append(f"- {model.card.name}: " + (", ".join(f"{o.transcript}/{o.style}" for o in bad[:12]) or "none")
                         + (f" and {len(bad) - 12} more" if len(bad) > 12 else ""))
-    symbols = [len(TextEncoder(load_model(directories[0]).card.text).normalize(t).text) for _, t in texts]
+    lengths = list(symbols.values())
     lines = header_lines("The shipped voice on LibriSpeech transcripts: attention window", command_line("benchmarks/librispeech_attention.py", argv or sys.argv[1:]),
                          started, machine_info, versions(("numpy", "onnxruntime", "trtgen")))
     lines += [
         "",
-        f"{len(texts)} LibriSpeech transcripts from ../shared/data ({min(symbols)}-{max(symbols)} symbols after the text front end, median "
-        f"{int(np.median(symbols))}), each in the {len(demo_styles())} shipped style clips, prenet dropout {DROPOUT}, the model's stop threshold. "
+        f"{len(texts)} LibriSpeech transcripts from ../shared/data ({min(lengths)}-{max(lengths)} symbols after the text front end, median "
+        f"{int(np.median(lengths))}), each in the {len(demo_styles())} shipped style clips, prenet dropout {DROPOUT}, the model's stop threshold. "
         "Aligned: `trtgen eval`'s check (monotonic within one symbol, no jump over 4, reaching the last spoken symbol). "
         "Frames per symbol: output length (12.5-ms frames) over text symbols.",
         "",

@@ -141,9 +141,12 @@ def _checkpoint_digest(prefix: Path) -> str:
 
 
 def _with_window(config: ModelConfig, window: str | None) -> ModelConfig:
+    """``config`` with the ``--attention-window`` override, validated (a bad window fails here, before any export)."""
     if window is None:
         return config
-    return dataclasses.replace(config, attention_window=parse_attention_window(window))
+    config = dataclasses.replace(config, attention_window=parse_attention_window(window))
+    config.validate()
+    return config
 
 
 def load_weights(request: ExportRequest) -> tuple[WeightDict, ModelConfig, dict[str, Any]]:

@@ -134,16 +134,19 @@ class ModelCard:
             raise ModelCardError(f"decoder_chunk's {self.prenet_masks[0]} has no fixed step axis ({steps!r}); re-export the model")
         return steps
 
+    def _state_width(self, name: str) -> int | str:
+        """Second axis of decoder state ``name`` as the decoder graph declares it: a width or ``"text_time"``."""
+        return self.graphs["decoder_chunk"].input(name).shape[1]
+
     def state_shape(self, name: str, rows: int, time: int) -> tuple[int, int]:
-        """Shape of decoder state ``name`` for ``rows`` texts of ``time`` symbols, as the decoder graph declares
-        it (``[batch, width]`` or ``[batch, "text_time"]``)."""
-        width = self.graphs["decoder_chunk"].input(name).shape[1]
+        """Shape of decoder state ``name`` for ``rows`` texts of ``time`` symbols."""
+        width = self._state_width(name)
         return (rows, time if width == "text_time" else int(width))
 
     @property
     def text_time_states(self) -> frozenset[str]:
         """Decoder states with one value per text symbol (they grow and shrink with the batch's text axis)."""
-        return frozenset(s.name for s in self.decoder_state if self.graphs["decoder_chunk"].input(s.name).shape[1] == "text_time")
+        return frozenset(s.name for s in self.decoder_state if self._state_width(s.name) == "text_time")
 
     def to_json(self) -> dict[str, Any]:
         return {
