@@ -214,7 +214,13 @@ def test_vocoder_on_cuda_writes_the_audio_of_the_cpu_vocoder(tmp_path):
         assert report.copies[0].written == len(rows) and not report.rejects
         assert report.backend.endswith(f"vocoder {device}")
         waves[device] = {r["id"]: sf.read(str(tmp_path / device / "copy" / f"{r['id']}.wav"), dtype="float32")[0] for r in rows}
+    # Not bit-equal: cuFFT and pocketfft round differently, and Griffin-Lim's 24 momentum iterations carry
+    # that into the phase. Measured on an H200 (2026-12-04, phoneme voice): 3.7e-3 at most over these 8
+    # WAVs, 7.6e-4 over bench_gpu's 192; a wrong window, scale or phase would be of order 1.
+    differences = {}
     for key, on_cpu in waves["cpu"].items():
         on_gpu = waves["cuda"][key]
-        assert on_gpu.shape == on_cpu.shape and on_cpu.size > 0
-        assert np.linalg.norm(on_gpu - on_cpu) / np.linalg.norm(on_cpu) < 1e-3, key
+        assert on_gpu.shape == on_cpu.shape and on_cpu.size > 0, key
+        differences[key] = float(np.linalg.norm(on_gpu - on_cpu) / np.linalg.norm(on_cpu))
+    print("relative difference of the CuPy vocoder's WAVs:", {k: f"{v:.1e}" for k, v in differences.items()})
+    assert max(differences.values()) < 1e-2, differences
