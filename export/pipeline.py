@@ -45,6 +45,8 @@ class ExportRequest:
     verify_steps: int = 20
     attention_window: str | None = None
     """``BEHIND,AHEAD`` or ``none`` overrides the config's ``attention_window``; None keeps it."""
+    stop_threshold: float | None = None
+    """Overrides the config's ``stop_threshold`` (the card's decode default); None keeps it."""
 
 
 @dataclass
@@ -140,11 +142,18 @@ def _checkpoint_digest(prefix: Path) -> str:
     return digest.hexdigest()
 
 
-def _with_window(config: ModelConfig, window: str | None) -> ModelConfig:
-    """``config`` with the ``--attention-window`` override, validated (a bad window fails here, before any export)."""
-    if window is None:
+def _with_decode_settings(config: ModelConfig, request: ExportRequest) -> ModelConfig:
+    """``config`` with the request's decode overrides (``--attention-window``, ``--stop-threshold``),
+    validated: a bad value fails here, before any export. They change the card and the decoder graph,
+    not the weights."""
+    changes: dict[str, Any] = {}
+    if request.attention_window is not None:
+        changes["attention_window"] = parse_attention_window(request.attention_window)
+    if request.stop_threshold is not None:
+        changes["stop_threshold"] = request.stop_threshold
+    if not changes:
         return config
-    config = dataclasses.replace(config, attention_window=parse_attention_window(window))
+    config = dataclasses.replace(config, **changes)
     config.validate()
     return config
 
@@ -154,13 +163,13 @@ def load_weights(request: ExportRequest) -> tuple[WeightDict, ModelConfig, dict[
     if request.random_init is not None:
         if request.checkpoint is not None:
             raise ValueError("give either a CHECKPOINT or --random-init, not both")
-        config = _with_window(model_preset(request.random_init), request.attention_window)
+        config = _with_decode_settings(model_preset(request.random_init), request)
         return random_weights(config, request.seed), config, {"random_init": request.random_init, "seed": request.seed}
     if request.checkpoint is None:
         raise ValueError(f"give a CHECKPOINT, or --random-init {'|'.join(MODEL_PRESETS)} for a random model")
     from export.checkpoint import read_checkpoint, resolve_checkpoint
 
-    config = _with_window(load_model_config(request.config), request.attention_window)
+    config = _with_decode_settings(load_model_config(request.config), request)
     prefix = resolve_checkpoint(request.checkpoint)
     weights = read_checkpoint(prefix, config)
     source = {"checkpoint": str(prefix), "checkpoint_sha256": _checkpoint_digest(prefix), "config": config.name}

@@ -11,8 +11,11 @@
 # of the README that took about 158 minutes of training (2026-12-04). SHIPPED_STEPS stops it earlier
 # (step 4,761, about 107 minutes, was the first choice that day: words much less clear, README).
 #
-# RECIPE=hour: the same two stages stopped at step 2,100 (about 33 minutes): aligns and stops, the
-# words much less clear (README). A later run of the default recipe in the same WORK_DIR continues it.
+# RECIPE=hour: the issue's hour (about 60 minutes of training on the same machine, 2026-12-04): the
+# same first stage, then 2,675 steps on the utterances of at most 500 frames with the learning rate
+# halved every 1,200 steps (not 1,500), to step 4,234; exported with stop threshold 0.97 (chosen on the
+# validation slice). It meets every check of the issue on the test slice; its words are much less
+# clear than the shipped voice's (README, "The one-hour recipe").
 #
 # RECIPE=letters: the voice shipped until 2026-12-04 (`voice` preset, reading letters): four stages,
 # 6,356 steps, 276 minutes then (about 3.3 hours with today's training step). STAGE3_STEPS /
@@ -43,13 +46,15 @@ stage() {
         --minutes 600 --batch-size 16 --seed "$seed" "${init[@]}" "$@"
 }
 
-# export_voice RUN PREFIX NAME: keep the inference variables only (no Adam slots: a third of the size) in
-# $WORK/PREFIXinference-checkpoint and export them to the model directory $WORK/PREFIXmodel.
+# export_voice RUN PREFIX NAME [EXPORT_ARGS...]: keep the inference variables only (no Adam slots: a third
+# of the size) in $WORK/PREFIXinference-checkpoint and export them to the model directory $WORK/PREFIXmodel.
 export_voice() {
-    "$PYTHON" -m export.train.inference_checkpoint --config "$CONFIG" --out "$WORK/$2inference-checkpoint" "$WORK/$1"
-    trtgen export "$WORK/$2inference-checkpoint" --config "$CONFIG" --out "$WORK/$2model" --name "$3"
-    echo "voice: $WORK/$2model (evaluate: trtgen eval --model $WORK/$2model --corpus $WORK/corpus --first-sentence 50 --plots 0;"
-    echo "       the test slice once, at the end: trtgen eval --model $WORK/$2model --corpus $WORK/corpus --compare-random)"
+    local run=$1 prefix=$2 name=$3
+    shift 3
+    "$PYTHON" -m export.train.inference_checkpoint --config "$CONFIG" --out "$WORK/${prefix}inference-checkpoint" "$WORK/$run"
+    trtgen export "$WORK/${prefix}inference-checkpoint" --config "$CONFIG" --out "$WORK/${prefix}model" --name "$name" "$@"
+    echo "voice: $WORK/${prefix}model (evaluate: trtgen eval --model $WORK/${prefix}model --corpus $WORK/corpus --first-sentence 50 --plots 0;"
+    echo "       the test slice once, at the end: trtgen eval --model $WORK/${prefix}model --corpus $WORK/corpus --compare-random)"
 }
 
 case "$RECIPE" in
@@ -58,8 +63,8 @@ case "$RECIPE" in
         # after 10 min against 0% when training on all lengths), then all lengths.
         stage short 1559 0 - --max-frames 400
         if [ "$RECIPE" = hour ]; then
-            stage all 2100 0 short
-            export_voice all hour- hour
+            stage hour 4234 0 short --max-frames 500 --lr-half-life 1200
+            export_voice hour hour- hour --stop-threshold 0.97
         else
             stage all "${SHIPPED_STEPS:-7000}" 0 short
             export_voice all "" default

@@ -243,6 +243,22 @@ def test_cli_refuses_a_malformed_attention_window(tmp_path, window):
     assert not (tmp_path / "model").exists()
 
 
+def test_cli_records_a_stop_threshold_in_the_card(tmp_path):
+    args = ["export", "--random-init", "small", "--out", str(tmp_path / "model"), "--stop-threshold", "0.97"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert model_preset("small").stop_threshold != 0.97
+    assert load_model(tmp_path / "model").card.model.stop_threshold == 0.97
+
+
+@pytest.mark.parametrize("threshold", ["0", "1", "1.5"])
+def test_cli_refuses_a_stop_threshold_outside_0_1(tmp_path, threshold):
+    args = ["export", "--random-init", "small", "--out", str(tmp_path / "model"), "--stop-threshold", threshold]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "stop_threshold must be in (0, 1)" in result.output, result.output
+    assert not (tmp_path / "model").exists()
+
+
 def test_cli_refuses_a_checkpoint_missing_a_variable(tmp_path):
     config = model_preset("small")
     weights = random_weights(config, 0)

@@ -84,6 +84,9 @@ def export(
     attention_window: Optional[str] = typer.Option(
         None, "--attention-window", help="BEHIND,AHEAD: each decoder step attends only near the previous step's peak (e.g. 1,3); none: unconstrained. Default: the config's."
     ),
+    stop_threshold: Optional[float] = typer.Option(
+        None, "--stop-threshold", help="Stop probability that ends an utterance, recorded in the card (tune it with trtgen eval --stop-threshold). Default: the config's."
+    ),
 ) -> None:
     """Turn a trained checkpoint into a model directory of ONNX graphs (and TensorRT engines)."""
     try:
@@ -93,7 +96,7 @@ def export(
         raise typer.Exit(code=2) from None
     request = ExportRequest(
         checkpoint=checkpoint, out=out, config=config, random_init=random_init, seed=seed, opset=opset, chunk_steps=chunk_steps,
-        name=name, tensorrt=tensorrt, fp16=fp16, attention_window=attention_window,
+        name=name, tensorrt=tensorrt, fp16=fp16, attention_window=attention_window, stop_threshold=stop_threshold,
     )
     raise typer.Exit(code=run_export(request))
 

@@ -210,6 +210,8 @@ class ModelConfig:
             problems.append("decoder_lstm_layers must be >= 1")
         if not 0.0 <= self.prenet_dropout < 1.0:
             problems.append("prenet_dropout must be in [0, 1)")
+        if not 0.0 < self.stop_threshold < 1.0:
+            problems.append(f"stop_threshold must be in (0, 1), not {self.stop_threshold}")
         if self.attention_window is not None:
             window = tuple(self.attention_window)
             if len(window) != 2 or not all(isinstance(w, int) and not isinstance(w, bool) for w in window):
