@@ -144,8 +144,8 @@ def _checkpoint_digest(prefix: Path) -> str:
 
 def _with_decode_settings(config: ModelConfig, request: ExportRequest) -> ModelConfig:
     """``config`` with the request's decode overrides (``--attention-window``, ``--stop-threshold``),
-    validated: a bad value fails here, before any export. They change the card and the decoder graph,
-    not the weights."""
+    validated: a bad value fails here, before any export. They change the card (the window also the
+    decoder graph), never the weights."""
     changes: dict[str, Any] = {}
     if request.attention_window is not None:
         changes["attention_window"] = parse_attention_window(request.attention_window)
