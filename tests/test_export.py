@@ -235,14 +235,6 @@ def test_full_size_export_records_checkpoint_provenance(full_case):
     assert max(source["parity"].values()) < 1e-4
 
 
-@pytest.mark.parametrize("window", ["1", "a,b", "-1,3", "1,0"])
-def test_cli_refuses_a_malformed_attention_window(tmp_path, window):
-    args = ["export", "--random-init", "small", "--out", str(tmp_path / "model"), "--attention-window", window]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 2 and "attention window" in result.output, result.output
-    assert not (tmp_path / "model").exists()
-
-
 def test_cli_records_a_stop_threshold_in_the_card(tmp_path):
     args = ["export", "--random-init", "small", "--out", str(tmp_path / "model"), "--stop-threshold", "0.97"]
     result = CliRunner().invoke(app, args)
@@ -251,11 +243,16 @@ def test_cli_records_a_stop_threshold_in_the_card(tmp_path):
     assert load_model(tmp_path / "model").card.model.stop_threshold == 0.97
 
 
-@pytest.mark.parametrize("threshold", ["0", "1", "1.5"])
-def test_cli_refuses_a_stop_threshold_outside_0_1(tmp_path, threshold):
-    args = ["export", "--random-init", "small", "--out", str(tmp_path / "model"), "--stop-threshold", threshold]
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--attention-window", window, "attention window") for window in ("1", "a,b", "-1,3", "1,0")]
+    + [("--stop-threshold", threshold, "stop_threshold must be in (0, 1)") for threshold in ("0", "1", "1.5")],
+)
+def test_cli_refuses_a_bad_decode_setting(tmp_path, option, value, message):
+    """A malformed attention window or a stop threshold outside (0, 1): exit 2 naming it, nothing written."""
+    args = ["export", "--random-init", "small", "--out", str(tmp_path / "model"), option, value]
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 2 and "stop_threshold must be in (0, 1)" in result.output, result.output
+    assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "model").exists()
 
 
