@@ -20,10 +20,10 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from export.onnx_export import build_decoder_chunk
-from export.tf_model import state_names
-from trtgen.artifact import load_model
-from trtgen.config import ModelConfig
+from trtgen_export.onnx_export import build_decoder_chunk
+from trtgen_export.tf_model import state_names
+from trtgen.engine.artifact import load_model
+from trtgen.engine.config import ModelConfig
 
 
 def build_loop_chunk(step: onnx.ModelProto, config: ModelConfig, weights_in_body: bool = False) -> onnx.ModelProto:

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/bench_decoder.py [--quick] [--configs small,openseq2seq] [--batches 1,2,4] [--json PATH]
 
-Fixed-length mode: random models (``export.variables.random_weights``, whose stop token never fires)
+Fixed-length mode: random models (``trtgen_export.variables.random_weights``, whose stop token never fires)
 decode ``--frames`` frames per utterance (985: LibriSpeech's mean utterance of ~12.3 s at hop 200);
 every mode gets the same encoder memory (99 symbols, so the 10-frames-per-symbol cap is above 985).
 
@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import DEFAULT_WORK_DIR, benchmark_model, fmt, markdown_table, random_weights_for, write_json  # noqa: E402
-from trtgen.bench import (  # noqa: E402
+from trtgen.commands.bench import (  # noqa: E402
     LIBRISPEECH_MEAN_FRAMES,
     DecoderTiming,
     fixed_length_requests,
@@ -85,7 +85,7 @@ def tf_reference_decoder(config_name: str, threads: int | None = None) -> Callab
     """The TF2 reference decode of the same random weights, in a tf.function with a signature."""
     import tensorflow as tf
 
-    from export.tf_model import TacotronGST
+    from trtgen_export.tf_model import TacotronGST
 
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -134,7 +134,7 @@ def _gpu_backend(model: Any) -> tuple[Any, str | None]:
     if not gpus():
         return None, "no CUDA GPU (nvidia-smi lists none)"
     try:
-        from trtgen.backends import create_backend
+        from trtgen.engine.backends import create_backend
 
         return create_backend(model, "tensorrt", "cuda"), None
     except Exception as error:  # noqa: BLE001 - any failure to build engines is a reason to skip, reported
@@ -143,8 +143,8 @@ def _gpu_backend(model: Any) -> tuple[Any, str | None]:
 
 def run_decoder_bench(settings: DecoderSettings, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Time every (config, batch, mode); returns JSON-ready results with the skipped cases and why."""
-    from trtgen.artifact import load_model
-    from trtgen.backends import create_backend
+    from trtgen.engine.artifact import load_model
+    from trtgen.engine.backends import create_backend
 
     timings: list[DecoderTiming] = []
     sweep: list[DecoderTiming] = []

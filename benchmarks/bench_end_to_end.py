@@ -3,7 +3,7 @@
 Usage: python benchmarks/bench_end_to_end.py [--quick] [--configs small:128,openseq2seq:32,voice-trained:256] [--batch-size 32]
 
 The original way is OpenSeq2Seq's synthetic-data recipe rebuilt on the TF2 reference model
-(``export.tf_model.TacotronGST``, the same random weights that trtgen's ONNX model was exported
+(``trtgen_export.tf_model.TacotronGST``, the same random weights that trtgen's ONNX model was exported
 from): rows in list order, in batches of the same size; per row the style clip's features; the style
 and text encoders, the ``tf.while_loop`` decode (seeded in-graph prenet dropout at the model's rate,
 each batch running until its longest row ends) and the postnet, each a ``tf.function``; then per
@@ -78,7 +78,7 @@ class EndToEndSettings:
 # ---------------------------------------------------------------------------- inputs
 def _texts(count: int) -> list[str]:
     """``count`` windows of exactly TEXT_CHARS characters of LibriSpeech transcripts (or a fallback)."""
-    from trtgen.text import TextEncoder
+    from trtgen.engine.text import TextEncoder
 
     corpus = " ".join(
         line.split(" ", 1)[1].lower()
@@ -125,8 +125,8 @@ def _style_clips(work_dir: Path) -> list[Path]:
 def prepare_voice_inputs(work_dir: Path, count: int) -> Path:
     """The realistic case: the trained voice's held-out sentences (3-30 words, in the generator's
     order, unsorted like OpenSeq2Seq's list) spoken in the four shipped style clips."""
-    from export.train.sentences import HELDOUT, generate_sentences
-    from trtgen.demo import demo_styles
+    from trtgen_export.train.sentences import HELDOUT, generate_sentences
+    from trtgen.commands.demo import demo_styles
 
     path = Path(work_dir) / "lists" / f"voice-heldout-{count}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,15 +173,15 @@ def _peak_rss_mib() -> float:
 
 def child_trtgen(spec: dict[str, Any]) -> dict[str, Any]:
     """``trtgen generate`` through its library call; no TensorFlow or librosa in this process."""
-    from trtgen.generate import GenerateOptions, run_generate
-    from trtgen.synthesis import SynthesisOptions
-    from trtgen.vocoder import griffin_lim_preset
+    from trtgen.commands.generate import GenerateOptions, run_generate
+    from trtgen.engine.synthesis import SynthesisOptions
+    from trtgen.engine.vocoder import griffin_lim_preset
 
     def options(out: Path, limit: int | None) -> GenerateOptions:
         return GenerateOptions(
             model_dir=Path(spec["model_dir"]), list_path=Path(spec["list"]), out_dir=out, backend="onnxruntime", device="cpu",
             synthesis=SynthesisOptions(batch_size=spec["batch_size"], vocoder=griffin_lim_preset(spec["vocoder"])),
-            limit=limit, sample_format="float32", progress=False,
+            limit=limit, sample_format="float32",
         )
 
     out = Path(spec["out"])
@@ -206,10 +206,10 @@ def child_original(spec: dict[str, Any]) -> dict[str, Any]:
 
     from bench_vocoder import librosa_gl
     from common import random_weights_for
-    from export.tf_model import TacotronGST
-    from trtgen.audio import pad_style_batch, style_features
+    from trtgen_export.tf_model import TacotronGST
+    from trtgen.engine.audio import pad_style_batch, style_features
     from trtgen.corpora.infer_list import read_infer_list
-    from trtgen.text import TextEncoder, pad_batch
+    from trtgen.engine.text import TextEncoder, pad_batch
 
     config, weights = random_weights_for(spec["config"])
     model = TacotronGST(config, weights)

@@ -34,13 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import REPO_ROOT, command_line, header_lines, machine, markdown_table, now, time_interleaved, versions  # noqa: E402
 
-from trtgen.config import AudioConfig  # noqa: E402
-from trtgen.demo import demo_rows, demo_styles  # noqa: E402
+from trtgen.engine.config import AudioConfig  # noqa: E402
+from trtgen.commands.demo import demo_rows, demo_styles  # noqa: E402
 from trtgen.fileio import write_jsonl  # noqa: E402
-from trtgen.generate import GenerateOptions, default_model_dir, parse_copies, run_generate  # noqa: E402
-from trtgen.spectral import stft  # noqa: E402
-from trtgen.synthesis import SynthesisOptions  # noqa: E402
-from trtgen.vocoder import GriffinLimOptions, griffin_lim, vocoder_array_module  # noqa: E402
+from trtgen.commands.generate import GenerateOptions, parse_copies, run_generate  # noqa: E402
+from trtgen.engine.artifact import default_model_dir  # noqa: E402
+from trtgen.engine.spectral import stft  # noqa: E402
+from trtgen.engine.synthesis import SynthesisOptions  # noqa: E402
+from trtgen.engine.vocoder import GriffinLimOptions, griffin_lim, vocoder_array_module  # noqa: E402
 
 AUDIO = AudioConfig()
 FRAMES = 985
@@ -113,7 +114,7 @@ def generate_part(repeat: int, batch_size: int, configs: list[tuple[str, str]]) 
                 model_dir=default_model_dir(), list_path=listing, out_dir=out, backend="onnxruntime", device=decoder,
                 copies=tuple(parse_copies("copy:0.5:1", default_dropout=0.5, base_seed=0)),
                 synthesis=SynthesisOptions(batch_size=batch_size, vocoder_device=vocoder),
-                sample_format="float32", progress=False,
+                sample_format="float32",
             ))
             results[label] = (report, time.perf_counter() - started)
             waves[label] = {r["id"]: soundfile.read(str(out / "copy" / f"{r['id']}.wav"), dtype="float32")[0] for r in rows_in}

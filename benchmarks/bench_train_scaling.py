@@ -36,10 +36,10 @@ def worker(corpus: Path, threads: int, batch_sizes: list[int], repeats: int, qua
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     sys.path.insert(0, str(SCRIPT.parents[1]))
     sys.path.insert(0, str(SCRIPT.parent))
-    import export.train.train as training
+    import trtgen_export.train.train as training
     from common import length_quantile_indices
-    from export.train.batches import BatchSource
-    from export.train.corpus import load_corpus
+    from trtgen_export.train.batches import BatchSource
+    from trtgen_export.train.corpus import load_corpus
 
     manifest = load_corpus(corpus)
     model_config = training.TrainConfig(corpus=str(corpus), out="").model()
@@ -64,7 +64,7 @@ def worker(corpus: Path, threads: int, batch_sizes: list[int], repeats: int, qua
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, required=True, help="an espeak-ng corpus (python -m export.train.corpus)")
+    parser.add_argument("--corpus", type=Path, required=True, help="an espeak-ng corpus (python -m trtgen_export.train.corpus)")
     parser.add_argument("--batch-sizes", default="8,16,32")
     parser.add_argument("--threads", default="1,2", help="TensorFlow intra- and inter-op threads, one worker process each")
     parser.add_argument("--quantile", type=float, default=0.5, help="utterance-length quantile of the training split")

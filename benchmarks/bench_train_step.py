@@ -1,13 +1,13 @@
 """Training step of the shipped voice's recipe (TensorFlow on the CPU): this checkout vs an earlier one.
 
 What the voice recipe (scripts/train_voice.sh) spends its hours on is this step: the ``voice`` preset,
-batch 16, teacher forced through :func:`export.train.teacher_forcing.teacher_forced_decode`. The script
-builds one :class:`export.train.train.Trainer` per contender -- this checkout's teacher-forced decoder and
+batch 16, teacher forced through :func:`trtgen_export.train.teacher_forcing.teacher_forced_decode`. The script
+builds one :class:`trtgen_export.train.train.Trainer` per contender -- this checkout's teacher-forced decoder and
 the one at ``--baseline`` (a git revision; its ``export/train/teacher_forcing.py`` is loaded as a module),
 the rest of the step shared -- and times full optimiser steps on the same batches, interleaved, at the
 corpus's short, median and long utterance lengths.
 
-    python -m export.train.corpus --out /tmp/voice-corpus        # once, ~5 min on 2 cores
+    python -m trtgen_export.train.corpus --out /tmp/voice-corpus        # once, ~5 min on 2 cores
     python benchmarks/bench_train_step.py --corpus /tmp/voice-corpus [--baseline bcecec3] \\
         [--output benchmarks/results/train_step.md]
 """
@@ -45,11 +45,11 @@ def module_at_revision(revision: str) -> ModuleType:
 def measure(corpus: Path, baseline: str, batch_size: int, quantiles: list[float], repeats: int) -> list[dict[str, Any]]:
     import tensorflow as tf
 
-    import export.train.train as training
+    import trtgen_export.train.train as training
     from common import length_quantile_indices, time_interleaved
-    from export.train import teacher_forcing
-    from export.train.batches import BatchSource
-    from export.train.corpus import load_corpus
+    from trtgen_export.train import teacher_forcing
+    from trtgen_export.train.batches import BatchSource
+    from trtgen_export.train.corpus import load_corpus
 
     manifest = load_corpus(corpus)
     config = training.TrainConfig(corpus=str(corpus), out=tempfile.mkdtemp(prefix="trtgen-bench-run-"), batch_size=batch_size)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     from common import command_line, header_lines, machine, markdown_table, now, versions, write_report
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, required=True, help="an espeak-ng corpus (python -m export.train.corpus)")
+    parser.add_argument("--corpus", type=Path, required=True, help="an espeak-ng corpus (python -m trtgen_export.train.corpus)")
     parser.add_argument("--baseline", default="bcecec3", help="git revision whose teacher-forced decoder is the baseline")
     parser.add_argument("--batch-size", type=int, default=16, help="the recipe's batch size (16)")
     parser.add_argument("--quantiles", default="0.1,0.5,0.9", help="utterance-length quantiles of the training split")

@@ -32,11 +32,11 @@ import soundfile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import trtgen
-from trtgen.config import AudioConfig
+from trtgen.engine.config import AudioConfig
 
 from common import cpu_model, time_interleaved, write_text  # noqa: E402
-from trtgen.spectral import stft
-from trtgen.vocoder import (
+from trtgen.engine.spectral import stft
+from trtgen.engine.vocoder import (
     GriffinLimOptions,
     griffin_lim,
     griffin_lim_preset,

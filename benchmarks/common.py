@@ -1,6 +1,6 @@
 """Shared by the benchmark scripts: machine and version facts, markdown tables, benchmark models.
 
-Benchmark models are random models of a preset (``export.variables.random_weights``: the stop token
+Benchmark models are random models of a preset (``trtgen_export.variables.random_weights``: the stop token
 never fires, so every utterance decodes to the length the benchmark asks for), exported once into a
 work directory and reused while the exporter's inputs (preset, seed, trtgen version) stay the same.
 """
@@ -223,16 +223,16 @@ def benchmark_model(config_name: str, work_dir: Path = DEFAULT_WORK_DIR, seed: i
     ``voice-trained`` is the voice shipped in the package (trtgen/voices/default), not a random model.
     """
     if config_name == TRAINED_VOICE:
-        from trtgen.generate import default_model_dir
+        from trtgen.engine.artifact import default_model_dir
 
         return default_model_dir()
     suffix = "" if chunk_steps is None else f"-K{chunk_steps}"
     directory = Path(work_dir) / "models" / f"{config_name}-seed{seed}{suffix}-{exporter_digest()}"
     if (directory / "model.json").is_file():
         return directory
-    from export.onnx_export import ExportOptions, export_model
-    from export.variables import random_weights
-    from trtgen.config import model_preset
+    from trtgen_export.onnx_export import ExportOptions, export_model
+    from trtgen_export.variables import random_weights
+    from trtgen.engine.config import model_preset
 
     config = model_preset(config_name)
     print(f"exporting a random {config_name} model{suffix} to {directory} (once; cached) ...", flush=True)
@@ -246,12 +246,12 @@ def benchmark_model(config_name: str, work_dir: Path = DEFAULT_WORK_DIR, seed: i
 
 def random_weights_for(config_name: str, seed: int = 0) -> tuple[Any, Any]:
     """The same (config, weights) that :func:`benchmark_model` exported, for the TF2 reference."""
-    from export.variables import random_weights
-    from trtgen.config import model_preset
+    from trtgen_export.variables import random_weights
+    from trtgen.engine.config import model_preset
 
     if config_name == TRAINED_VOICE:
-        from export.checkpoint import read_checkpoint
-        from export.train import SHIPPED_VOICE_CHECKPOINTS, SHIPPED_VOICE_CONFIG
+        from trtgen_export.checkpoint import read_checkpoint
+        from trtgen_export.train import SHIPPED_VOICE_CHECKPOINTS, SHIPPED_VOICE_CONFIG
 
         config = model_preset(SHIPPED_VOICE_CONFIG)
         return config, read_checkpoint(SHIPPED_VOICE_CHECKPOINTS, config)

@@ -5,7 +5,7 @@ Usage: python benchmarks/librispeech_attention.py [--model DIR ...] [--output PA
 The voice was trained on short sentences of a grammar; LibriSpeech transcripts are longer, in capitals,
 and full of words it never saw. No reference audio is needed for what is measured here: the share of
 utterances whose stop token fires before the cap and whose attention passes ``trtgen eval``'s alignment
-check (:func:`trtgen.evaluation.check_alignment`, default rule), and the output's length per symbol.
+check (:func:`trtgen.evaluation.alignment.check_alignment`, default rule), and the output's length per symbol.
 Transcripts: every LibriSpeech transcript in ../shared/data (the trans.txt files and OpenSeq2Seq's
 50-row librivox sample), each spoken in the four shipped style clips at dropout 0.5.
 
@@ -38,15 +38,13 @@ from common import (  # noqa: E402
     write_report,
 )
 
-from trtgen.artifact import Model, load_model  # noqa: E402
-from trtgen.backends import create_backend  # noqa: E402
+from trtgen import Rejected, Row, Voice  # noqa: E402
+from trtgen.engine.artifact import default_model_dir  # noqa: E402
 from trtgen.corpora.librispeech import read_librispeech  # noqa: E402
-from trtgen.demo import demo_styles  # noqa: E402
-from trtgen.evaluation import check_alignment  # noqa: E402
-from trtgen.generate import default_model_dir  # noqa: E402
-from trtgen.randomness import utterance_key  # noqa: E402
-from trtgen.synthesis import SynthesisOptions, Synthesizer, Utterance  # noqa: E402
-from trtgen.text import TextEncoder, TextError, last_spoken_index  # noqa: E402
+from trtgen.commands.demo import demo_styles  # noqa: E402
+from trtgen.evaluation.alignment import check_alignment  # noqa: E402
+from trtgen.engine.synthesis import SynthesisOptions  # noqa: E402
+from trtgen.engine.text import last_spoken_index  # noqa: E402
 
 DROPOUT = 0.5
 SEED = 0
@@ -76,48 +74,34 @@ def unwindowed_copy(work_dir: Path) -> Path:
     copy of an older checkpoint can never be measured by mistake)."""
     import shutil
 
-    from export.pipeline import ExportRequest, run_export
-    from export.train import SHIPPED_VOICE_CHECKPOINTS, SHIPPED_VOICE_CONFIG
+    from trtgen_export.pipeline import ExportRequest, run_export
+    from trtgen_export.train import SHIPPED_VOICE_CHECKPOINTS, SHIPPED_VOICE_CONFIG
 
     out = work_dir / "shipped-no-window"
     shutil.rmtree(out, ignore_errors=True)
-    request = ExportRequest(out=out, checkpoint=SHIPPED_VOICE_CHECKPOINTS, config=SHIPPED_VOICE_CONFIG, name="no-window", attention_window="none")
-    if run_export(request) != 0:
-        raise SystemExit(f"export of {out} failed")
+    run_export(ExportRequest(out=out, checkpoint=SHIPPED_VOICE_CHECKPOINTS, config=SHIPPED_VOICE_CONFIG, name="no-window", attention_window="none"))
     return out
 
 
-def decode_all(model: Model, texts: list[tuple[str, str]]) -> tuple[list[Outcome], list[str]]:
-    """Every transcript in every shipped style; returns the outcomes and the transcripts it could not encode."""
-    card = model.card
-    synthesizer = Synthesizer(model, create_backend(model, "onnxruntime", "cpu"), SynthesisOptions(batch_size=16, keep_alignments=True))
+def decode_all(model_dir: Path, texts: list[tuple[str, str]]) -> tuple[list[Outcome], list[str], Voice]:
+    """Every transcript in every shipped style; returns the outcomes, the transcripts it could not speak, the voice."""
+    voice = Voice.load(model_dir, backend="onnxruntime", options=SynthesisOptions(batch_size=16))
+    card = voice.card
     clips = demo_styles()
-    styles, errors = synthesizer.style_bank().embeddings(clips)
-    if errors:
-        raise SystemExit(f"style clips unusable: {errors}")
-    encoder = TextEncoder(card.text)
-    rejected, jobs = [], []
-    for text_id, text in texts:
-        try:
-            ids = encoder.encode(text)
-        except TextError as error:
-            rejected.append(f"{text_id}: {error}")
+    rows = [Row(f"{text_id}-{clip.stem}", text, clip, DROPOUT, SEED, tag=(text_id, clip)) for text_id, text in texts for clip in clips]
+    outcomes: dict[str, Outcome] = {}
+    rejected: dict[str, str] = {}
+    for output in voice.stream(rows, alignments=True):
+        text_id, clip = output.tag
+        if isinstance(output, Rejected):
+            rejected[text_id] = f"{text_id}: {output.reason}"
             continue
-        for clip in clips:
-            jobs.append((f"{text_id}-{clip.stem}", text_id, clip, ids))
-    utterances = [
-        Utterance(index=i, text_ids=ids, style_embedding=styles[clip], dropout=DROPOUT, prenet_key=utterance_key(SEED, key, "prenet"),
-                  vocoder_key=utterance_key(SEED, key, "griffin_lim"), encoding_key=i)
-        for i, (key, _, clip, ids) in enumerate(jobs)
-    ]
-    outcomes: dict[int, Outcome] = {}
-    for output in synthesizer.run(utterances):
-        _, text_id, clip, ids = jobs[output.index]
+        ids = output.text_ids
         eos = int(np.flatnonzero(ids == card.text.eos_id)[0])
         check = check_alignment(output.alignment, eos, end_index=last_spoken_index(ids, card.text))
-        outcomes[output.index] = Outcome(text_id, clip.stem, eos - 1, output.stopped, check.ok, check.monotonic, check.reaches_end,
-                                         check.no_big_jumps, output.num_frames)
-    return [outcomes[i] for i in range(len(jobs))], rejected
+        outcomes[output.id] = Outcome(text_id, clip.stem, eos - 1, output.stopped, check.ok, check.monotonic, check.reaches_end,
+                                      check.no_big_jumps, output.frames)
+    return [outcomes[r.id] for r in rows if r.id in outcomes], sorted(rejected.values()), voice
 
 
 def percent(values: list[bool]) -> str:
@@ -135,19 +119,18 @@ def main(argv: list[str] | None = None) -> None:
     texts = transcripts()
     rows, failures, symbols = [], [], {}
     for directory in directories:
-        model = load_model(directory)
-        outcomes, rejected = decode_all(model, texts)
-        window = model.card.model.attention_window
+        outcomes, rejected, voice = decode_all(directory, texts)
+        window = voice.card.model.attention_window
         per_symbol = [o.frames / o.symbols for o in outcomes]
         symbols.update((o.transcript, o.symbols) for o in outcomes)
         rows.append([
-            model.card.name, f"{window[0]},{window[1]}" if window else "none", len(outcomes), len(rejected),
+            voice.card.name, f"{window[0]},{window[1]}" if window else "none", len(outcomes), len(rejected),
             percent([o.stopped for o in outcomes]), percent([o.aligned for o in outcomes]), percent([o.monotonic for o in outcomes]),
             percent([o.no_big_jumps for o in outcomes]), percent([o.reaches_end for o in outcomes]),
             f"{np.median(per_symbol):.2f}", f"{np.percentile(per_symbol, 99):.2f}",
         ])
         bad = [o for o in outcomes if not (o.stopped and o.aligned)]
-        failures.append(f"- {model.card.name}: " + (", ".join(f"{o.transcript}/{o.style}" for o in bad[:12]) or "none")
+        failures.append(f"- {voice.card.name}: " + (", ".join(f"{o.transcript}/{o.style}" for o in bad[:12]) or "none")
                         + (f" and {len(bad) - 12} more" if len(bad) > 12 else ""))
     lengths = list(symbols.values())
     lines = header_lines("The shipped voice on LibriSpeech transcripts: attention window", command_line("benchmarks/librispeech_attention.py", argv or sys.argv[1:]),

@@ -58,7 +58,7 @@ def vocoder_bench(iterations: list[int], batches: list[int], repeats: int, log: 
     """
     import bench_vocoder as bv
 
-    from trtgen.vocoder import GriffinLimOptions, griffin_lim, sharpened_magnitude
+    from trtgen.engine.vocoder import GriffinLimOptions, griffin_lim, sharpened_magnitude
 
     try:
         mags = bv.magnitudes_12s(bv.load_speech(), max(batches))

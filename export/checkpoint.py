@@ -1,19 +1,19 @@
 """Read and write OpenSeq2Seq ``tacotron_gst`` checkpoints (TF1 name-based V2 format) without a TF1 graph.
 
 A training checkpoint is a name -> tensor table (``model.ckpt-N.index`` + ``.data-*``). The 117 inference
-variables are read by name (spec §8 loading recipe) with ``tf.train.load_checkpoint`` and checked against
-:func:`export.variables.expected_variables`; training-only entries are skipped by the explicit rules of
+variables are read by name (docs/openseq2seq-notes.md §8 loading recipe) with ``tf.train.load_checkpoint`` and checked against
+:func:`trtgen_export.variables.expected_variables`; training-only entries are skipped by the explicit rules of
 :func:`training_only_reason`; anything else is refused, with every problem in one :class:`CheckpointError`.
 
-Arrays are returned in the checkpoint's own layouts, unchanged; the model code reads them directly (spec §4-§5):
+Arrays are returned in the checkpoint's own layouts, unchanged; the model code reads them directly (docs/openseq2seq-notes.md §4-§5):
 
 * Encoder BiLSTM ``…/{fw,bw}/cudnn_compatible_lstm_cell/kernel`` ``[in + h, 4h]`` (rows: input then hidden),
   ``bias`` ``[4h]``: ``CudnnCompatibleLSTMCell`` gate blocks in order **i, c, f, o**, bias = cuDNN ``b_W + b_R``,
-  **no forget bias** (spec §4.3). The cuDNN ``cudnn_rnn/opaque_kernel`` is training-only and never read.
+  **no forget bias** (docs/openseq2seq-notes.md §4.3). The cuDNN ``cudnn_rnn/opaque_kernel`` is training-only and never read.
 * Decoder ``multi_rnn_cell/cell_<k>/lstm_cell/kernel`` ``[in + h, 4h]``: ``tf.nn.rnn_cell.LSTMCell`` blocks
-  **i, j, f, o**; the forget bias **+1.0 is added at run time**, it is not in the stored bias (spec §5.2).
+  **i, j, f, o**; the forget bias **+1.0 is added at run time**, it is not in the stored bias (docs/openseq2seq-notes.md §5.2).
 * Reference GRU ``gates/kernel`` ``[in + h, 2h]``: columns **r then u**; ``candidate/kernel`` ``[in + h, h]``
-  is applied to ``[x, r * h]``; ``h' = u * h + (1 - u) * c`` (spec §4.4).
+  is applied to ``[x, r * h]``; ``h' = u * h + (1 - u) * c`` (docs/openseq2seq-notes.md §4.4).
 * Conv1D kernels ``[k, in, out]``, Conv2D ``[kh(time), kw(freq), in, out]``, Dense ``[in, out]``.
 
 TensorFlow is imported lazily: the name rules and the error type are used by code that never opens a file.
@@ -33,8 +33,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from export.variables import ENCODER, WeightDict, expected_variables
-from trtgen.config import MODEL_PRESETS, ModelConfig, TextConfig, text_config_for
+from trtgen_export.variables import ENCODER, WeightDict, expected_variables
+from trtgen.engine.config import MODEL_PRESETS, ModelConfig, TextConfig, text_config_for
+from trtgen.errors import MissingInputError, UsageError
 
 __all__ = [
     "CheckpointError",
@@ -60,7 +61,7 @@ Shape = tuple[int, ...]
 
 EMBEDDING = ENCODER + "EncoderEmbeddingMatrix"
 OPAQUE_KERNEL = ENCODER + "cudnn_rnn/opaque_kernel"
-"""The training graph's CudnnLSTM buffer (cuDNN-private layout, spec §4.3); the canonical fw/bw tensors are used."""
+"""The training graph's CudnnLSTM buffer (cuDNN-private layout, docs/openseq2seq-notes.md §4.3); the canonical fw/bw tensors are used."""
 GLOBAL_STEP = "global_step"
 OPTIMIZER_SCOPE = "Loss_Optimization/"
 """OpenSeq2Seq's ``optimize_loss`` builds all optimizer state in this scope; model variables are in ``ForwardPass/``."""
@@ -116,7 +117,7 @@ def _fmt(shape: Shape) -> str:
 def training_only_reason(name: str) -> str | None:
     """Why ``name`` is a training-only checkpoint entry that inference may ignore, or None if it is not one.
 
-    Explicit rules (spec §8 "training-only entries", U2, U6; checked against TF1 Saver output):
+    Explicit rules (docs/openseq2seq-notes.md §8 "training-only entries", U2, U6; checked against TF1 Saver output):
 
     * ``global_step``: the step counter (int64 scalar).
     * ``ForwardPass/tacotron2_encoder/cudnn_rnn/opaque_kernel``: the training CudnnLSTM buffer.
@@ -226,13 +227,17 @@ class CheckpointProblems:
         return "\n".join(lines)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError):
     """A checkpoint that cannot be read or does not fit the model config; ``problems`` holds the details."""
 
     def __init__(self, message: str, *, path: str | os.PathLike[str], problems: CheckpointProblems | None = None):
         super().__init__(message)
         self.path = Path(path)
         self.problems = problems if problems is not None else CheckpointProblems()
+
+
+class CheckpointNotFoundError(MissingInputError):
+    """No checkpoint where one was named: the message lists the candidates found nearby."""
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -251,7 +256,7 @@ def _structural_problems(
             continue
         got = tuple(shapes[name])
         if name == EMBEDDING and len(got) == len(want):
-            # The row count is a property of the vocabulary, not of the network: report it on its own (spec §8).
+            # The row count is a property of the vocabulary, not of the network: report it on its own (docs/openseq2seq-notes.md §8).
             if got[0] != num_symbols:
                 problems.vocabulary = (got[0], num_symbols)
             if got[1:] != want[1:]:
@@ -303,7 +308,7 @@ def check_variables(
     if bilstm_missing and OPAQUE_KERNEL in shapes:
         problems.hints.append(
             f"the encoder LSTM is present only as the cuDNN buffer {OPAQUE_KERNEL}; the canonical "
-            f"cudnn_compatible_lstm_cell tensors that OpenSeq2Seq's CudnnLSTM saveable writes are absent (spec §4.3, "
+            f"cudnn_compatible_lstm_cell tensors that OpenSeq2Seq's CudnnLSTM saveable writes are absent (docs/openseq2seq-notes.md §4.3, "
             f"U1). The opaque layout is cuDNN-private and is not converted here."
         )
     return problems
@@ -348,13 +353,13 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     if path.is_dir():
         state_file = path / _STATE_FILE
         if not state_file.is_file():
-            raise FileNotFoundError(
+            raise CheckpointNotFoundError(
                 f"no checkpoint in directory {path}: it has no '{_STATE_FILE}' state file{_candidates(path)}; "
                 f"pass a checkpoint prefix such as {path / 'model.ckpt-1000'}"
             )
         state = _tf().train.get_checkpoint_state(str(path))
         if state is None or not state.model_checkpoint_path:
-            raise FileNotFoundError(f"checkpoint state file {state_file} is empty or unreadable{_candidates(path)}")
+            raise CheckpointNotFoundError(f"checkpoint state file {state_file} is empty or unreadable{_candidates(path)}")
         named = Path(state.model_checkpoint_path)
         if _prefix_exists(named):
             return named
@@ -362,14 +367,14 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
         if _prefix_exists(local):
             logger.warning("%s names %s, which does not exist; using %s", state_file, named, local)
             return local
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"checkpoint state file {state_file} names {named}, but neither {named}.index nor "
             f"{local}.index exists{_candidates(path)}"
         )
     prefix = _strip_file_suffix(path)
     if _prefix_exists(prefix):
         return prefix
-    raise FileNotFoundError(
+    raise CheckpointNotFoundError(
         f"no checkpoint at {path}: expected a checkpoint prefix ({path}.index and {path}.data-* must exist) or a "
         f"directory holding a '{_STATE_FILE}' state file{_candidates(prefix.parent)}"
     )
@@ -423,7 +428,7 @@ def checkpoint_step(path: str | os.PathLike[str]) -> int | None:
 def read_checkpoint(
     path: str | os.PathLike[str], config: ModelConfig, text_config: TextConfig | None = None
 ) -> WeightDict:
-    """The inference variables of ``config`` as float32 arrays in checkpoint layout, keyed in spec §8 order.
+    """The inference variables of ``config`` as float32 arrays in checkpoint layout, keyed in docs/openseq2seq-notes.md §8 order.
 
     Raises FileNotFoundError when ``path`` names no checkpoint and one CheckpointError listing every missing,
     mis-shaped, non-float, unknown or non-finite variable (and a vocabulary mismatch) otherwise.

@@ -32,10 +32,10 @@ import tensorflow as tf
 import tf2onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from export.tf_model import TacotronGST, state_names
-from export.variables import WeightDict
-from trtgen.artifact import GraphSpec, ModelCard, StateTensor, TensorSpec, sha256_file
-from trtgen.config import AudioConfig, ModelConfig, TextConfig, text_config_for
+from trtgen_export.tf_model import TacotronGST, state_names
+from trtgen_export.variables import WeightDict
+from trtgen.engine.artifact import GraphSpec, ModelCard, StateTensor, TensorSpec, sha256_file
+from trtgen.engine.config import AudioConfig, ModelConfig, TextConfig, text_config_for
 
 logger = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ def build_decoder_chunk(step: onnx.ModelProto, config: ModelConfig, steps: int) 
     Outputs: the state after K steps (``next_*``) and the per-step ``frames``, ``stop_logits`` and
     ``alignments`` stacked on a leading K axis. The weights are initialisers stored once and shared
     by the K copies. (An ONNX Loop over the step was measured against this unrolled chunk and lost:
-    see README, "Decoder graph".)
+    see ``benchmarks/bench_chunk_forms.py`` and ``benchmarks/results/chunk_forms.md``.)
     """
     if steps < 1:
         raise ValueError("a decoder chunk needs at least one step")

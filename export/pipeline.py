@@ -12,20 +12,20 @@ import dataclasses
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from export.variables import WeightDict, random_weights
-from trtgen.config import MODEL_PRESETS, ModelConfig, load_model_config, model_preset, parse_attention_window, text_config_for
-from trtgen.phonemes import phonemizer_for
-from trtgen.progress import console, print_table
+from trtgen_export.variables import WeightDict, random_weights
+from trtgen.engine.config import MODEL_PRESETS, ModelConfig, load_model_config, model_preset, parse_attention_window, text_config_for
+from trtgen.engine.phonemes import phonemizer_for
+from trtgen.errors import RunError, UsageError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ExportRequest", "run_export", "check_parity", "ParityReport", "PARITY_LIMIT"]
+__all__ = ["ExportRequest", "ExportReport", "ParityError", "run_export", "check_parity", "ParityReport", "PARITY_LIMIT"]
 
 PARITY_LIMIT = 1e-3
 
@@ -71,9 +71,9 @@ def check_parity(model_dir: Path, weights: WeightDict, config: ModelConfig, *, s
     """Run every graph in ONNX Runtime (CPU) and in TensorFlow on the same random inputs and masks."""
     import tensorflow as tf
 
-    from export.tf_model import TacotronGST
-    from trtgen.artifact import load_model
-    from trtgen.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from trtgen_export.tf_model import TacotronGST
+    from trtgen.engine.artifact import load_model
+    from trtgen.engine.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     model = load_model(model_dir)
     backend = OnnxRuntimeBackend(model)
@@ -162,12 +162,12 @@ def load_weights(request: ExportRequest) -> tuple[WeightDict, ModelConfig, dict[
     """The weights to export and where they came from."""
     if request.random_init is not None:
         if request.checkpoint is not None:
-            raise ValueError("give either a CHECKPOINT or --random-init, not both")
+            raise UsageError("give either a CHECKPOINT or --random-init, not both")
         config = _with_decode_settings(model_preset(request.random_init), request)
         return random_weights(config, request.seed), config, {"random_init": request.random_init, "seed": request.seed}
     if request.checkpoint is None:
-        raise ValueError(f"give a CHECKPOINT, or --random-init {'|'.join(MODEL_PRESETS)} for a random model")
-    from export.checkpoint import read_checkpoint, resolve_checkpoint
+        raise UsageError(f"give a CHECKPOINT, or --random-init {'|'.join(MODEL_PRESETS)} for a random model")
+    from trtgen_export.checkpoint import read_checkpoint, resolve_checkpoint
 
     config = _with_decode_settings(load_model_config(request.config), request)
     prefix = resolve_checkpoint(request.checkpoint)
@@ -180,60 +180,68 @@ def load_weights(request: ExportRequest) -> tuple[WeightDict, ModelConfig, dict[
     return weights, config, source
 
 
-def run_export(request: ExportRequest) -> int:
-    """Export, verify, optionally build TensorRT engines; print a summary. Returns the exit code."""
-    from export.checkpoint import CheckpointError
-    from export.onnx_export import ExportOptions, export_model
+class ParityError(RunError):
+    """The exported graphs disagree with TensorFlow: the directory must not be used (its card is removed)."""
+
+
+@dataclass
+class ExportReport:
+    """What ``trtgen export`` did, for the command line's tables."""
+
+    out: Path
+    name: str
+    config: str
+    parameters: int
+    parity: ParityReport
+    verify_steps: int
+    export_seconds: float
+    files: list[tuple[str, int]]
+    """(file name, bytes) of the model directory."""
+    engines: list[Any] = field(default_factory=list)
+    """TensorRT build records, when ``--tensorrt`` was given."""
+
+
+def run_export(request: ExportRequest, log: Callable[[str], None] = logger.info) -> ExportReport:
+    """Export, verify against TensorFlow, optionally build TensorRT engines. Raises
+    :class:`~trtgen.errors.UsageError` for a bad checkpoint or option, :class:`ParityError` when the graphs
+    disagree with TensorFlow, :class:`~trtgen.engine.backends.BackendUnavailable` when TensorRT is missing."""
+    from trtgen_export.onnx_export import ExportOptions, export_model
 
     started = time.perf_counter()
-    try:
-        weights, config, source = load_weights(request)
-    except (CheckpointError, ValueError, FileNotFoundError) as error:
-        console.print(f"[red]trtgen export:[/red] {error}")
-        return 2
+    weights, config, source = load_weights(request)
     name = request.name or request.out.name
-    console.print(f"exporting {name} ({config.name} config, {sum(w.size for w in weights.values()):,} parameters) to {request.out}")
+    parameters = sum(w.size for w in weights.values())
+    log(f"exporting {name} ({config.name} config, {parameters:,} parameters) to {request.out}")
     card_path = export_model(weights, config, request.out, options=ExportOptions(opset=request.opset, chunk_steps=request.chunk_steps, name=name, source=source))
     export_seconds = time.perf_counter() - started
     parity = check_parity(request.out, weights, config, steps=request.verify_steps)
     _record_parity(card_path, parity)
-    rows = [[graph, f"{error:.1e}"] for graph, error in parity.errors.items()]
-    rows.append(["stop steps equal", "yes" if parity.same_lengths else "NO"])
-    print_table(f"ONNX Runtime vs TensorFlow ({request.verify_steps} decoder steps)", ["output", "max relative error"], rows)
     if parity.worst > PARITY_LIMIT or not parity.same_lengths:
-        console.print(f"[red]trtgen export:[/red] the ONNX graphs disagree with TensorFlow (worst {parity.worst:.1e}); the directory is not usable")
         card_path.unlink()
-        return 1
-    files = sorted(p for p in request.out.iterdir() if p.is_file())
-    print_table(
-        f"trtgen export: {request.out} in {export_seconds:.1f} s",
-        ["file", "MB"],
-        [[p.name, f"{p.stat().st_size / 1e6:.1f}"] for p in files],
-    )
+        detail = ", ".join(f"{graph} {error:.1e}" for graph, error in parity.errors.items())
+        raise ParityError(
+            f"the ONNX graphs disagree with TensorFlow (worst {parity.worst:.1e}; {detail}; stop steps "
+            f"{'equal' if parity.same_lengths else 'differ'}); {request.out} is not usable (its {card_path.name} was removed)"
+        )
+    files = [(p.name, p.stat().st_size) for p in sorted(request.out.iterdir()) if p.is_file()]
+    report = ExportReport(request.out, name, config.name, parameters, parity, request.verify_steps, export_seconds, files)
     if request.tensorrt:
-        from export.trt_support import check_tensorrt_support
-        from trtgen.artifact import load_model
-        from trtgen.backends.base import BackendUnavailable
-        from trtgen.backends.tensorrt_backend import EngineOptions, build_engines
+        from trtgen.engine.artifact import load_model
+        from trtgen.engine.backends.tensorrt_backend import EngineOptions, build_engines
+        from trtgen_export.trt_support import UnsupportedGraphError, check_tensorrt_support
 
         support = check_tensorrt_support(request.out)
         if not support.ok:
-            console.print(f"[red]trtgen export --tensorrt:[/red] {support.format()}")
-            return 1
-        try:
-            records = build_engines(load_model(request.out), EngineOptions(fp16=request.fp16))
-        except BackendUnavailable as error:
-            console.print(f"[red]trtgen export --tensorrt:[/red] {error}")
-            return 2
-        print_table("TensorRT engines", ["graph", "engine", "seconds"], [[r.graph, r.engine, f"{r.build_seconds:.1f}"] for r in records])
-    return 0
+            raise UnsupportedGraphError(f"--tensorrt: {support.format()}")
+        report.engines = build_engines(load_model(request.out), EngineOptions(fp16=request.fp16))
+    return report
 
 
 def _record_parity(card_path: Path, parity: ParityReport) -> None:
     """Keep the verification result in the card's provenance."""
     import json
 
-    from trtgen.artifact import ModelCard
+    from trtgen.engine.artifact import ModelCard
 
     card = ModelCard.from_json(json.loads(card_path.read_text(encoding="utf-8")), source=str(card_path))
     card.source = dict(card.source, parity={k: float(f"{v:.3g}") for k, v in parity.errors.items()})

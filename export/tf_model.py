@@ -1,11 +1,11 @@
 """OpenSeq2Seq's Tacotron 2 + Global Style Tokens, rebuilt in TensorFlow 2.
 
-The model reads its weights straight from a :data:`~export.variables.WeightDict` (OpenSeq2Seq names,
+The model reads its weights straight from a :data:`~trtgen_export.variables.WeightDict` (OpenSeq2Seq names,
 checkpoint layouts), so a TF1 checkpoint loads by name with no re-ordering. It is the reference that
-the ONNX graphs are checked against, the source of those graphs (``export.onnx_export``), and the
-model trained by ``export.train``.
+the ONNX graphs are checked against, the source of those graphs (``trtgen_export.onnx_export``), and the
+model trained by ``trtgen_export.train``.
 
-Where trtgen departs from OpenSeq2Seq, on purpose (spec §10.2): every block zeroes positions beyond
+Where trtgen departs from OpenSeq2Seq, on purpose (docs/openseq2seq-notes.md §10.2): every block zeroes positions beyond
 an item's own length (text, style and decoder frames), and the style encoder pads each item as if it
 were alone. A batched item therefore equals the same item decoded alone, which is OpenSeq2Seq at batch
 size 1; OpenSeq2Seq's batched outputs instead depended on their batch neighbours.
@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from export.variables import (
+from trtgen_export.variables import (
     BILSTM,
     DECODER,
     ENCODER,
@@ -34,7 +34,7 @@ from export.variables import (
     reference_conv_name,
     text_conv_name,
 )
-from trtgen.config import ModelConfig
+from trtgen.engine.config import ModelConfig
 
 __all__ = ["TacotronGST", "DecoderState", "same_padding", "state_names", "attention_window_mask", "MASKED_SCORE"]
 
@@ -46,7 +46,7 @@ DecoderState = dict[str, tf.Tensor]
 
 
 def same_padding(length: int, kernel: int, stride: int = 1) -> tuple[int, int]:
-    """TF "SAME" padding (spec §0.2): the extra pad goes at the end."""
+    """TF "SAME" padding (docs/openseq2seq-notes.md §0.2): the extra pad goes at the end."""
     out = -(-length // stride)
     total = max((out - 1) * stride + kernel - length, 0)
     return total // 2, total - total // 2
@@ -87,7 +87,7 @@ class TacotronGST(tf.Module):
     Args:
         config: model dimensions.
         weights: values for every name of ``expected_variables(config)``.
-        trainable: create trainable ``tf.Variable`` (for ``export.train``); otherwise the weights are
+        trainable: create trainable ``tf.Variable`` (for ``trtgen_export.train``); otherwise the weights are
             still variables, but frozen, which tf2onnx turns into ONNX initialisers.
     """
 
@@ -145,7 +145,7 @@ class TacotronGST(tf.Module):
 
     def _block_lstm(self, x_time_major: tf.Tensor, scope: str) -> tf.Tensor:
         """One direction of the encoder LSTM: CudnnCompatibleLSTMCell = LSTMBlockCell with i,c,f,o
-        gates and forget bias 0 (spec §4.3), run by TF's fused BlockLSTM kernel."""
+        gates and forget bias 0 (docs/openseq2seq-notes.md §4.3), run by TF's fused BlockLSTM kernel."""
         kernel, bias = self.w(scope + "kernel"), self.w(scope + "bias")
         units = int(bias.shape[0]) // 4
         batch = tf.shape(x_time_major)[1]
@@ -168,7 +168,7 @@ class TacotronGST(tf.Module):
         return outputs.h
 
     def encode_text(self, text_ids: tf.Tensor, text_len: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """Embedding, conv stack and masked BiLSTM (spec §4.1-4.3) -> [B, T, 2 * lstm units]."""
+        """Embedding, conv stack and masked BiLSTM (docs/openseq2seq-notes.md §4.1-4.3) -> [B, T, 2 * lstm units]."""
         c = self.config
         mask = _sequence_mask(text_len, tf.shape(text_ids)[1])[..., None]
         x = tf.gather(self.w(ENCODER + "EncoderEmbeddingMatrix"), text_ids) * mask
@@ -189,7 +189,7 @@ class TacotronGST(tf.Module):
     def _reference_conv(
         self, x: tf.Tensor, lengths: tf.Tensor, scope: str, training: bool
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        """Conv2D stride s, TF SAME padding computed from each item's own length (spec §4.4.1).
+        """Conv2D stride s, TF SAME padding computed from each item's own length (docs/openseq2seq-notes.md §4.4.1).
 
         TF pads the time axis by (k - s) or (k - n mod s) in total depending on the length n, so
         in a batch each item is shifted by its own leading pad before a VALID convolution.
@@ -241,7 +241,7 @@ class TacotronGST(tf.Module):
         return h
 
     def encode_style(self, style_mel: tf.Tensor, style_len: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """Reference encoder + GST attention (spec §4.4) -> style embedding [B, style_dim]."""
+        """Reference encoder + GST attention (docs/openseq2seq-notes.md §4.4) -> style embedding [B, style_dim]."""
         c = self.config
         lengths = tf.cast(style_len, tf.int32)
         x = style_mel[..., None] * _sequence_mask(lengths, tf.shape(style_mel)[1])[..., None, None]
@@ -308,7 +308,7 @@ class TacotronGST(tf.Module):
         prenet_masks: list[tf.Tensor],
         training: bool = False,
     ) -> tuple[dict[str, tf.Tensor], DecoderState]:
-        """One decoder step (spec §5.2). ``prenet_masks`` are scaled keep masks (0 or 1/(1-rate)),
+        """One decoder step (docs/openseq2seq-notes.md §5.2). ``prenet_masks`` are scaled keep masks (0 or 1/(1-rate)),
         one [B, units] per prenet layer; all-ones masks switch dropout off.
 
         Returns ({"frames" [B, 80r], "stop_logits" [B, r], "alignment" [B, T]}, next state).
@@ -351,7 +351,7 @@ class TacotronGST(tf.Module):
 
     def _lstm_bias(self, scope: str) -> tf.Tensor:
         """The stored bias plus LSTMCell's run-time forget bias on the f block (i, j, f, o order):
-        one constant, so the exported graph adds it once (spec §5.2.3)."""
+        one constant, so the exported graph adds it once (docs/openseq2seq-notes.md §5.2.3)."""
         units = self.config.decoder_lstm_units
         forget = tf.concat(
             [tf.zeros([2 * units]), tf.fill([units], self.config.lstm_forget_bias), tf.zeros([units])], axis=0
@@ -361,7 +361,7 @@ class TacotronGST(tf.Module):
     def _location_attention(
         self, query: tf.Tensor, cumulative: tf.Tensor, keys: tf.Tensor, mask: tf.Tensor
     ) -> tf.Tensor:
-        """Location-sensitive attention over the cumulative alignment (spec §5.2.4).
+        """Location-sensitive attention over the cumulative alignment (docs/openseq2seq-notes.md §5.2.4).
 
         location_conv and location_dense are both linear, so they are applied as one convolution
         with kernel ``conv @ dense`` and bias ``conv_bias @ dense + attention_bias`` (constants at
@@ -393,7 +393,7 @@ class TacotronGST(tf.Module):
         mask_source: Callable[[tf.Tensor], list[tf.Tensor]],
         max_steps: int | None = None,
     ) -> dict[str, tf.Tensor]:
-        """Free-running decode (spec §5.3) with trtgen's per-utterance cap and sticky stop.
+        """Free-running decode (docs/openseq2seq-notes.md §5.3) with trtgen's per-utterance cap and sticky stop.
 
         ``mask_source(step)`` gives the prenet keep masks of a step (see :meth:`prenet_masks_from`).
         Each item stops at its first frame with sigmoid(stop) > threshold, or after its cap of
@@ -475,7 +475,7 @@ class TacotronGST(tf.Module):
     def postnet(
         self, mel: tf.Tensor, mel_len: tf.Tensor, training: bool = False
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        """Postnet residual and magnitude branch (spec §5.4-5.5), each item masked by its length."""
+        """Postnet residual and magnitude branch (docs/openseq2seq-notes.md §5.4-5.5), each item masked by its length."""
         c = self.config
         mask = _sequence_mask(mel_len, tf.shape(mel)[1])[..., None]
         x = mel * mask

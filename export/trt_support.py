@@ -17,11 +17,11 @@ It does not run TensorRT's parser: passing here is necessary, not sufficient. Th
 
 Regenerate the table from a copy of ``docs/operators.md``::
 
-    python -m export.trt_support table operators.md --commit <sha> [--out export/data/tensorrt_onnx_ops.json]
+    python -m trtgen_export.trt_support table operators.md --commit <sha> [--out export/data/tensorrt_onnx_ops.json]
 
 Check a model directory (exit status 1 when something is unsupported)::
 
-    python -m export.trt_support check <model_dir>
+    python -m trtgen_export.trt_support check <model_dir>
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from trtgen.fileio import atomic_write
+from trtgen.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +274,7 @@ class SupportReport:
             raise UnsupportedGraphError(self)
 
 
-class UnsupportedGraphError(ValueError):
+class UnsupportedGraphError(ModelError):
     """A graph uses something TensorRT's ONNX parser does not support; the message names it."""
 
     def __init__(self, report: SupportReport) -> None:
@@ -603,7 +604,7 @@ def _graph_sources(source: str | Path | Sequence[str | Path]) -> list[tuple[str,
         if path.is_dir():
             card = path / "model.json"
             if card.is_file():
-                from trtgen.artifact import load_model
+                from trtgen.engine.artifact import load_model
 
                 model = load_model(path, verify=False)
                 return [(name, model.graph_path(name)) for name in model.card.graphs]
@@ -712,7 +713,7 @@ def check_tensorrt_support(
 
 # ---------------------------------------------------------------------------- command line
 def _main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.trt_support", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m trtgen_export.trt_support", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="check a model directory or ONNX files")
     check.add_argument("paths", nargs="+", type=Path)

@@ -1,7 +1,7 @@
 """The checkpoint variables of an OpenSeq2Seq ``tacotron_gst`` model, derived from a ModelConfig.
 
 Weights travel through trtgen as ``dict[str, np.ndarray]`` keyed by OpenSeq2Seq's full variable names
-and stored in the checkpoint's own layouts (spec §8): LSTM kernels ``[input + hidden, 4 * units]``,
+and stored in the checkpoint's own layouts (docs/openseq2seq-notes.md §8): LSTM kernels ``[input + hidden, 4 * units]``,
 Conv1D ``[k, in, out]``, Conv2D ``[kh, kw, in, out]``. The TensorFlow model, the ONNX export and the
 independent numpy reference all read this one dict, so loading a checkpoint is a lookup, not a remap.
 For the ``openseq2seq`` preset the list equals ``openseq2seq_variables.tsv`` name for name.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtgen.config import ModelConfig
+from trtgen.engine.config import ModelConfig
 
 __all__ = [
     "ENCODER",
@@ -77,7 +77,7 @@ def reference_frequency_bins(config: ModelConfig) -> int:
 
 
 def expected_variables(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Every inference variable's name and shape, in the order of spec §8."""
+    """Every inference variable's name and shape, in the order of docs/openseq2seq-notes.md §8."""
     c = config
     shapes: dict[str, tuple[int, ...]] = {}
     shapes[ENCODER + "EncoderEmbeddingMatrix"] = (c.num_symbols, c.embedding_dim)

@@ -6,20 +6,19 @@
 #
 # Usage: bash scripts/train_voice.sh [WORK_DIR]      (default ./voice-work; resumable: rerun after a stop)
 #
-# Stages (README, "The shipped voice"): 1,559 steps on the utterances of at most 400 frames (the
-# attention learns to align on them in minutes), then all lengths to step 7,000. On the 2-core machine
-# of the README that took about 158 minutes of training (2026-12-04). SHIPPED_STEPS stops it earlier
-# (step 4,761, about 107 minutes, was the first choice that day: words much less clear, README).
+# Stages (docs/shipped-voice.md, "Recipes"): 1,559 steps on the utterances of at most 400 frames (the
+# attention learns to align on them in minutes), then all lengths to step 7,000: about 158 minutes of
+# training on a 2-core CPU. SHIPPED_STEPS stops it earlier (at step 4,761, about 107 minutes, the words
+# are much less clear).
 #
-# RECIPE=hour: the issue's hour (about 60 minutes of training on the same machine, 2026-12-04): the
-# same first stage, then 2,675 steps on the utterances of at most 500 frames with the learning rate
-# halved every 1,200 steps (not 1,500), to step 4,234; exported with stop threshold 0.97 (chosen on the
-# validation slice). It meets every check of the issue on the test slice; its words are much less
-# clear than the shipped voice's (README, "The one-hour recipe").
+# RECIPE=hour: about 60 minutes of training: the same first stage, then 2,675 steps on the utterances of
+# at most 500 frames with the learning rate halved every 1,200 steps (not 1,500), to step 4,234; exported
+# with stop threshold 0.97 (chosen on the validation slice). It passes every check of trtgen eval on the
+# test slice; its words are much less clear than the shipped voice's.
 #
-# RECIPE=letters: the voice shipped until 2026-12-04 (`voice` preset, reading letters): four stages,
-# 6,356 steps, 276 minutes then (about 3.3 hours with today's training step). STAGE3_STEPS /
-# STAGE4_STEPS stop it earlier. CONFIG=voice-ipa|voice picks the text front end of the other recipes.
+# RECIPE=letters: the earlier letter voice (`voice` preset): four stages, 6,356 steps (about 3.3 hours).
+# STAGE3_STEPS / STAGE4_STEPS stop it earlier. CONFIG=voice-ipa|voice picks the text front end of the
+# other recipes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +32,7 @@ STAGE3_STEPS=${STAGE3_STEPS:-3269}
 STAGE4_STEPS=${STAGE4_STEPS:-6356}
 
 mkdir -p "$WORK"
-"$PYTHON" -m export.train.corpus --out "$WORK/corpus"
+"$PYTHON" -m trtgen_export.train.corpus --out "$WORK/corpus"
 
 # stage DIR STEPS SEED FROM [ARGS...]: train run directory $WORK/DIR to global step STEPS, warm started from
 # run directory $WORK/FROM (none: "-") when DIR has no checkpoint yet; a rerun resumes DIR instead. A run
@@ -42,7 +41,7 @@ stage() {
     local dir=$1 steps=$2 seed=$3 from=$4 init=()
     shift 4
     if [ "$from" != - ] && [ ! -f "$WORK/$dir/checkpoint" ]; then init=(--init-from "$WORK/$from"); fi
-    "$PYTHON" -m export.train.train --corpus "$WORK/corpus" --config "$CONFIG" --out "$WORK/$dir" --steps "$steps" \
+    "$PYTHON" -m trtgen_export.train.train --corpus "$WORK/corpus" --config "$CONFIG" --out "$WORK/$dir" --steps "$steps" \
         --minutes 600 --batch-size 16 --seed "$seed" "${init[@]}" "$@"
 }
 
@@ -51,7 +50,7 @@ stage() {
 export_voice() {
     local run=$1 prefix=$2 name=$3
     shift 3
-    "$PYTHON" -m export.train.inference_checkpoint --config "$CONFIG" --out "$WORK/${prefix}inference-checkpoint" "$WORK/$run"
+    "$PYTHON" -m trtgen_export.train.inference_checkpoint --config "$CONFIG" --out "$WORK/${prefix}inference-checkpoint" "$WORK/$run"
     trtgen export "$WORK/${prefix}inference-checkpoint" --config "$CONFIG" --out "$WORK/${prefix}model" --name "$name" "$@"
     echo "voice: $WORK/${prefix}model (evaluate: trtgen eval --model $WORK/${prefix}model --corpus $WORK/corpus --first-sentence 50 --plots 0;"
     echo "       the test slice once, at the end: trtgen eval --model $WORK/${prefix}model --corpus $WORK/corpus --compare-random)"

@@ -79,16 +79,17 @@ def assert_outputs_match(expected: dict[str, np.ndarray], actual: dict[str, np.n
 def generate_shipped_voice(out: Path, sentences: int, **options: Any) -> tuple[list[dict[str, str]], Any]:
     """``run_generate`` with the shipped voice on ``demo_rows(sentences)``, one copy ``copy`` (dropout 0.5,
     seed 3) under ``out/copy``; ``options`` override GenerateOptions fields. Returns the rows and the report."""
-    from trtgen.demo import demo_rows
+    from trtgen.commands.demo import demo_rows
     from trtgen.fileio import write_jsonl
-    from trtgen.generate import GenerateOptions, default_model_dir, parse_copies, run_generate
+    from trtgen.commands.generate import GenerateOptions, parse_copies, run_generate
+    from trtgen.engine.artifact import default_model_dir
 
     rows = demo_rows(sentences)
     out.mkdir(parents=True, exist_ok=True)
     listing = out / "infer.jsonl"
     write_jsonl(listing, rows)
     copies = tuple(parse_copies("copy:0.5:3", default_dropout=0.5, base_seed=0))
-    report = run_generate(GenerateOptions(model_dir=default_model_dir(), list_path=listing, out_dir=out, copies=copies, progress=False, **options))
+    report = run_generate(GenerateOptions(model_dir=default_model_dir(), list_path=listing, out_dir=out, copies=copies, **options))
     return rows, report
 
 
@@ -96,8 +97,8 @@ def stopping_weights(config_name: str = "small", seed: int = 0):
     """Random weights whose stop token fires at varied steps (some utterances stop, some reach
     their cap), so tests see ragged batches. The stop projection is scaled so that the top tail of
     its logits crosses zero."""
-    from export.variables import DECODER, random_weights
-    from trtgen.config import model_preset
+    from trtgen_export.variables import DECODER, random_weights
+    from trtgen.engine.config import model_preset
 
     config = model_preset(config_name)
     weights = random_weights(config, seed, stop_never_fires=False)
@@ -110,7 +111,7 @@ def stopping_weights(config_name: str = "small", seed: int = 0):
 def small_model_dir(tmp_path_factory) -> Path:
     """A small random model exported once per test session (about 15 s)."""
     pytest.importorskip("tensorflow")
-    from export.onnx_export import ExportOptions, export_model
+    from trtgen_export.onnx_export import ExportOptions, export_model
 
     config, weights = stopping_weights()
     directory = tmp_path_factory.mktemp("models") / "small"
@@ -121,7 +122,7 @@ def small_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def infer_list(shared_data, tmp_path_factory) -> Path:
     """`trtgen prepare` on the real samples: 7 LibriSpeech transcripts x 3 M-AILABS clips."""
-    from trtgen.prepare import PrepareOptions, prepare_infer_list
+    from trtgen.commands.prepare import PrepareOptions, prepare_infer_list
 
     out = tmp_path_factory.mktemp("prepared")
     prepare_infer_list(shared_data / "M-AILABS", [shared_data / "LibriSpeech"], out, PrepareOptions(splits="all"))

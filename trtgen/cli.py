@@ -1,32 +1,81 @@
-"""The ``trtgen`` command line: parses options and calls library functions, nothing more."""
+"""The ``trtgen`` command line: parses options, calls one library function per command, renders its report.
+
+Every foreseeable failure is a :class:`trtgen.errors.TrtgenError` (or an OS error) and becomes one line
+on stderr and the exit code below; ``-v`` adds the traceback.
+"""
 
 from __future__ import annotations
 
+import errno
 import logging
+import traceback
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 
+from trtgen.errors import EXIT_FAILED, EXIT_OK, EXIT_REJECTS, TrtgenError
+
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 done, but some rows were rejected (see rejects.jsonl; for eval: a check failed; "
+    "for manifest --check: problems found); 2 bad options, list or model (nothing was done); 3 the run failed "
+    "part way (I/O error, disk full, interrupted): rerun generate with --resume."
+)
+
 app = typer.Typer(
     help="trtgen: generate synthetic speech datasets for ASR training with Tacotron 2 + GST.",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _not_built(command: str) -> None:
-    typer.echo(f"trtgen {command}: not built yet in this version.", err=True)
-    raise typer.Exit(code=2)
+_VERBOSE = {"on": False}
 
 
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages; show tracebacks.")) -> None:
+    _VERBOSE["on"] = verbose
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
-@app.command()
+def _run(command: str, call: Callable[[], Any]) -> Any:
+    """``call()``, with every foreseeable failure turned into one line and its exit code."""
+    try:
+        return call()
+    except (typer.Exit, typer.BadParameter):
+        raise
+    except TrtgenError as error:
+        _fail(command, str(error), error.exit_code)
+    except KeyboardInterrupt:
+        _fail(command, "interrupted; what was written is kept (generate: rerun with --resume)", EXIT_FAILED)
+    except OSError as error:
+        _fail(command, _describe_os_error(error), EXIT_FAILED)
+
+
+def _describe_os_error(error: OSError) -> str:
+    path = error.filename2 or error.filename  # a rename's destination is the file the user knows
+    where = f" ({path})" if path else ""
+    advice = {
+        errno.ENOSPC: "; free space and rerun with --resume",
+        errno.EROFS: "; choose a writable --out",
+        errno.EACCES: "; check the permissions",
+    }.get(error.errno or 0, "")
+    reason = error.strerror or str(error)
+    return f"{reason.lower() if reason and reason[0].isupper() else reason}{where}{advice}"
+
+
+def _fail(command: str, message: str, code: int) -> None:
+    if _VERBOSE["on"]:
+        traceback.print_exc()
+    typer.echo(f"trtgen {command}: {message}", err=True)
+    raise typer.Exit(code=code)
+
+
+def _exit(code: int) -> None:
+    raise typer.Exit(code=code)
+
+
+@app.command(epilog=EXIT_CODES)
 def prepare(
     mailabs: Path = typer.Option(..., "--mailabs", help="M-AILABS root (the directory holding en_US/by_book)."),
     librispeech: List[Path] = typer.Option(
@@ -41,35 +90,16 @@ def prepare(
     assign: str = typer.Option("cyclic", "--assign", help="cyclic (OpenSeq2Seq), balanced (even over style speakers) or random."),
 ) -> None:
     """Pair M-AILABS style clips with LibriSpeech transcripts into an infer list."""
-    from rich.console import Console
-    from rich.table import Table
+    from trtgen.commands.prepare import PrepareOptions, prepare_infer_list
+    from trtgen.console import render_prepare
 
-    from trtgen.prepare import ASSIGN_MODES, PrepareOptions, prepare_infer_list
-
-    if assign not in ASSIGN_MODES:
-        raise typer.BadParameter(f"choose one of {', '.join(ASSIGN_MODES)}", param_hint="--assign")
-    try:
-        result = prepare_infer_list(mailabs, librispeech, out, PrepareOptions(books=books, splits=splits, seed=seed, assign=assign))
-    except (OSError, ValueError) as exc:
-        typer.echo(f"trtgen prepare: {exc}", err=True)
-        raise typer.Exit(code=2) from None
-    summary = result.summary
-    table = Table(title="trtgen prepare")
-    for column in ("style speaker", "gender", "books", "clips", "missing clips", "rows", "clips used"):
-        table.add_column(column, justify="left" if column in ("style speaker", "gender") else "right")
-    for sp in summary.speakers:
-        table.add_row(sp.speaker, sp.gender, str(sp.books), str(sp.clips), str(sp.missing_clips), str(sp.rows), str(sp.clips_used))
-    console = Console()
-    console.print(table)
-    console.print(
-        f"{summary.utterances} utterances, {summary.characters} characters (~{summary.hours_estimated:.1f} h of speech), "
-        f"{summary.rejects} rejected, {len(summary.missing_books)} book(s) and {len(summary.missing_splits)} split(s) not found"
-    )
-    for name, path in result.files.items():
-        console.print(f"  {name}: {path}")
+    result = _run("prepare", lambda: prepare_infer_list(
+        mailabs, librispeech, out, PrepareOptions(books=books, splits=splits, seed=seed, assign=assign)
+    ))
+    render_prepare(result)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def export(
     checkpoint: Optional[Path] = typer.Argument(None, help="OpenSeq2Seq TF1 checkpoint: a prefix (model.ckpt-N) or its directory."),
     out: Path = typer.Option(..., "--out", help="Model directory to write (ONNX graphs + model.json)."),
@@ -89,19 +119,18 @@ def export(
     ),
 ) -> None:
     """Turn a trained checkpoint into a model directory of ONNX graphs (and TensorRT engines)."""
-    try:
-        from export.pipeline import ExportRequest, run_export
-    except ImportError as error:
-        typer.echo(f"trtgen export needs the exporter's packages ({error.name} is missing): pip install 'trtgen[export]'", err=True)
-        raise typer.Exit(code=2) from None
-    request = ExportRequest(
+    from trtgen.commands.export import run_export_command
+    from trtgen.console import console, render_export
+
+    report = _run("export", lambda: run_export_command(
+        lambda message: console.print(message, markup=False, highlight=False),
         checkpoint=checkpoint, out=out, config=config, random_init=random_init, seed=seed, opset=opset, chunk_steps=chunk_steps,
         name=name, tensorrt=tensorrt, fp16=fp16, attention_window=attention_window, stop_threshold=stop_threshold,
-    )
-    raise typer.Exit(code=run_export(request))
+    ))
+    render_export(report)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def generate(
     list_path: Path = typer.Option(..., "--list", help="infer.jsonl (trtgen prepare) or OpenSeq2Seq's generate.csv."),
     out: Path = typer.Option(..., "--out", help="Output root: one sub-directory per copy."),
@@ -123,40 +152,23 @@ def generate(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime (default: all cores)."),
 ) -> None:
     """Synthesise every utterance of an infer list, for one or several dataset copies."""
-    import dataclasses
+    from trtgen.commands.generate import generate_options, run_generate
+    from trtgen.console import BarProgress, render_generate
 
-    from trtgen.artifact import ModelCardError, load_model
-    from trtgen.backends import BackendUnavailable
-    from trtgen.generate import GenerateOptions, default_model_dir, parse_copies, parse_shard, print_report, run_generate
-    from trtgen.synthesis import SynthesisOptions
-    from trtgen.vocoder import griffin_lim_preset
-    from trtgen.writers import SettingsMismatch
-
-    try:
-        model_dir = model or default_model_dir()
-        card = load_model(model_dir, verify=False).card
-        vocoder_options = griffin_lim_preset(vocoder)
-        if gl_iters is not None:
-            vocoder_options = dataclasses.replace(vocoder_options, n_iter=gl_iters)
-        options = GenerateOptions(
-            model_dir=model_dir, list_path=list_path, out_dir=out, style_root=style_root,
-            copies=tuple(parse_copies(copies, default_dropout=card.model.prenet_dropout, base_seed=seed)),
-            backend=backend, device=device,
-            synthesis=SynthesisOptions(batch_size=batch_size, vocoder=vocoder_options, vocoder_device=vocoder_device),
-            shard=parse_shard(shard), limit=limit, resume=resume, sample_format=sample_format, naming=naming,
-            threads=threads,
-        )
-        report = run_generate(options)
-    except (ValueError, FileNotFoundError, BackendUnavailable, ModelCardError, SettingsMismatch) as error:
-        typer.echo(f"trtgen generate: {error}", err=True)
-        raise typer.Exit(code=2) from None
-    print_report(report)
+    options = _run("generate", lambda: generate_options(
+        list_path=list_path, out_dir=out, model_dir=model, style_root=style_root, copies=copies, seed=seed, batch_size=batch_size,
+        backend=backend, device=device, gl_iters=gl_iters, vocoder=vocoder, vocoder_device=vocoder_device, shard=shard, limit=limit,
+        resume=resume, sample_format=sample_format, naming=naming, threads=threads,
+    ))
+    with BarProgress() as progress:
+        report = _run("generate", lambda: run_generate(options, progress))
+    render_generate(report)
     if report.rejects:
         typer.echo(f"trtgen generate: {len(report.rejects)} row(s) rejected; see rejects*.jsonl in each copy directory", err=True)
-    raise typer.Exit(code=1 if report.rejects else 0)
+    _exit(EXIT_REJECTS if report.rejects else EXIT_OK)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def manifest(
     synthetic: Path = typer.Option(..., "--synthetic", help="Output root of trtgen generate (one sub-directory per copy)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Directory for the manifests (not needed with --check)."),
@@ -171,73 +183,27 @@ def manifest(
     duration_tolerance: float = typer.Option(0.02, "--duration-tolerance", help="Seconds a file's duration may differ from its record (--check)."),
 ) -> None:
     """Write training manifests that mix real and synthetic audio."""
-    import time
-
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    from rich.table import Table
-
-    from trtgen.manifests import ManifestOptions, check_synthetic, write_manifests
+    from trtgen.commands.manifests import ManifestOptions, check_synthetic, write_manifests
+    from trtgen.console import BarProgress, render_check, render_manifests
 
     copy_names = tuple(c.strip() for c in copies.split(",") if c.strip()) if copies else None
-    console = Console()
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True),
-    )
-    tasks: dict = {}
-
-    def report(description: str, completed: int, total: int) -> None:
-        if description not in tasks:
-            tasks[description] = (progress.add_task(description, total=total, rate=""), time.monotonic())
-        task, started = tasks[description]
-        elapsed = time.monotonic() - started
-        progress.update(task, completed=completed, rate=f"{completed / elapsed:,.0f} files/s" if elapsed > 0 else "")
-
-    try:
-        with progress:
-            if check:
-                check_report = check_synthetic(synthetic, copy_names, duration_tolerance_s=duration_tolerance, progress=report)
-            else:
-                if out is None:
-                    raise typer.BadParameter("--out is required unless --check is given", param_hint="--out")
-                options = ManifestOptions(
-                    copies=copy_names, formats=tuple(f.strip() for f in formats.split(",") if f.strip()), mix=mix,
-                    seed=seed, relative_to=relative_to, splits=splits,
-                )
-                result = write_manifests(synthetic, out, real or (), options, progress=report)
-    except (OSError, ValueError) as exc:
-        typer.echo(f"trtgen manifest: {exc}", err=True)
-        raise typer.Exit(code=2) from None
     if check:
-        if check_report.ok:
-            console.print(f"{check_report.checked} synthetic rows checked: all files present and consistent")
-            return
-        console.print(f"{len(check_report.problems)} problem(s) in {check_report.checked} synthetic rows:", highlight=False)
-        for problem in check_report.problems:
-            console.print(f"  {problem.copy} {problem.id}: {problem.problem}: {problem.path}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(code=1)
-    table = Table(title="trtgen manifest")
-    table.add_column("manifest")
-    table.add_column("path")
-    for name, path in result.files.items():
-        table.add_row(name, str(path))
-    console.print(table)
-    counts = result.counts
-    console.print(
-        f"copies {', '.join(counts['copies'])}: {counts['synthetic_files']} synthetic files, "
-        f"{counts['templated_utterances']} utterances in every copy; {counts['real_utterances']} real; "
-        f"{counts['rejects']} rejected (see rejects.jsonl)"
+        with BarProgress(unit="files") as progress:
+            check_report = _run("manifest", lambda: check_synthetic(synthetic, copy_names, duration_tolerance_s=duration_tolerance, progress=progress))
+        render_check(check_report)
+        _exit(EXIT_OK if check_report.ok else EXIT_REJECTS)
+    if out is None:
+        raise typer.BadParameter("--out is required unless --check is given", param_hint="--out")
+    options = ManifestOptions(
+        copies=copy_names, formats=tuple(f.strip() for f in formats.split(",") if f.strip()), mix=mix,
+        seed=seed, relative_to=relative_to, splits=splits,
     )
-    if "mix_real" in counts:
-        console.print(f"mix: {counts['mix_real']} real + {counts['mix_synthetic']} synthetic rows {counts['mix_synthetic_per_copy']}")
-    if result.openseq2seq_config:
-        console.print("Add to the OpenSeq2Seq ASR config (train data layer params):")
-        for line in result.openseq2seq_config:
-            console.print(f"  {line}", markup=False, highlight=False)
+    with BarProgress(unit="files") as progress:
+        result = _run("manifest", lambda: write_manifests(synthetic, out, real or (), options, progress=progress))
+    render_manifests(result)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def bench(
     model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the voice shipped with trtgen)."),
     quick: bool = typer.Option(False, "--quick", help="Fewer batch sizes and repeats: under a minute on a small model."),
@@ -249,57 +215,35 @@ def bench(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
 ) -> None:
     """Measure decoder (per-step vs chunked loop) and Griffin-Lim throughput on this machine."""
-    from trtgen.artifact import ModelCardError
-    from trtgen.backends import BackendUnavailable
-    from trtgen.bench import BenchOptions, print_bench, run_bench
-    from trtgen.generate import default_model_dir
-    from trtgen.progress import console
+    from trtgen.commands.bench import bench_options, run_bench
+    from trtgen.console import console, render_bench
 
-    overrides: dict = {"frames": frames, "threads": threads, "backend": backend, "device": device}
-    try:
-        if batch_sizes:
-            overrides["batch_sizes"] = tuple(int(b) for b in batch_sizes.split(",") if b.strip())
-            if not overrides["batch_sizes"] or min(overrides["batch_sizes"]) < 1:
-                raise ValueError("--batch-sizes: expected positive integers, e.g. 1,8,32")
-        if repeats is not None:
-            overrides["repeats"] = repeats
-        model_dir = model or default_model_dir()
-        options = BenchOptions.quick(model_dir, **overrides) if quick else BenchOptions(model_dir=model_dir, **overrides)
-        report = run_bench(options, progress=lambda message: console.log(message))
-    except (ValueError, FileNotFoundError, BackendUnavailable, ModelCardError) as error:
-        typer.echo(f"trtgen bench: {error}", err=True)
-        raise typer.Exit(code=2) from None
-    print_bench(report)
+    options = _run("bench", lambda: bench_options(
+        model_dir=model, quick=quick, batch_sizes=batch_sizes, frames=frames, repeats=repeats, threads=threads, backend=backend, device=device,
+    ))
+    report = _run("bench", lambda: run_bench(options, progress=lambda message: console.log(message)))
+    render_bench(report)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES)
 def demo(
     out: Path = typer.Option(Path("trtgen-demo"), "--out", help="Where to write the demo's lists, audio and manifests."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the voice shipped with trtgen)."),
     sentences: Optional[int] = typer.Option(None, "--sentences", help="Use only the first N demo sentences."),
 ) -> None:
     """Run the whole pipeline on material shipped with the package and say where to listen."""
-    from trtgen.artifact import ModelCardError
-    from trtgen.demo import run_demo
-    from trtgen.generate import print_report
+    from trtgen.commands.demo import run_demo
+    from trtgen.console import BarProgress, render_demo
 
-    try:
-        result = run_demo(out, model, sentences=sentences)
-    except (ValueError, FileNotFoundError, ModelCardError) as error:
-        typer.echo(f"trtgen demo: {error}", err=True)
-        raise typer.Exit(code=2) from None
-    print_report(result.generate)
-    typer.echo(f"\nDone: {result.generate.written} utterances in {len(result.generate.copies)} copies under {result.out / 'synthetic'}")
-    typer.echo(f"Manifests: {result.out / 'manifests'}")
-    typer.echo("Listen (any audio player, e.g. `play` from sox or `aplay`):")
-    for path in result.examples:
-        typer.echo(f"  {path}")
-    raise typer.Exit(code=1 if result.generate.rejects else 0)
+    with BarProgress() as progress:
+        result = _run("demo", lambda: run_demo(out, model, sentences=sentences, progress=progress))
+    render_demo(result)
+    _exit(EXIT_REJECTS if result.generate.rejects else EXIT_OK)
 
 
-@app.command("eval")
+@app.command("eval", epilog=EXIT_CODES)
 def eval_command(
-    corpus: Path = typer.Option(..., "--corpus", help="espeak-ng corpus directory (python -m export.train.corpus): held-out sentences and their renderings."),
+    corpus: Path = typer.Option(..., "--corpus", help="espeak-ng corpus directory (python -m trtgen_export.train.corpus): held-out sentences and their renderings."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the voice shipped with trtgen)."),
     out: Path = typer.Option(Path("trtgen-eval"), "--out", help="Directory for eval.json and the plots."),
     sentences: int = typer.Option(50, "--sentences", help="Held-out sentences per voice."),
@@ -314,24 +258,25 @@ def eval_command(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime (default: all cores)."),
 ) -> None:
     """Check that a voice works: alignment, stopping, duration, MCD-DTW and style on held-out sentences."""
-    from trtgen.artifact import ModelCardError
-    from trtgen.backends import BackendUnavailable
-    from trtgen.evaluation import EvalError, EvalOptions, print_eval_report, run_eval
-    from trtgen.generate import default_model_dir
+    from trtgen.console import BarProgress, render_eval
+    from trtgen.engine.artifact import default_model_dir
+    from trtgen.evaluation.report import EvalOptions
+    from trtgen.evaluation.run import run_eval
 
-    try:
+    def call() -> Any:
         options = EvalOptions(
             model_dir=model or default_model_dir(), corpus_dir=corpus, out_dir=out, sentences=sentences, first_sentence=first_sentence,
             stop_threshold=stop_threshold, dropout=dropout,
             seed=seed, compare_random=compare_random, plots=plots, backend=backend, device=device, threads=threads,
         )
-        report = run_eval(options)
-    except (ValueError, OSError, EvalError, BackendUnavailable, ModelCardError) as error:
-        typer.echo(f"trtgen eval: {error}", err=True)
-        raise typer.Exit(code=2) from None
-    print_eval_report(report)
-    raise typer.Exit(code=0 if report.passed else 1)
+        with BarProgress() as progress:
+            return run_eval(options, progress)
+
+    report = _run("eval", call)
+    render_eval(report)
+    _exit(EXIT_OK if report.passed else EXIT_REJECTS)
 
 
 def main() -> None:
     app()
+

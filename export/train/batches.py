@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from export.train.corpus import CorpusManifest, Utterance
-from trtgen.audio import MAGNITUDE_FLOOR, pad_style_batch, pad_style_frames
-from trtgen.config import AudioConfig, TextConfig
-from trtgen.text import TextEncoder, last_spoken_index, pad_batch
+from trtgen_export.train.corpus import CorpusManifest, Utterance
+from trtgen.engine.audio import MAGNITUDE_FLOOR, pad_style_batch, pad_style_frames
+from trtgen.engine.config import AudioConfig, TextConfig
+from trtgen.engine.text import TextEncoder, last_spoken_index, pad_batch
 
 __all__ = ["Batch", "BatchSource", "bucket_order", "content_length"]
 
@@ -36,7 +36,7 @@ class Batch:
     content_len: np.ndarray
     """[B] int32: symbols up to and including ``</s>`` (the ``"eos"`` guided-attention diagonal ends there)."""
     last_letter: np.ndarray
-    """[B] int32 position of the last letter or digit (:func:`trtgen.text.last_spoken_index`): where the
+    """[B] int32 position of the last letter or digit (:func:`trtgen.engine.text.last_spoken_index`): where the
     ``"speech_end"`` guided-attention diagonal is on the last speech frame."""
     speech_len: np.ndarray
     """[B] int32 speech frames, before the EOS frames."""
@@ -49,7 +49,7 @@ class Batch:
     magnitude: np.ndarray
     """[B, T, 401] float32 linear magnitude, ``MAGNITUDE_FLOOR`` beyond each item's frames."""
     style_mel: np.ndarray
-    """[B, Ts, 80] float32: the reference clip with OpenSeq2Seq's end padding, zeros past it (spec §3)."""
+    """[B, Ts, 80] float32: the reference clip with OpenSeq2Seq's end padding, zeros past it (docs/openseq2seq-notes.md §3)."""
     style_len: np.ndarray
     """[B] int32 padded style lengths."""
 
@@ -100,10 +100,10 @@ class BatchSource:
         utterances: the utterances this source draws from (e.g. ``manifest.split("train")``).
         reduction_factor: frames per decoder step; frame axes are padded to a multiple of it.
         max_frames: utterances longer than this are left out (None keeps all).
-        eos_frames: append OpenSeq2Seq's end-of-sequence frames to every target (spec §3, ``pad_EOS``):
+        eos_frames: append OpenSeq2Seq's end-of-sequence frames to every target (docs/openseq2seq-notes.md §3, ``pad_EOS``):
             2..9 frames of ``ln(log_floor)`` mel and ``MAGNITUDE_FLOOR`` magnitude, the stop target 1 on
             all of them. The decoder learns to emit silence after the speech and the stop token (a linear
-            function of the frame, spec §5.2) fires on that silence; without them it must fire on the last
+            function of the frame, docs/openseq2seq-notes.md §5.2) fires on that silence; without them it must fire on the last
             speech frame, which looks like any quiet frame inside a sentence.
     """
 

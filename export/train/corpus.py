@@ -36,19 +36,35 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from export.train.sentences import DEMO_SENTENCE, HELDOUT, TRAIN, Sentence, SentenceSettings, generate_sentences
-from trtgen.audio import training_features, trim_silence
-from trtgen.config import AudioConfig, to_dict
-from trtgen.fileio import atomic_path, atomic_write, iter_jsonl, write_jsonl
+from trtgen_export.train.sentences import DEMO_SENTENCE, HELDOUT, TRAIN, Sentence, SentenceSettings, generate_sentences
+from trtgen.engine.audio import training_features, trim_silence
+from trtgen.engine.config import AudioConfig
+from trtgen.corpora.espeak import (
+    COMPLETED_FILE,
+    FEATURE_DTYPE,
+    INDEX_FILE,
+    METADATA_FILE,
+    SETTINGS_FILE,
+    CorpusError,
+    CorpusManifest,
+    CorpusSettings,
+    CorpusSettingsMismatch,
+    EspeakVoice,
+    Utterance,
+    VoiceSummary,
+    load_corpus,
+)
+from trtgen.fileio import atomic_path, atomic_write, write_jsonl
+from trtgen.errors import UsageError
 
 __all__ = [
     "EspeakVoice",
@@ -73,13 +89,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-SETTINGS_FILE = "corpus.json"
-METADATA_FILE = "metadata.jsonl"
-COMPLETED_FILE = ".completed"
-INDEX_FILE = "index.json"
-FEATURE_DTYPE = np.dtype("<f2")
-
 ESPEAK_INSTALL_HINT = (
     "espeak-ng is not installed or not on PATH. It is a system package, not a pip one: "
     "install it with `sudo apt-get install espeak-ng` (Debian/Ubuntu), `brew install espeak-ng` (macOS) "
@@ -87,53 +96,12 @@ ESPEAK_INSTALL_HINT = (
 )
 
 
-class CorpusError(RuntimeError):
-    """A corpus directory that cannot be built or read as asked."""
-
-
-class CorpusSettingsMismatch(CorpusError):
-    """``out_dir`` already holds a corpus made with other settings; the two are never mixed."""
-
-
-class EspeakError(RuntimeError):
+class EspeakError(UsageError):
     """espeak-ng failed, or a requested voice or variant does not exist in this installation."""
 
 
 class EspeakNotFoundError(EspeakError):
     """espeak-ng is missing: the message says how to install it."""
-
-
-@dataclass(frozen=True)
-class EspeakVoice:
-    """One espeak-ng speaker: language voice + variant, pitch and rate."""
-
-    name: str
-    """Directory-safe name used in paths and ids (``us-m3``)."""
-    voice: str
-    """``-v`` argument: language voice and optional ``+variant`` (``en-us+m3``)."""
-    pitch: int = 50
-    """``-p``: 0..99, espeak-ng's default is 50."""
-    speed: int = 175
-    """``-s``: words per minute, espeak-ng's default is 175."""
-
-    def __post_init__(self) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
-            raise ValueError(f"voice name {self.name!r} must be letters, digits, '_', '.', '-' (it names a directory)")
-        if not 0 <= self.pitch <= 99:
-            raise ValueError(f"voice {self.name}: pitch must be 0..99, got {self.pitch}")
-        if not 80 <= self.speed <= 450:
-            raise ValueError(f"voice {self.name}: speed must be 80..450 words per minute, got {self.speed}")
-
-    @property
-    def language(self) -> str:
-        return self.voice.partition("+")[0]
-
-    @property
-    def variant(self) -> str | None:
-        return self.voice.partition("+")[2] or None
-
-    def arguments(self) -> list[str]:
-        return ["-v", self.voice, "-p", str(self.pitch), "-s", str(self.speed)]
 
 
 DEFAULT_VOICES: tuple[EspeakVoice, ...] = (
@@ -143,131 +111,6 @@ DEFAULT_VOICES: tuple[EspeakVoice, ...] = (
     EspeakVoice("scot-f4", "en-gb-scotland+f4", pitch=60, speed=160),
 )
 """The four settings of the CPU training trial (shared notes): two male, two female, 130-170 wpm."""
-
-
-@dataclass(frozen=True)
-class CorpusSettings:
-    """Everything that decides a corpus's content; stored in ``corpus.json`` and compared on resume."""
-
-    voices: tuple[EspeakVoice, ...]
-    sentences_sha256: str
-    """Digest of every (id, text, split): other sentences make another corpus."""
-    num_sentences: int
-    espeak_version: str
-    """A different espeak-ng build may speak differently, so it is part of the settings."""
-    audio: AudioConfig = field(default_factory=AudioConfig)
-    """Sample rate, trimming and feature parameters."""
-    peak: float = 0.9
-    """Peak amplitude after normalisation (full scale 1.0)."""
-    feature_dtype: str = "float16"
-    format_version: int = FORMAT_VERSION
-
-    @property
-    def sample_rate(self) -> int:
-        return self.audio.sample_rate
-
-    def to_json(self) -> dict[str, Any]:
-        data = to_dict(self)
-        data["voices"] = [to_dict(v) for v in self.voices]
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], *, source: str) -> CorpusSettings:
-        try:
-            voices = tuple(EspeakVoice(**v) for v in data["voices"])
-            audio = AudioConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["audio"].items()})
-            rest = {k: v for k, v in data.items() if k not in ("voices", "audio")}
-            return cls(voices=voices, audio=audio, **rest)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CorpusError(f"{source}: not a corpus settings file this version can read ({exc})") from exc
-
-
-@dataclass(frozen=True)
-class Utterance:
-    """One rendered sentence in one voice: a line of ``metadata.jsonl``."""
-
-    id: str
-    """``<voice>-<sentence id>``, unique in the corpus."""
-    sentence_id: str
-    voice: str
-    text: str
-    split: str
-    num_samples: int
-    duration_s: float
-    num_frames: int
-    """``1 + num_samples // hop_length`` (centred STFT)."""
-    frame_offset: int
-    """First row of this utterance in ``features/<voice>/*.npy``."""
-    wav: str
-    """Path relative to the corpus directory."""
-
-
-@dataclass(frozen=True)
-class VoiceSummary:
-    """Per-voice totals for the build report."""
-
-    voice: str
-    num_utterances: int
-    hours: float
-    mean_duration_s: float
-    frames_per_char: float
-    """Total frames / total characters: the voice's speaking rate as the decoder sees it."""
-
-
-@dataclass
-class CorpusManifest:
-    """A finished corpus: its settings and utterances, plus readers for audio and features."""
-
-    root: Path
-    settings: CorpusSettings
-    utterances: list[Utterance]
-    build_seconds: float | None = None
-    """Wall time of the run that completed the corpus (from ``.completed``; a resumed run counts only itself)."""
-
-    def split(self, name: str) -> list[Utterance]:
-        return [u for u in self.utterances if u.split == name]
-
-    def voices(self) -> list[str]:
-        return [v.name for v in self.settings.voices]
-
-    def wav_path(self, utterance: Utterance) -> Path:
-        return self.root / utterance.wav
-
-    def feature_paths(self, voice: str) -> tuple[Path, Path]:
-        directory = self.root / "features" / voice
-        return directory / "log_mel.npy", directory / "magnitude.npy"
-
-    def open_features(self, voice: str) -> tuple[np.ndarray, np.ndarray]:
-        """Memory-mapped ``(log_mel [sum T, 80], magnitude [sum T, 401])`` float16 of one voice."""
-        mel_path, magnitude_path = self.feature_paths(voice)
-        return np.load(mel_path, mmap_mode="r"), np.load(magnitude_path, mmap_mode="r")
-
-    def features(self, utterance: Utterance) -> tuple[np.ndarray, np.ndarray]:
-        """One utterance's ``(log_mel [T, 80], magnitude [T, 401])`` as float32."""
-        log_mel, magnitude = self.open_features(utterance.voice)
-        rows = slice(utterance.frame_offset, utterance.frame_offset + utterance.num_frames)
-        return np.asarray(log_mel[rows], dtype=np.float32), np.asarray(magnitude[rows], dtype=np.float32)
-
-    def summary(self) -> list[VoiceSummary]:
-        rows = []
-        for voice in self.voices():
-            utterances = [u for u in self.utterances if u.voice == voice]
-            seconds = sum(u.duration_s for u in utterances)
-            chars = sum(len(u.text) for u in utterances)
-            frames = sum(u.num_frames for u in utterances)
-            rows.append(
-                VoiceSummary(
-                    voice=voice,
-                    num_utterances=len(utterances),
-                    hours=seconds / 3600.0,
-                    mean_duration_s=seconds / len(utterances) if utterances else 0.0,
-                    frames_per_char=frames / chars if chars else 0.0,
-                )
-            )
-        return rows
-
-    def disk_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -683,7 +526,7 @@ def build_corpus(
         # mid-flight. A fork server that preloads the heavy imports starts each worker in milliseconds.
         # As with any non-fork pool, a calling script needs the `if __name__ == "__main__":` guard.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["numpy", "scipy.signal", "soundfile", "trtgen.audio"])
+        context.set_forkserver_preload(["numpy", "scipy.signal", "soundfile", "trtgen.engine.audio"])
         with context.Pool(workers) as pool:
             run(lambda fn, jobs: pool.imap(fn, jobs, chunksize=4))
     elif pending:
@@ -698,28 +541,6 @@ def build_corpus(
         handle.write("\n")
     logger.info("corpus %s: %d utterances in %.1f s", root, len(utterances), elapsed)
     return CorpusManifest(root, settings, utterances, build_seconds=elapsed)
-
-
-def load_corpus(out_dir: str | os.PathLike[str]) -> CorpusManifest:
-    """Read a finished corpus; :class:`CorpusError` names the missing or bad file."""
-    root = Path(out_dir)
-    completed = root / COMPLETED_FILE
-    if not completed.is_file():
-        raise CorpusError(f"{root}: no {COMPLETED_FILE} marker, the corpus is not finished (run build_corpus again)")
-    settings_path = root / SETTINGS_FILE
-    settings_json = json.loads(settings_path.read_text(encoding="utf-8"))
-    settings = CorpusSettings.from_json(settings_json, source=str(settings_path))
-    utterances = []
-    metadata = root / METADATA_FILE
-    for line in iter_jsonl(metadata):
-        if line.error is not None:
-            raise CorpusError(f"{metadata}:{line.number}: {line.error}")
-        try:
-            utterances.append(Utterance(**line.value))
-        except TypeError as exc:
-            raise CorpusError(f"{metadata}:{line.number}: not an utterance ({exc})") from exc
-    build_seconds = json.loads(completed.read_text(encoding="utf-8")).get("build_seconds")
-    return CorpusManifest(root, settings, utterances, build_seconds=build_seconds)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -768,7 +589,7 @@ def write_demo_styles(
 
 
 # --------------------------------------------------------------------------------------------------
-# Command line: python -m export.train.corpus --out DIR
+# Command line: python -m trtgen_export.train.corpus --out DIR
 
 
 def _main(
@@ -838,11 +659,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=1) from exc
 
-    app(args=list(argv) if argv is not None else None, prog_name="python -m export.train.corpus")
+    app(args=list(argv) if argv is not None else None, prog_name="python -m trtgen_export.train.corpus")
 
 
 if __name__ == "__main__":
     # Run the importable module's main, so worker processes unpickle its functions, not __main__'s.
-    from export.train.corpus import main as _entry
+    from trtgen_export.train.corpus import main as _entry
 
     _entry()

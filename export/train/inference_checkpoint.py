@@ -1,15 +1,15 @@
 """Turn training checkpoints into the checkpoint that ships: inference variables only, optionally averaged.
 
 A training checkpoint also holds Adam's slots (two thirds of its size); the shipped one keeps the 117
-inference variables of the model config (spec §8), in the same OpenSeq2Seq TF1 format, so it goes
+inference variables of the model config (docs/openseq2seq-notes.md §8), in the same OpenSeq2Seq TF1 format, so it goes
 through ``trtgen export`` like a user's checkpoint. Given several checkpoints of one run, the variables
 are averaged element-wise (checkpoint averaging, as in Vaswani et al. 2017): near the end of training,
 when the learning rate has stopped decaying, the weights wander around a minimum and their mean sits
 nearer its centre. For the default voice, the mean of two late checkpoints had a steadier attention than
-the later one alone, but not steady enough to ship (README, "The shipped voice"). Batch-norm moving
+the later one alone, but not steady enough to ship (docs/shipped-voice.md, "Tried and not adopted"). Batch-norm moving
 statistics are averaged like the weights.
 
-    python -m export.train.inference_checkpoint --config voice --out DIR CKPT [CKPT ...]
+    python -m trtgen_export.train.inference_checkpoint --config voice --out DIR CKPT [CKPT ...]
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import Sequence
 
 import numpy as np
 
-from export.checkpoint import CheckpointError, checkpoint_step, read_checkpoint, resolve_checkpoint, write_checkpoint
-from export.train import SHIPPED_VOICE_CONFIG
-from export.variables import WeightDict
-from trtgen.config import load_model_config
+from trtgen_export.checkpoint import CheckpointError, checkpoint_step, read_checkpoint, resolve_checkpoint, write_checkpoint
+from trtgen_export.train import SHIPPED_VOICE_CONFIG
+from trtgen_export.variables import WeightDict
+from trtgen.engine.config import load_model_config
 
 __all__ = ["average_weights", "write_inference_checkpoint"]
 
@@ -71,7 +71,7 @@ def write_inference_checkpoint(sources: Sequence[str | Path], config_name: str, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m export.train.inference_checkpoint", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m trtgen_export.train.inference_checkpoint", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoints", nargs="+", help="checkpoint prefixes or run directories (several: averaged)")
     parser.add_argument("--config", default=SHIPPED_VOICE_CONFIG, help=f"model preset or JSON (default: {SHIPPED_VOICE_CONFIG}, the shipped voice's)")
     parser.add_argument("--out", required=True, help="directory for the inference checkpoint")

@@ -13,7 +13,7 @@ per-step prenet gates are read from a TensorArray (the gradient of slicing ``ten
 of the whole sequence per step), the LSTM kernels are multiplied transposed (see the comment there), and
 the attention's score and context are matmuls rather than a broadcast sum and an einsum.
 
-The math equals ``decoder_step`` (spec §5.2; tests/test_training.py checks it to float32 round-off with
+The math equals ``decoder_step`` (docs/openseq2seq-notes.md §5.2; tests/test_training.py checks it to float32 round-off with
 dropout off), so a model trained through this path exports through ``decoder_step`` unchanged.
 """
 
@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from export.tf_model import MASKED_SCORE, TacotronGST, same_padding
-from export.variables import DECODER, LOCATION, decoder_lstm_name
+from trtgen_export.tf_model import MASKED_SCORE, TacotronGST, same_padding
+from trtgen_export.variables import DECODER, LOCATION, decoder_lstm_name
 
 __all__ = ["teacher_forced_decode", "teacher_inputs", "dropout_masks", "DECODER_LSTM_DROPOUT"]
 
 DECODER_LSTM_DROPOUT = 0.1
-"""Dropout on each decoder LSTM's output while training (OpenSeq2Seq ``dp_output_keep_prob=0.9``, spec §5.2)."""
+"""Dropout on each decoder LSTM's output while training (OpenSeq2Seq ``dp_output_keep_prob=0.9``, docs/openseq2seq-notes.md §5.2)."""
 
 
 def teacher_inputs(mel: tf.Tensor, reduction_factor: int) -> tf.Tensor:
@@ -83,7 +83,7 @@ def teacher_forced_decode(
     prenet_width = int(x.shape[-1])
     first = decoder_lstm_name(0)
     first_kernel = w(first + "kernel")
-    # Prenet rows of the first LSTM kernel: [prenet | previous context | h] (spec §5.2 step 3).
+    # Prenet rows of the first LSTM kernel: [prenet | previous context | h] (docs/openseq2seq-notes.md §5.2 step 3).
     gates_from_prenet = tf.einsum("sbi,io->sbo", x, first_kernel[:prenet_width]) + w(first + "bias")
     # Kernels inside the loop are used transposed ([out, in], multiplied with transpose_b): the loop's
     # gradient then multiplies by them untransposed. TF's CPU MatMul of a [B, 4u] gradient by a [in, 4u]

@@ -1,8 +1,8 @@
 """Train the small default voice (preset ``voice``) on the espeak-ng corpus, on a CPU.
 
-    python -m export.train.train --corpus /work/cache/voice-corpus --out /work/cache/train-voice --minutes 60
+    python -m trtgen_export.train.train --corpus /work/cache/voice-corpus --out /work/cache/train-voice --minutes 60
 
-The graph is :class:`export.tf_model.TacotronGST` in training mode (spec §5.7): the style comes from the
+The graph is :class:`trtgen_export.tf_model.TacotronGST` in training mode (docs/openseq2seq-notes.md §5.7): the style comes from the
 reference encoder run on the target utterance itself (OpenSeq2Seq's GST training), the decoder is teacher
 forced (step ``t`` reads ground-truth frame ``t*r - 1``, zeros at ``t = 0``) with fresh prenet dropout masks
 every step, BatchNorm uses batch moments, and encoder-conv / postnet / decoder-LSTM dropout are on.
@@ -14,11 +14,11 @@ Losses (summed, each a mean over valid positions):
   ``_postnet_crop``);
 * magnitude: L1 between ``ln(max(mag, 0) + 0.01)`` and ``ln(target + 0.01)``, plus ``mean(max(-mag, 0))``.
   Log magnitude because Griffin-Lim and the ear care about relative error (a linear loss spends itself on
-  the few loud low-frequency bins); the +0.01 (the mel floor, spec §3) bounds the gradient of near-silent
+  the few loud low-frequency bins); the +0.01 (the mel floor, docs/openseq2seq-notes.md §3) bounds the gradient of near-silent
   bins at 100 instead of 1e5; the hinge pulls bins the projection made negative (which the log cannot
   see, and which the vocoder clips to 0) back up;
 * stop: per-frame BCE, target 1 on each item's end-of-sequence frames: as OpenSeq2Seq's data layer
-  (spec §3 ``pad_EOS``), every target gets 2..9 frames of silence (``ln 0.01`` mel, 1e-5 magnitude)
+  (docs/openseq2seq-notes.md §3 ``pad_EOS``), every target gets 2..9 frames of silence (``ln 0.01`` mel, 1e-5 magnitude)
   after its speech, included in the mel and magnitude losses, so the decoder learns to emit silence
   after the last word and the stop projection (linear in the frame) fires on it; positive class weighted
   ``stop_pos_weight`` as only ~1 frame in 70 is positive;
@@ -35,12 +35,12 @@ Losses (summed, each a mean over valid positions):
 
 Short utterances first (``--max-frames 400``, then a warm start on all lengths with ``--init-from``): the
 attention learns to align on short utterances in minutes, and their steps are cheaper; this is the 50-minute
-recipe of ``RECIPE=hour scripts/train_voice.sh`` (README, "A 50-minute recipe").
+recipe of ``RECIPE=hour scripts/train_voice.sh`` (docs/shipped-voice.md, "Recipes").
 
 Optimiser: Adam with TF1's update (``ResourceApplyAdam``), gradients clipped to global norm 1.0.
 
 Checkpoints (every ``checkpoint_minutes`` and at the end) are OpenSeq2Seq TF1 name-based checkpoints
-(``model.ckpt-<step>``) written by :func:`export.checkpoint.write_checkpoint`: the model variables under
+(``model.ckpt-<step>``) written by :func:`trtgen_export.checkpoint.write_checkpoint`: the model variables under
 their OpenSeq2Seq names, ``global_step``, and the Adam state as TF1 names it (``<var>/Adam``, ``<var>/Adam_1``,
 ``Loss_Optimization/beta{1,2}_power``) -- entries ``read_checkpoint`` and ``trtgen export`` skip as
 training-only. One file set therefore resumes training exactly (weights and optimiser) and exports as is.
@@ -68,15 +68,15 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from export.checkpoint import write_checkpoint
-from export.tf_model import TacotronGST
-from export.train import SHIPPED_VOICE_CONFIG
-from export.train.batches import Batch, BatchSource
-from export.train.corpus import CorpusError, CorpusManifest, load_corpus
-from export.train.teacher_forcing import DECODER_LSTM_DROPOUT, dropout_masks, teacher_forced_decode
-from export.variables import random_weights
-from trtgen.config import ModelConfig, load_model_config, text_config_for, to_dict
-from trtgen.evaluation import check_alignment
+from trtgen_export.checkpoint import write_checkpoint
+from trtgen_export.tf_model import TacotronGST
+from trtgen_export.train import SHIPPED_VOICE_CONFIG
+from trtgen_export.train.batches import Batch, BatchSource
+from trtgen_export.train.corpus import CorpusError, CorpusManifest, load_corpus
+from trtgen_export.train.teacher_forcing import DECODER_LSTM_DROPOUT, dropout_masks, teacher_forced_decode
+from trtgen_export.variables import random_weights
+from trtgen.engine.config import ModelConfig, load_model_config, text_config_for, to_dict
+from trtgen.evaluation.alignment import check_alignment
 
 __all__ = [
     "TrainConfig",
@@ -106,11 +106,11 @@ class TrainConfig:
     """Everything that decides a training run; written to ``<out>/train_config.json``."""
 
     corpus: str
-    """A finished espeak-ng corpus (``export.train.corpus``)."""
+    """A finished espeak-ng corpus (``trtgen_export.train.corpus``)."""
     out: str
     """Run directory: checkpoints, train_config.json, progress.jsonl."""
     model_config: str = SHIPPED_VOICE_CONFIG
-    """Model preset or JSON file (``trtgen.config.load_model_config``)."""
+    """Model preset or JSON file (``trtgen.engine.config.load_model_config``)."""
     batch_size: int = 32
     seed: int = 0
     """Seeds the initial weights, the batch order and the dropout stream."""
@@ -142,7 +142,7 @@ class TrainConfig:
     utterances). Saves ~15% of a training step on this CPU; see ``_postnet_crop``."""
     eos_frames: bool = True
     """Pad every target with OpenSeq2Seq's 2..9 end-of-sequence frames (silence, stop target 1); see
-    :class:`~export.train.batches.BatchSource`."""
+    :class:`~trtgen_export.train.batches.BatchSource`."""
     init_from: str | None = None
     """Warm start: a checkpoint whose weights, Adam state and global_step a fresh run directory starts
     from (ignored once the run directory has a checkpoint of its own)."""
@@ -431,7 +431,7 @@ class HeldoutReport:
     items: int
     aligned: float
     """Fraction whose attention path passes ``trtgen eval``'s alignment check
-    (:func:`trtgen.evaluation.check_alignment` with the default :class:`~trtgen.evaluation.AlignmentRule`)."""
+    (:func:`trtgen.evaluation.alignment.check_alignment` with the default :class:`~trtgen.evaluation.alignment.AlignmentRule`)."""
     monotonic_covering: float
     """Fraction monotonic and reaching the last letter, whatever the step size."""
     mean_max_jump: float
@@ -630,7 +630,7 @@ def train(train_config: TrainConfig, *, heldout: bool = True) -> TrainResult:
 
 def _parse(argv: Sequence[str] | None) -> tuple[TrainConfig, bool]:
     defaults = TrainConfig(corpus="", out="")
-    parser = argparse.ArgumentParser(prog="python -m export.train.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m trtgen_export.train.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", required=True, help="finished espeak-ng corpus directory")
     parser.add_argument("--out", required=True, help="run directory (resumes from its latest checkpoint)")
     parser.add_argument("--config", default=defaults.model_config, help=f"model preset or JSON (default: {defaults.model_config}, the shipped voice's)")

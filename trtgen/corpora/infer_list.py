@@ -4,7 +4,7 @@
   ``{"id", "speaker", "chapter", "text", "style", "style_speaker", "book"}``: ``id`` is the LibriSpeech
   utterance id (also the output file name), ``text`` the transcript exactly as LibriSpeech gives it,
   ``style`` the clip's path relative to the M-AILABS root *with* ``.wav`` (an absolute path is used as is).
-* ``generate.csv`` (OpenSeq2Seq's, spec §2.3): ``<style>|<ignored>|<text>``, no header, no quoting;
+* ``generate.csv`` (OpenSeq2Seq's, docs/openseq2seq-notes.md §2.3): ``<style>|<ignored>|<text>``, no header, no quoting;
   ``<style>`` is relative and without ``.wav``; if it contains ``"wavs"`` it resolves to
   ``<root>/<style>.wav``, else to ``<root>/wavs/<style>.wav``. Rows carry no id, so the id is
   ``row{N:06d}``, N being the row index (OpenSeq2Seq's output number ``sample_step0_{N}_syn.wav``).
@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, Literal
 
 from trtgen.corpora.base import Reject, shorten
 from trtgen.fileio import atomic_write, iter_lines, write_jsonl
+from trtgen.errors import MissingInputError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def csv_row_id(index: int) -> str:
 
 
 def librivox_normalize(text: str) -> str:
-    """OpenSeq2Seq's import_librivox.py transcript normalisation: NFKD -> ASCII, lower, strip (spec §2.3)."""
+    """OpenSeq2Seq's import_librivox.py transcript normalisation: NFKD -> ASCII, lower, strip (docs/openseq2seq-notes.md §2.3)."""
     return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower().strip()
 
 
@@ -122,7 +123,7 @@ def resolve_style_root(path: str | Path, style_root: str | Path | None = None) -
         try:
             root = json.loads(settings.read_text(encoding="utf-8")).get("mailabs_root")
         except (json.JSONDecodeError, AttributeError) as exc:
-            raise ValueError(f"{settings}: not a prepare settings file ({exc})") from None
+            raise UsageError(f"{settings}: not a prepare settings file ({exc})") from None
         if root:
             return Path(root)
     logger.info("no style root given and no %s beside %s: style paths are relative to %s", PREPARE_SETTINGS, path, list_dir)
@@ -171,7 +172,7 @@ def iter_infer_list(
     """
     list_path = Path(path).expanduser().absolute()
     if not list_path.is_file():
-        raise FileNotFoundError(f"infer list {list_path} does not exist")
+        raise MissingInputError(f"infer list {list_path} does not exist")
     root = resolve_style_root(list_path, style_root)
     source = str(list_path)
     fmt = infer_list_format(list_path)
@@ -211,7 +212,7 @@ def iter_infer_list(
 
 
 def _iter_csv_rows(path: Path) -> Iterator[tuple[int, int, dict[str, Any] | None, str | None, str]]:
-    """generate.csv rows turned into the jsonl shape; the "wavs" rule of spec §2.3 applied here."""
+    """generate.csv rows turned into the jsonl shape; the "wavs" rule of docs/openseq2seq-notes.md §2.3 applied here."""
     for index, line in enumerate(iter_lines(path)):
         if line.error:
             yield index, line.number, None, line.error, line.text
@@ -254,7 +255,7 @@ def write_generate_csv(path: str | Path, entries: Iterable[InferEntry]) -> int:
         for entry in entries:
             line = entry.generate_csv_line()
             if line.count("|") != 2 or "\n" in line:
-                raise ValueError(f"row {entry.id} cannot be written to generate.csv: '|' or a newline in its text or style")
+                raise UsageError(f"row {entry.id} cannot be written to generate.csv: '|' or a newline in its text or style")
             handle.write(line + "\n")
             count += 1
     return count

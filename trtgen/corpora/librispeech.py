@@ -18,6 +18,7 @@ from typing import Sequence
 
 from trtgen.corpora.base import Reject, shorten
 from trtgen.fileio import iter_lines
+from trtgen.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +36,14 @@ __all__ = [
 ]
 
 TRAIN_SPLITS: tuple[str, ...] = ("train-clean-100", "train-clean-360", "train-other-500")
-"""The splits OpenSeq2Seq's synthetic-data recipe uses (spec §2.3); the default selection."""
+"""The splits OpenSeq2Seq's synthetic-data recipe uses (docs/openseq2seq-notes.md §2.3); the default selection."""
 LIBRIVOX_HEADER: tuple[str, ...] = ("wav_filename", "wav_filesize", "transcript")
 FILE_PATH_PLACEHOLDER = "#FILE_PATH_HERE#"
 AUDIO_SUFFIXES: tuple[str, ...] = (".flac", ".wav")
 _UTTERANCE_ID = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 
 
-class LibriSpeechError(ValueError):
+class LibriSpeechError(UsageError):
     """A LibriSpeech source that cannot be used at all (wrong path, wrong CSV header, no split)."""
 
 

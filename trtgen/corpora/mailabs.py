@@ -15,6 +15,7 @@ from typing import Sequence
 
 from trtgen.corpora.base import Reject, shorten
 from trtgen.fileio import iter_lines
+from trtgen.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ __all__ = [
     "read_mailabs",
 ]
 
-# The 14 en_US books of OpenSeq2Seq's scripts/tacotron_gst_create_infer_csv.py (spec §2.3), in its order.
+# The 14 en_US books of OpenSeq2Seq's scripts/tacotron_gst_create_infer_csv.py (docs/openseq2seq-notes.md §2.3), in its order.
 DEFAULT_BOOKS: tuple[str, ...] = (
     "en_US/by_book/male/elliot_miller/hunters_space",
     "en_US/by_book/male/elliot_miller/pink_fairy_book",
@@ -56,7 +57,7 @@ MISSING_AUDIO = "audio file missing"
 """Reason prefix of the reject for a listed clip without its WAV."""
 
 
-class MailabsError(ValueError):
+class MailabsError(UsageError):
     """The M-AILABS root or the book selection cannot be used at all (not a per-row problem)."""
 
 
@@ -112,7 +113,7 @@ class MailabsClip:
 
     @property
     def openseq2seq_path(self) -> str:
-        """``<sub_dir>/wavs/<id>``: relative and without ``.wav``, as in OpenSeq2Seq's generate.csv (spec §2.3)."""
+        """``<sub_dir>/wavs/<id>``: relative and without ``.wav``, as in OpenSeq2Seq's generate.csv (docs/openseq2seq-notes.md §2.3)."""
         return f"{self.book.relpath}/wavs/{self.id}"
 
 

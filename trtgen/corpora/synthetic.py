@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from trtgen.corpora.base import Reject
 from trtgen.fileio import iter_jsonl
+from trtgen.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ __all__ = [
 SETTINGS_FILE = "settings.json"
 
 
-class SyntheticError(ValueError):
+class SyntheticError(UsageError):
     """The synthetic output directory or the copy selection cannot be used."""
 
 
@@ -64,16 +65,16 @@ class SyntheticRecord:
         """Validate one record line; raises ValueError with the reason."""
         utterance_id = value.get("id")
         if not isinstance(utterance_id, str) or not utterance_id:
-            raise ValueError('missing or empty "id"')
+            raise UsageError('missing or empty "id"')
         text = value.get("text")
         if not isinstance(text, str) or not text.strip():
-            raise ValueError('missing or empty "text"')
+            raise UsageError('missing or empty "text"')
         audio = value.get("audio")
         if not isinstance(audio, str) or not audio:
-            raise ValueError('missing or empty "audio"')
+            raise UsageError('missing or empty "audio"')
         audio_path = PurePosixPath(audio.replace("\\", "/"))
         if audio_path.is_absolute() or ".." in audio_path.parts:
-            raise ValueError(f'"audio" must be a path inside the copy directory, found {audio!r}')
+            raise UsageError(f'"audio" must be a path inside the copy directory, found {audio!r}')
         return cls(
             id=utterance_id, text=text, audio=audio_path.as_posix(), copy=copy,
             dropout=_number(value, "dropout", float), style=_string(value, "style"),
@@ -88,9 +89,9 @@ def _number(value: dict[str, Any], key: str, kind: type) -> Any:
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or (isinstance(raw, float) and not math.isfinite(raw)):
-        raise ValueError(f"{key!r} must be a number, found {raw!r}")
+        raise UsageError(f"{key!r} must be a number, found {raw!r}")
     if kind is int and isinstance(raw, float) and not raw.is_integer():
-        raise ValueError(f"{key!r} must be an integer, found {raw!r}")
+        raise UsageError(f"{key!r} must be an integer, found {raw!r}")
     return kind(raw)
 
 
@@ -103,7 +104,7 @@ def _flag(value: dict[str, Any], key: str) -> bool | None:
     raw = value.get(key)
     if raw is None or isinstance(raw, bool):
         return raw
-    raise ValueError(f"{key!r} must be true or false, found {raw!r}")
+    raise UsageError(f"{key!r} must be true or false, found {raw!r}")
 
 
 @dataclass

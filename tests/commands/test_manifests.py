@@ -1,0 +1,239 @@
+"""``trtgen manifest``: every format written and read back by its consumer, NSR normalisation, ``{}`` templating,
+exact deterministic mixing, and ``--check`` naming broken files. Synthetic copies are generated trees of real WAVs."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from trtgen.cli import app
+from trtgen.commands.manifests import ManifestOptions, check_synthetic, nsr_normalize, plan_mix, write_manifests
+
+REAL_IDS = ["1272-128104-0000", "2412-153948-0000", "1089-134686-0000", "1089-134686-0001",
+            "1089-134691-0000", "1089-134691-0001", "1995-1837-0001"]
+COPIES = {"drop0.3": 0.3, "drop0.5": 0.5, "drop0.7": 0.7}
+STYLE = "en_US/by_book/female/judy_bieber/dorothy_and_wizard_oz/wavs/dorothy_and_wizard_oz_01_f000001.wav"
+ODD_TEXT = "\u201cWELL,\u201d SAID THE CAF\u00c9\u2019S OWNER: \"NO!\" (WAIT) - \u00e0 \u00fc"
+
+
+def _record(utterance_id: str, copy: str, text: str, samples: int) -> dict:
+    return {"id": utterance_id, "text": text, "style": STYLE, "copy": copy, "dropout": COPIES[copy], "seed": 7,
+            "frames": samples // 200, "duration_s": samples / 16000, "stopped": True, "capped": False,
+            "audio": f"{utterance_id}.wav"}
+
+
+@pytest.fixture()
+def synthetic(tmp_path: Path) -> Path:
+    """Three copies of the 7 real utterances plus "extra-1" (only in two copies) and "odd-1" (punctuation)."""
+    root = tmp_path / "syn"
+    ids = REAL_IDS + ["odd-1", "extra-1"]
+    for c, copy in enumerate(COPIES):
+        directory = root / copy
+        directory.mkdir(parents=True)
+        records = []
+        for k, utterance_id in enumerate(ids):
+            if utterance_id == "extra-1" and copy == "drop0.7":
+                continue
+            samples = 1600 + 160 * k + 80 * c
+            sf.write(directory / f"{utterance_id}.wav", (0.1 * np.sin(np.arange(samples) * 0.03)).astype(np.float32),
+                     16000, subtype="PCM_16")
+            records.append(_record(utterance_id, copy, ODD_TEXT if utterance_id == "odd-1" else f"TEXT OF {utterance_id}", samples))
+        if copy == "drop0.5":  # sharded output
+            half = len(records) // 2
+            for i, part in enumerate((records[:half], records[half:])):
+                (directory / f"records.shard-{i}-of-2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+        else:
+            (directory / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        (directory / "rejects.jsonl").write_text(json.dumps({"id": "never-made", "reason": "text"}) + "\n")
+        (directory / "settings.json").write_text(json.dumps({"sample_rate": 16000, "seed": c, "dropout": COPIES[copy]}))
+    return root
+
+
+def test_nsr_normalisation_is_exact() -> None:
+    # Spec §7.1: ’ “ ” -> ', à â -> a, è é ê -> e, ü -> u; ASCII punctuation except ' deleted ('"' too); lower; strip.
+    assert nsr_normalize("\u2019\u201c\u201d\u00e0\u00e2\u00e8\u00e9\u00ea\u00fc") == "'''aaeeeu"
+    assert nsr_normalize(' "Hello," she said; (it\'s) fine-ish... [ok]? #1 & 2% ') == "hello she said it's fineish ok 1  2"
+    assert nsr_normalize(ODD_TEXT) == "'well' said the café's owner no wait  a u"
+    assert nsr_normalize("\u00c4RGER \u00c9T\u00c9 \u2014 X") == "\u00e4rger été — x"  # lower() after the table
+    assert nsr_normalize("MISTER QUILTER IS THE APOSTLE") == "mister quilter is the apostle"
+
+
+def test_openseq2seq_template_csv(synthetic: Path, tmp_path: Path, shared_data: Path) -> None:
+    out = tmp_path / "man"
+    result = write_manifests(synthetic, out, [shared_data / "librivox-dev-clean-sample.csv"], ManifestOptions(formats=("openseq2seq",)))
+    # Read as OpenSeq2Seq's Speech2TextDataLayer does (docs/openseq2seq-notes.md §7.2).
+    table = pd.read_csv(out / "synthetic_data.csv", encoding="utf-8")
+    assert list(table.columns) == ["wav_filename", "wav_filesize", "transcript"]
+    ids = [Path(f).stem for f in table.wav_filename]
+    assert ids == sorted(REAL_IDS + ["odd-1"])  # extra-1 is missing from drop0.7: not templated
+    for row in table.itertuples(index=False):
+        assert row.wav_filename.startswith(f"{synthetic}/{{}}/")
+        for copy in COPIES:  # what syn_enable does at read time: filename.format(random.choice(syn_subdirs))
+            assert Path(row.wav_filename.format(copy)).is_file()
+        assert row.wav_filesize == os.path.getsize(row.wav_filename.format("drop0.3"))  # real size, not -1
+    odd = table[table.wav_filename.str.contains("odd-1")].transcript.iloc[0]
+    assert odd == nsr_normalize(ODD_TEXT)
+    assert table[table.wav_filename.str.contains("1272-128104-0000")].transcript.iloc[0] == "text of 12721281040000"  # "-" deleted
+    rejects = [json.loads(l) for l in (out / "rejects.jsonl").read_text().splitlines()]
+    assert [(r["item"], "drop0.7" in r["reason"]) for r in rejects] == [("extra-1", True)]
+    config = "\n".join(result.openseq2seq_config)
+    assert '"syn_subdirs": ["drop0.3", "drop0.5", "drop0.7"],' in config
+    assert str(shared_data / "librivox-dev-clean-sample.csv") in config and str(out / "synthetic_data.csv") in config
+
+
+def test_nemo_manifests(synthetic: Path, tmp_path: Path, shared_data: Path) -> None:
+    out = tmp_path / "man"
+    write_manifests(synthetic, out, [shared_data / "LibriSpeech"], ManifestOptions(formats=("nemo",), splits="all"))
+    rows = [json.loads(l) for l in (out / "nemo_synthetic.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 * 8 + 2  # every file of every copy, extra-1 included where it exists
+    assert Counter(r["copy"] for r in rows) == {"drop0.3": 9, "drop0.5": 9, "drop0.7": 8}
+    for row in rows:
+        info = sf.info(row["audio_filepath"])
+        assert row["duration"] == pytest.approx(info.frames / info.samplerate, abs=1e-6)
+        assert row["dropout"] == COPIES[row["copy"]] and row["style"] == STYLE
+        assert row["text"] == row["text"].lower()
+    real = [json.loads(l) for l in (out / "nemo_real.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in real] == REAL_IDS
+    assert real[0]["duration"] == pytest.approx(4.815) and real[0]["text"].startswith("mister quilter")
+    assert real[-1]["audio_filepath"].endswith("1995-1837-0001.wav")
+
+
+def test_lhotse_manifests_load_in_lhotse(synthetic: Path, tmp_path: Path, shared_data: Path) -> None:
+    lhotse = pytest.importorskip("lhotse")
+    from lhotse.qa import validate_recordings_and_supervisions
+
+    out = tmp_path / "man"
+    write_manifests(synthetic, out, [shared_data / "LibriSpeech"], ManifestOptions(formats=("lhotse",), splits="all"))
+    recordings = lhotse.load_manifest(out / "lhotse_synthetic_recordings.jsonl.gz")
+    supervisions = lhotse.load_manifest(out / "lhotse_synthetic_supervisions.jsonl.gz")
+    assert isinstance(recordings, lhotse.RecordingSet) and isinstance(supervisions, lhotse.SupervisionSet)
+    assert len(recordings) == 26 and len(supervisions) == 26
+    validate_recordings_and_supervisions(recordings, supervisions)
+    recording = recordings["odd-1_drop0.5"]
+    audio = recording.load_audio()
+    assert audio.shape == (1, recording.num_samples) and recording.sampling_rate == 16000
+    supervision = supervisions["odd-1_drop0.5"]
+    assert supervision.speaker == "judy_bieber" and supervision.text == ODD_TEXT
+    assert supervision.custom["dropout"] == 0.5 and supervision.custom["utterance_id"] == "odd-1"
+    cuts = lhotse.CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
+    assert len(cuts) == 26
+    real_recordings = lhotse.load_manifest(out / "lhotse_real_recordings.jsonl.gz")
+    real_supervisions = lhotse.load_manifest(out / "lhotse_real_supervisions.jsonl.gz")
+    validate_recordings_and_supervisions(real_recordings, real_supervisions)
+    assert sorted(real_recordings.ids) == sorted(REAL_IDS)
+    flac = real_recordings["1272-128104-0000"]
+    assert flac.duration == pytest.approx(4.815) and flac.load_audio().shape == (1, 77040)
+    assert real_supervisions["1272-128104-0000"].speaker == "1272"
+
+
+@pytest.mark.parametrize("num_real, fraction, expected_synthetic", [(7, 0.5, 7), (7, 0.25, 21), (10, 0.8, 2), (3, 0.1, 27)])
+def test_plan_mix_is_exact(num_real: int, fraction: float, expected_synthetic: int) -> None:
+    plan = plan_mix(num_real, 8, 3, fraction, seed=11)
+    real = [d.index for d in plan if d.real]
+    synthetic = [d for d in plan if not d.real]
+    assert sorted(real) == list(range(num_real))  # every real utterance exactly once
+    assert len(synthetic) == expected_synthetic
+    copies = Counter(d.copy for d in synthetic)
+    assert max(copies.values()) - min(copies.values()) <= 1 and set(copies) <= {0, 1, 2}
+    per_utterance = Counter(d.index for d in synthetic)
+    assert max(per_utterance.values()) - min(per_utterance.values()) <= 1  # passes over all utterances
+    assert plan == plan_mix(num_real, 8, 3, fraction, seed=11)
+    assert plan != plan_mix(num_real, 8, 3, fraction, seed=12)
+
+
+def test_plan_mix_rejects_bad_ratios() -> None:
+    for fraction in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="fraction of real rows"):
+            plan_mix(5, 5, 2, fraction, 0)
+    with pytest.raises(ValueError, match="needs real"):
+        plan_mix(0, 5, 2, 0.5, 0)
+
+
+def test_mixed_manifests(synthetic: Path, tmp_path: Path, shared_data: Path) -> None:
+    written = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        result = write_manifests(synthetic, out, [shared_data / "LibriSpeech"],
+                                 ManifestOptions(formats=("openseq2seq", "nemo"), mix=0.5, seed=3, splits="all"))
+        written.append(((out / "nemo_mix.jsonl").read_bytes(), (out / "openseq2seq_mix.csv").read_bytes()))
+    assert written[0] == written[1]
+    rows = [json.loads(l) for l in written[0][0].decode().splitlines()]
+    real = [r for r in rows if "copy" not in r]
+    synthetic_rows = [r for r in rows if "copy" in r]
+    assert sorted(r["id"] for r in real) == sorted(REAL_IDS) and len(synthetic_rows) == 7
+    assert max(Counter(r["copy"] for r in synthetic_rows).values()) <= 3  # 7 draws over 3 copies: 3/2/2
+    assert all(r["id"] != "extra-1" for r in synthetic_rows)  # only utterances present in every copy
+    assert result.counts["mix_real"] == 7 and result.counts["mix_synthetic"] == 7
+    table = pd.read_csv(tmp_path / "a" / "openseq2seq_mix.csv")
+    assert len(table) == 14 and not table.wav_filename.str.contains("{}", regex=False).any()
+    assert all(Path(f).is_file() for f in table.wav_filename)
+    names = [Path(f).name for f in table.wav_filename]
+    assert names == [Path(r["audio_filepath"]).name for r in rows]  # both formats hold the same plan
+    assert "mix" in "nemo_mix.jsonl" and (tmp_path / "a" / "manifest.json").is_file()
+
+
+def test_relative_paths(synthetic: Path, tmp_path: Path) -> None:
+    out = tmp_path / "man"
+    write_manifests(synthetic, out, options=ManifestOptions(formats=("openseq2seq", "nemo"), relative_to=tmp_path))
+    table = pd.read_csv(out / "synthetic_data.csv")
+    assert all(f.startswith("syn/{}/") for f in table.wav_filename)
+    rows = [json.loads(l) for l in (out / "nemo_synthetic.jsonl").read_text().splitlines()]
+    assert all(not r["audio_filepath"].startswith("/") and (tmp_path / r["audio_filepath"]).is_file() for r in rows)
+
+
+def test_manifest_errors(synthetic: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs the real data"):
+        write_manifests(synthetic, tmp_path / "m", options=ManifestOptions(mix=0.5))
+    with pytest.raises(ValueError, match="unknown manifest format"):
+        write_manifests(synthetic, tmp_path / "m", options=ManifestOptions(formats=("kaldi",)))
+
+
+def test_check_reports_broken_rows(synthetic: Path) -> None:
+    assert check_synthetic(synthetic).ok
+    os.remove(synthetic / "drop0.5" / "1089-134686-0001.wav")
+    sf.write(synthetic / "drop0.3" / "odd-1.wav", np.zeros(1000, np.float32), 22050, subtype="PCM_16")
+    (synthetic / "drop0.7" / "1272-128104-0000.wav").write_bytes(b"RIFF not really a wav")
+    records = synthetic / "drop0.7" / "records.jsonl"
+    lines = records.read_text().splitlines()
+    changed = json.loads(lines[1])
+    changed["duration_s"] += 0.5
+    lines[1] = json.dumps(changed)
+    records.write_text("\n".join(lines + ["{not json"]) + "\n")
+    report = check_synthetic(synthetic)
+    assert report.checked == 26
+    problems = {(p.copy, p.id): p.problem for p in report.problems}
+    assert problems[("drop0.5", "1089-134686-0001")] == "missing"
+    assert problems[("drop0.3", "odd-1")] == "sample rate 22050 Hz, expected 16000 Hz"
+    assert problems[("drop0.7", "1272-128104-0000")].startswith("unreadable")
+    assert "in the file" in problems[("drop0.7", changed["id"])] and "in the record" in problems[("drop0.7", changed["id"])]
+    assert any("invalid JSON" in p for p in problems.values())
+    assert len(report.problems) == 5
+
+
+def test_manifest_cli(synthetic: Path, tmp_path: Path, shared_data: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["manifest", "--synthetic", str(synthetic), "--real", str(shared_data / "LibriSpeech"),
+                                 "--splits", "all", "--out", str(tmp_path / "man"), "--copies", "drop0.3,drop0.5",
+                                 "--mix", "0.5", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert '"syn_subdirs": ["drop0.3", "drop0.5"],' in result.output
+    table = pd.read_csv(tmp_path / "man" / "synthetic_data.csv")
+    assert len(table) == 9  # extra-1 is in both selected copies
+    assert (tmp_path / "man" / "lhotse_real_supervisions.jsonl.gz").is_file()
+    check = runner.invoke(app, ["manifest", "--synthetic", str(synthetic), "--check"])
+    assert check.exit_code == 0, check.output
+    deleted = synthetic / "drop0.7" / "2412-153948-0000.wav"
+    deleted.unlink()
+    check = runner.invoke(app, ["manifest", "--synthetic", str(synthetic), "--check"])
+    assert check.exit_code == 1
+    assert str(deleted) in check.output and "missing" in check.output
+    no_out = runner.invoke(app, ["manifest", "--synthetic", str(synthetic)])
+    assert no_out.exit_code == 2

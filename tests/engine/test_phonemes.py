@@ -1,0 +1,131 @@
+"""Phoneme front end: espeak-ng's IPA through libespeak-ng, clause punctuation kept, and the symbol table."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from trtgen_export.train.sentences import SentenceSettings, generate_texts
+from trtgen.engine import phonemes
+from trtgen.engine.config import IPA_SYMBOLS, MODEL_PRESETS, TEXT_FRONTENDS, text_config_for
+from trtgen.engine.phonemes import EspeakPhonemizer, PhonemizerError, parse_phonemizer
+from trtgen.engine.text import TextEncoder, TextError, is_spoken_symbol, last_spoken_index
+
+PHONEMES = TEXT_FRONTENDS["espeak-ipa"]
+
+
+@pytest.fixture(scope="module")
+def phonemizer() -> EspeakPhonemizer:
+    return EspeakPhonemizer("en-us")
+
+
+def test_clause_punctuation_is_kept(phonemizer: EspeakPhonemizer) -> None:
+    assert phonemizer.phonemize("Hello, world!") == "həlˈoʊ, wˈɜːld!"
+    # Closing quotes after the punctuation do not hide it; the last clause has none.
+    assert phonemizer.phonemize('He said "no." Then, nothing') == "hiː sˈɛd nˈoʊ. ðˈɛn, nˈʌθɪŋ"
+
+
+def test_espeak_reads_numbers_and_abbreviations(phonemizer: EspeakPhonemizer) -> None:
+    out = phonemizer.phonemize("Dr. Smith paid 1984 dollars.")
+    assert out.startswith("dˈɑːktɚ")  # "doctor", as espeak-ng says it in the corpus
+    assert "nˈaɪntiːn" in out and out.endswith(".")
+
+
+def test_capitals_only_text_is_read_as_words(phonemizer: EspeakPhonemizer) -> None:
+    """LibriSpeech writes transcripts in capitals; espeak-ng would spell "IT" and "US" as letters."""
+    caps = "IT WAS US AND I SAID I'M THERE"
+    assert phonemes.ordinary_case(caps) == "it was us and I said I'm there"
+    assert phonemizer.phonemize(caps) == phonemizer.phonemize("It was us and I said I'm there")
+    assert "ˌaɪtˈiː" in phonemizer.phonemize("IT was us")  # mixed case is left alone: an acronym stays one
+    assert phonemes.ordinary_case("NASA is big") == "NASA is big" and phonemes.ordinary_case("123") == "123"
+    # OpenSeq2Seq's generate.csv is lowercased: its pronoun i is read as the training sentences' I.
+    assert phonemes.ordinary_case("i think i'm in it") == "I think I'm in it"
+    assert phonemizer.phonemize("i said") == phonemizer.phonemize("I said")
+
+
+def test_nothing_to_speak(phonemizer: EspeakPhonemizer) -> None:
+    assert phonemizer.phonemize("   \t ") == ""
+    with pytest.raises(TextError, match="nothing to speak"):
+        TextEncoder(PHONEMES).encode("...")
+
+
+def test_encoder_turns_text_into_ipa_ids() -> None:
+    encoded = TextEncoder(PHONEMES).encode_with_info("Thank you, Mr. Wood!")
+    # espeak-ng ends a clause at "Mr." before a capital (and pauses there when it speaks): so does the IPA.
+    assert encoded.text == "θˈæŋk juː, mˈɪstɚ. wˈʊd!"
+    ids = encoded.ids
+    assert ids[0] == PHONEMES.bos_id and ids[len(encoded.text) + 1] == PHONEMES.eos_id
+    assert "".join(PHONEMES.symbols[i] for i in ids[1 : len(encoded.text) + 1]) == encoded.text
+    # The attention check's last spoken symbol is the final phone, not the '!'.
+    assert PHONEMES.symbols[ids[last_spoken_index(ids, PHONEMES)]] == "d"
+    # ... and not a length mark: "three" ends on the phone i, the mark after it is not a sound of its own.
+    three = TextEncoder(PHONEMES).encode("Three.")
+    assert [PHONEMES.symbols[i] for i in three[1:8]] == ["θ", "ɹ", "ˈ", "i", "ː", ".", "</s>"]
+    end = last_spoken_index(three, PHONEMES)
+    assert PHONEMES.symbols[three[end]] == "i" and PHONEMES.symbols[three[end + 1]] == "ː"
+    assert [s for s in "aˈːɪ,\u0303" if is_spoken_symbol(s)] == ["a", "ɪ"]
+
+
+def test_table_covers_the_training_corpus(phonemizer: EspeakPhonemizer) -> None:
+    """Every symbol espeak-ng writes for the corpus sentences has an id (none is rejected in training)."""
+    seen = set()
+    for text in generate_texts(SentenceSettings()):
+        seen.update(phonemizer.phonemize(text))
+    assert seen <= set(IPA_SYMBOLS), sorted(seen - set(IPA_SYMBOLS))
+    assert len(seen) > 40  # a real phone inventory, not a handful of symbols
+
+
+def test_unknown_voice_and_phonemizer_are_named() -> None:
+    with pytest.raises(PhonemizerError, match="no voice 'xx-nonexistent'"):
+        EspeakPhonemizer("xx-nonexistent").phonemize("hello")
+    with pytest.raises(PhonemizerError, match="unknown phonemizer 'festival:en'"):
+        parse_phonemizer("festival:en")
+    assert parse_phonemizer("espeak-ng:en-gb") == "en-gb"
+
+
+def test_missing_library_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRTGEN_ESPEAK_LIBRARY", "/nonexistent/libespeak-ng.so.1")
+    with pytest.raises(PhonemizerError, match="apt install espeak-ng"):
+        phonemes._load_library()
+
+
+def test_model_presets_carry_their_table() -> None:
+    config = MODEL_PRESETS["voice-ipa"]
+    assert text_config_for(config) is PHONEMES and config.num_symbols == len(IPA_SYMBOLS)
+    assert text_config_for(MODEL_PRESETS["voice"]).phonemizer == ""
+    with pytest.raises(ValueError, match="num_symbols must be 82"):
+        dataclasses.replace(config, num_symbols=94).validate()
+
+
+def test_a_phoneme_checkpoint_exports_and_speaks(tmp_path) -> None:
+    """A user's JSON config naming the phoneme table: checkpoint -> trtgen export -> card -> generate."""
+    pytest.importorskip("tensorflow")
+    import json
+
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from trtgen_export.checkpoint import write_checkpoint
+    from trtgen_export.variables import random_weights
+    from trtgen.engine.artifact import load_model
+    from trtgen.cli import app
+    from trtgen.engine.config import to_dict
+
+    config = dataclasses.replace(MODEL_PRESETS["small"], name="small-ipa", text_frontend="espeak-ipa", num_symbols=len(IPA_SYMBOLS))
+    config_path = tmp_path / "small-ipa.json"
+    config_path.write_text(json.dumps(to_dict(config)), encoding="utf-8")
+    write_checkpoint(random_weights(config, seed=0, stop_never_fires=False), tmp_path / "run" / "model.ckpt-7")
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(tmp_path / "run"), "--config", str(config_path), "--out", str(tmp_path / "model")])
+    assert result.exit_code == 0, result.output
+    card = load_model(tmp_path / "model").card
+    assert card.text == PHONEMES and card.model == config
+    assert card.source["phonemizer"].startswith("espeak-ng:en-us (espeak-ng 1.")
+    # The demo's generate path reads the card's phoneme table (random weights: sound, not words).
+    result = runner.invoke(app, ["demo", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "demo"), "--sentences", "1"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (tmp_path / "demo" / "synthetic" / "dropout0.5" / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 4
+    audio, rate = sf.read(tmp_path / "demo" / "synthetic" / "dropout0.5" / records[0]["audio"])
+    assert rate == 16000 and len(audio) > 0

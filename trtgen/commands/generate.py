@@ -1,0 +1,339 @@
+"""``trtgen generate``: every row of an infer list becomes one utterance in each dataset copy.
+
+All copies are made in one run: a row's text is encoded once and decoded once per copy, each with
+its own dropout rate and seed. An utterance's audio is a pure function of (model, text, style clip,
+copy seed, rate, utterance id): dropout masks and the Griffin-Lim phase are drawn from streams keyed
+by the copy seed and the utterance id, so reruns, shards and resumed runs give identical files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from trtgen import __version__
+from trtgen.commands.writers import NAMINGS, SAMPLE_FORMATS, CopyWriter, UtteranceRecord, write_utterance_wav
+from trtgen.corpora.base import Reject, log_rejects
+from trtgen.corpora.infer_list import InferRow, read_infer_list
+from trtgen.engine.artifact import Model, default_model_dir, load_model
+from trtgen.engine.backends import BACKENDS
+from trtgen.engine.vocoder import griffin_lim_preset
+from trtgen.engine.decode import DecodeStats
+from trtgen.engine.synthesis import StageTimes, SynthesisOptions
+from trtgen.engine.voice import Rejected, Row, Voice
+from trtgen.progress import NoProgress, Progress
+from trtgen.errors import MissingInputError, UsageError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CopySpec", "parse_copies", "parse_shard", "GenerateOptions", "generate_options", "GenerateReport", "Job", "Outcome", "render",
+    "run_generate", "copy_seed",
+]
+
+_COPY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class CopySpec:
+    """One synthetic copy of the corpus: its directory name, prenet dropout rate and seed."""
+
+    name: str
+    dropout: float
+    seed: int
+
+
+def copy_seed(base_seed: int, name: str) -> int:
+    """A copy's default seed: distinct per copy name, so copies differ even at equal rates."""
+    digest = hashlib.blake2b(f"{int(base_seed)}\x1f{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def parse_copies(text: str | None, *, default_dropout: float, base_seed: int) -> list[CopySpec]:
+    """``NAME:RATE[:SEED],...`` -> copies; none given means one copy at the model's training rate."""
+    if not text:
+        name = f"dropout{default_dropout:g}"
+        return [CopySpec(name, default_dropout, copy_seed(base_seed, name))]
+    copies = []
+    for part in text.split(","):
+        fields = part.strip().split(":")
+        if len(fields) not in (2, 3) or not fields[0]:
+            raise UsageError(f"--copies: {part!r} is not NAME:RATE or NAME:RATE:SEED")
+        name = fields[0]
+        if not _COPY_NAME.match(name):
+            raise UsageError(f"--copies: copy name {name!r} must be letters, digits, '.', '_' or '-'")
+        try:
+            rate = float(fields[1])
+            seed = int(fields[2]) if len(fields) == 3 else copy_seed(base_seed, name)
+        except ValueError:
+            raise UsageError(f"--copies: {part!r}: RATE must be a number and SEED an integer") from None
+        if not 0.0 <= rate < 1.0:
+            raise UsageError(f"--copies: {name}: dropout rate {rate} must be in [0, 1)")
+        copies.append(CopySpec(name, rate, seed))
+    names = [c.name for c in copies]
+    if len(set(names)) != len(names):
+        raise UsageError(f"--copies: copy names repeat: {names}")
+    return copies
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``I/N`` -> (I, N) with 0 <= I < N: this process takes rows whose index is I modulo N."""
+    if not text:
+        return None
+    match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if not match or not 0 <= int(match[1]) < int(match[2]):
+        raise UsageError(f"--shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/4")
+    return int(match[1]), int(match[2])
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    model_dir: Path
+    list_path: Path
+    out_dir: Path
+    style_root: Path | None = None
+    copies: tuple[CopySpec, ...] = ()
+    backend: str = "auto"
+    device: str = "cpu"
+    synthesis: SynthesisOptions = field(default_factory=SynthesisOptions)
+    shard: tuple[int, int] | None = None
+    limit: int | None = None
+    resume: bool = False
+    sample_format: str = "pcm16"
+    naming: str = "id"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        """Every option is checked here, before anything is written (a refused run leaves ``out_dir`` untouched)."""
+        if self.limit is not None and self.limit < 0:
+            raise UsageError(f"--limit {self.limit}: must be 0 or more")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads {self.threads}: must be 1 or more")
+        if self.sample_format not in SAMPLE_FORMATS:
+            raise UsageError(f"--format {self.sample_format!r}: choose {' or '.join(SAMPLE_FORMATS)}")
+        if self.naming not in NAMINGS:
+            raise UsageError(f"--naming {self.naming!r}: choose {' or '.join(NAMINGS)}")
+        if self.backend not in BACKENDS:
+            raise UsageError(f"--backend {self.backend!r}: choose {', '.join(BACKENDS)}")
+        if self.device not in ("cpu", "cuda"):
+            raise UsageError(f"--device {self.device!r}: choose cpu or cuda")
+        if not Path(self.list_path).is_file():
+            raise MissingInputError(f"--list {self.list_path}: no such file")
+        if self.style_root is not None and not Path(self.style_root).is_dir():
+            raise MissingInputError(f"--style-root {self.style_root}: no such directory")
+
+
+def generate_options(
+    *,
+    list_path: Path,
+    out_dir: Path,
+    model_dir: Path | None = None,
+    copies: str | None = None,
+    seed: int = 0,
+    batch_size: int = 32,
+    vocoder: str = "default",
+    gl_iters: int | None = None,
+    vocoder_device: str | None = None,
+    shard: str | None = None,
+    **rest: Any,
+) -> GenerateOptions:
+    """:class:`GenerateOptions` from the command line's values, every one checked (``trtgen generate``)."""
+    model_dir = model_dir or default_model_dir()
+    card = load_model(model_dir, verify=False).card
+    vocoder_options = griffin_lim_preset(vocoder)
+    if gl_iters is not None:
+        vocoder_options = dataclasses.replace(vocoder_options, n_iter=gl_iters)
+    return GenerateOptions(
+        model_dir=model_dir, list_path=list_path, out_dir=out_dir,
+        copies=tuple(parse_copies(copies, default_dropout=card.model.prenet_dropout, base_seed=seed)),
+        synthesis=SynthesisOptions(batch_size=batch_size, vocoder=vocoder_options, vocoder_device=vocoder_device),
+        shard=parse_shard(shard), **rest,
+    )
+
+
+@dataclass
+class CopyReport:
+    name: str
+    dropout: float
+    seed: int
+    written: int = 0
+    skipped: int = 0
+    """Already complete from an earlier run (``--resume``)."""
+    rejected: int = 0
+    audio_seconds: float = 0.0
+    stopped: int = 0
+    capped: int = 0
+
+
+@dataclass
+class GenerateReport:
+    copies: list[CopyReport]
+    rejects: list[Reject]
+    wall_seconds: float
+    times: StageTimes
+    decode: DecodeStats
+    backend: str
+
+    @property
+    def written(self) -> int:
+        return sum(c.written for c in self.copies)
+
+    @property
+    def audio_seconds(self) -> float:
+        return sum(c.audio_seconds for c in self.copies)
+
+
+def _settings(model: Model, copy: CopySpec, options: GenerateOptions, backend: str) -> dict[str, Any]:
+    """What must be equal for outputs to be combined in one copy directory."""
+    vocoder = asdict(options.synthesis.vocoder)
+    vocoder.pop("threads", None)
+    return {
+        "trtgen_version": __version__,
+        "model": model.card.name,
+        "model_digest": model.digest,
+        "backend": backend,
+        "copy": copy.name,
+        "dropout": copy.dropout,
+        "seed": copy.seed,
+        "sample_rate": model.card.audio.sample_rate,
+        "sample_format": options.sample_format,
+        "naming": options.naming,
+        "vocoder": vocoder,
+    }
+
+
+def _select_rows(rows: list[InferRow], rejects: list[Reject], options: GenerateOptions) -> tuple[list[InferRow], list[Reject]]:
+    if options.limit is not None:
+        rows = rows[: options.limit]
+        last_line = rows[-1].line if rows else 0
+        rejects = [r for r in rejects if r.line is None or r.line <= last_line]
+    if options.shard is not None:
+        index, count = options.shard
+        rows = [r for r in rows if r.index % count == index]
+        rejects = rejects if index == 0 else []
+    return rows, rejects
+
+
+@dataclass(frozen=True)
+class Job:
+    """One utterance of one copy, as the renderer (this process or a cluster worker) needs it."""
+
+    index: int
+    """The row's index in the list."""
+    id: str
+    text: str
+    style: str
+    """Absolute path of the style clip."""
+    copy: str
+    dropout: float
+    seed: int
+    directory: str
+    """The copy directory the WAV goes to."""
+    audio: str
+    """The WAV's file name in that directory."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a :class:`Job`: written (frames, duration...) or rejected with a reason."""
+
+    job: Job
+    reject: str | None = None
+    frames: int = 0
+    steps: int = 0
+    duration_s: float = 0.0
+    stopped: bool = False
+
+
+def render(voice: Voice, jobs: Iterable[Job], sample_format: str) -> Iterator[Outcome]:
+    """Speak ``jobs`` and write each WAV atomically into its copy directory; yields outcomes as they
+    finish. The one body of work that a single process and a cluster worker share."""
+    rows = (Row(job.id, job.text, job.style, job.dropout, job.seed, tag=job) for job in jobs)
+    for result in voice.stream(rows):
+        job: Job = result.tag
+        if isinstance(result, Rejected):
+            yield Outcome(job, reject=result.reason)
+            continue
+        started = time.perf_counter()
+        write_utterance_wav(Path(job.directory), job.audio, result.audio, voice.sample_rate, sample_format)
+        voice.times.add("writing", time.perf_counter() - started)
+        yield Outcome(job, frames=result.frames, steps=result.steps, duration_s=result.duration_s, stopped=result.stopped)
+
+
+def run_generate(options: GenerateOptions, progress: Progress | None = None) -> GenerateReport:
+    """Generate every copy of ``options.list_path``; rows that cannot be spoken are rejected, not raised."""
+    started = time.perf_counter()
+    progress = progress or NoProgress()
+    model = load_model(options.model_dir)
+    voice = Voice.load(
+        options.model_dir, backend=options.backend, device=options.device, threads=options.threads,
+        vocoder=options.synthesis.vocoder, options=options.synthesis, verify=False,
+    )
+    backend = voice.synthesizer.backend
+    copies = list(options.copies) or parse_copies(None, default_dropout=model.card.model.prenet_dropout, base_seed=0)
+    all_rows, list_rejects = read_infer_list(options.list_path, options.style_root)
+    rows, list_rejects = _select_rows(all_rows, list_rejects, options)
+    log_rejects(list_rejects, "list rows")
+
+    writers = []
+    reports = []
+    for copy in copies:
+        writer = CopyWriter(
+            options.out_dir / copy.name, _settings(model, copy, options, f"{backend.name}-{backend.device}"),
+            shard=options.shard, naming=options.naming,
+        )
+        writer.open(resume=options.resume)
+        writers.append(writer)
+        reports.append(CopyReport(copy.name, copy.dropout, copy.seed, skipped=sum(1 for row in rows if row.id in writer.completed)))
+
+    by_index = {row.index: row for row in rows}
+    copy_index = {copy.name: i for i, copy in enumerate(copies)}
+    jobs = [
+        Job(row.index, row.id, row.text, str(row.style), copy.name, copy.dropout, copy.seed, str(writer.directory),
+            writer.audio_name(row.id, row.index))
+        for row in rows
+        for copy, writer in zip(copies, writers)
+        if row.id not in writer.completed
+    ]
+    copy_rejects: list[list[Reject]] = [list(list_rejects) for _ in copies]
+    progress.start("generate", len(jobs))
+    for outcome in render(voice, jobs, options.sample_format):
+        job, row = outcome.job, by_index[outcome.job.index]
+        i = copy_index[job.copy]
+        copy, writer, report = copies[i], writers[i], reports[i]
+        if outcome.reject is not None:
+            copy_rejects[i].append(Reject(row.source, row.line, outcome.reject, row.id))
+            progress.advance(1)
+            continue
+        writer.append(UtteranceRecord(
+            id=row.id, index=row.index, text=row.text, style=str(row.style), copy=copy.name,
+            dropout=copy.dropout, seed=copy.seed, frames=outcome.frames, steps=outcome.steps,
+            duration_s=round(outcome.duration_s, 6), stopped=outcome.stopped, capped=not outcome.stopped, audio=job.audio,
+        ))
+        report.written += 1
+        report.audio_seconds += outcome.duration_s
+        report.stopped += int(outcome.stopped)
+        report.capped += int(not outcome.stopped)
+        progress.advance(1, outcome.duration_s)
+
+    order = [row.id for row in rows]
+    all_rejects: list[Reject] = []
+    for i, writer in enumerate(writers):
+        rejects = sorted(copy_rejects[i], key=lambda r: r.line or 0)
+        writer.close(order, rejects)
+        reports[i].rejected = len(rejects)
+        all_rejects.extend(rejects)
+    return GenerateReport(
+        copies=reports,
+        rejects=all_rejects,
+        wall_seconds=time.perf_counter() - started,
+        times=voice.times,
+        decode=voice.decode_stats,
+        backend=voice.describe(),
+    )

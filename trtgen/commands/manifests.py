@@ -1,0 +1,569 @@
+"""``trtgen manifest``: training manifests that put real and synthetic audio side by side.
+
+Formats (written to ``output_dir``):
+
+* ``openseq2seq``: ``synthetic_data.csv`` as OpenSeq2Seq's nsr_create_syn_train_csv.py writes it
+  (docs/openseq2seq-notes.md §7.1): header ``wav_filename,wav_filesize,transcript``, the copy directory replaced by ``{}``
+  so ``syn_enable``/``syn_subdirs`` pick a copy per read, transcripts normalised exactly as NSR does;
+  but with the real file size (of the first selected copy) instead of -1. Only utterances present and
+  readable in *every* selected copy can be templated; the others are left out and reported.
+* ``nemo``: JSON lines ``{"audio_filepath", "duration", "text", ...}``: ``nemo_synthetic.jsonl`` (one
+  line per copy and utterance, plus ``id``, ``copy``, ``style``, ``dropout``) and ``nemo_real.jsonl``.
+* ``lhotse``: ``lhotse_{real,synthetic}_{recordings,supervisions}.jsonl.gz``; synthetic recording
+  ids are ``<utterance id>_<copy>``, the supervision speaker is the M-AILABS style speaker.
+* ``--mix P``: ``openseq2seq_mix.csv`` / ``nemo_mix.jsonl`` holding every real utterance once and
+  ``round(R * (1 - P) / P)`` synthetic rows, so that the real fraction is P (0.5 = 50/50) in every
+  epoch, for trainers without ``syn_enable``. See :func:`plan_mix`.
+
+Durations always come from the audio files' headers; paths are absolute unless ``relative_to`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import string
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import soundfile as sf
+
+from trtgen.engine.config import AudioConfig
+from trtgen.corpora.base import Reject, log_rejects, write_rejects
+from trtgen.corpora.librispeech import LibriUtterance, read_librispeech
+from trtgen.corpora.synthetic import SyntheticCopy, SyntheticRecord, read_synthetic
+from trtgen.fileio import atomic_write, write_jsonl
+from trtgen.errors import UsageError
+from trtgen.progress import NoProgress, Progress
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FORMATS",
+    "ManifestOptions",
+    "ManifestResult",
+    "AudioInfo",
+    "AudioProbeError",
+    "probe_audio",
+    "nsr_normalize",
+    "MixDraw",
+    "plan_mix",
+    "write_manifests",
+    "CheckProblem",
+    "CheckReport",
+    "check_synthetic",
+]
+
+FORMATS: tuple[str, ...] = ("openseq2seq", "nemo", "lhotse")
+SYNTHETIC_CSV = "synthetic_data.csv"
+OPENSEQ2SEQ_HEADER = "wav_filename,wav_filesize,transcript"
+
+_PROGRESS_EVERY = 256
+
+# Spec §7.1 (NSR L13-31): ’ “ ” -> ', à â -> a, è é ê -> e, ü -> u, and every ASCII punctuation
+# character except the apostrophe deleted. The ASCII double quote is in both lists; deletion wins.
+_NSR_TABLE = str.maketrans("\"'\u2019\u201c\u201d\u00e0\u00e2\u00e8\u00e9\u00ea\u00fc", "'''''aaeeeu", string.punctuation.replace("'", ""))
+
+_MAILABS_STYLE = re.compile(r"(?:^|/)by_book/(?:female|male)/([^/]+)/[^/]+/wavs/[^/]+$")
+
+
+def nsr_normalize(text: str) -> str:
+    """OpenSeq2Seq's nsr_create_syn_train_csv.py transcript normalisation: translate, ``lower()``, ``strip()``."""
+    return text.translate(_NSR_TABLE).lower().strip()
+
+
+@dataclass(frozen=True)
+class ManifestOptions:
+    """Which copies, which formats, and how to mix."""
+
+    copies: tuple[str, ...] | None = None
+    """Copy sub-directories to use; None = every copy under the synthetic root."""
+    formats: tuple[str, ...] = FORMATS
+    mix: float | None = None
+    """Fraction of real rows in the mixed manifest (0.5 = 50/50); None = no mixed manifest."""
+    seed: int = 0
+    relative_to: Path | None = None
+    """Write paths relative to this directory instead of absolute."""
+    splits: str | tuple[str, ...] | None = None
+    """Splits of LibriSpeech tree sources given as real data (None = the three training splits)."""
+    language: str = "English"
+    """Lhotse supervision language."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the header of an audio file says."""
+
+    sample_rate: int
+    num_samples: int
+    channels: int
+    size_bytes: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_samples / self.sample_rate
+
+
+class AudioProbeError(Exception):
+    """An audio file that is missing or cannot be read; ``kind`` is ``missing`` or ``unreadable``."""
+
+    def __init__(self, path: Path, kind: str, detail: str = "") -> None:
+        self.path = path
+        self.kind = kind
+        self.detail = detail
+        super().__init__(f"{kind}: {path}" + (f" ({detail})" if detail else ""))
+
+
+def probe_audio(path: str | Path) -> AudioInfo:
+    """Sample rate, length and size of an audio file from its header (no samples are decoded)."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        raise AudioProbeError(p, "missing") from None
+    except OSError as exc:
+        raise AudioProbeError(p, "unreadable", str(exc)) from None
+    try:
+        info = sf.info(str(p))
+    except (RuntimeError, sf.LibsndfileError, OSError) as exc:  # LibsndfileError subclasses RuntimeError
+        raise AudioProbeError(p, "unreadable", str(exc).strip()) from None
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise AudioProbeError(p, "unreadable", f"{info.frames} samples at {info.samplerate} Hz")
+    return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels), size)
+
+
+@dataclass(frozen=True)
+class MixDraw:
+    """One row of the mixed manifest: a real utterance, or a synthetic utterance of one copy."""
+
+    real: bool
+    index: int
+    """Index into the real utterances, or into the synthetic (templated) utterances."""
+    copy: int = -1
+    """Copy index of a synthetic row."""
+
+
+def plan_mix(num_real: int, num_synthetic: int, num_copies: int, real_fraction: float, seed: int) -> list[MixDraw]:
+    """Rows of a mixed epoch: each real utterance once plus ``round(R (1-P) / P)`` synthetic draws, shuffled.
+
+    Synthetic draws go through a fresh permutation of the synthetic utterances each pass, and their
+    copies are spread evenly (counts differ by at most one); the result depends only on the arguments.
+    """
+    if not 0.0 < real_fraction < 1.0:
+        raise UsageError(f"the mix ratio is the fraction of real rows and must be in (0, 1), got {real_fraction}")
+    if num_real <= 0:
+        raise UsageError("a mixed manifest needs real utterances (--real)")
+    num_draws = int(round(num_real * (1.0 - real_fraction) / real_fraction))
+    if num_draws and (num_synthetic <= 0 or num_copies <= 0):
+        raise UsageError("a mixed manifest needs synthetic utterances present in every selected copy")
+    rng = np.random.default_rng(seed)
+    passes = math.ceil(num_draws / num_synthetic) if num_draws else 0
+    utterances = np.concatenate([rng.permutation(num_synthetic) for _ in range(passes)])[:num_draws] if passes else np.zeros(0, np.int64)
+    copies = rng.permutation(np.arange(num_draws) % max(num_copies, 1))
+    rows = [MixDraw(True, i) for i in range(num_real)]
+    rows += [MixDraw(False, int(u), int(c)) for u, c in zip(utterances.tolist(), copies.tolist())]
+    order = rng.permutation(len(rows))
+    return [rows[i] for i in order.tolist()]
+
+
+@dataclass(frozen=True)
+class _SynFile:
+    record: SyntheticRecord
+    path: Path
+    info: AudioInfo | None
+    size: int
+
+
+@dataclass(frozen=True)
+class _RealFile:
+    utterance: LibriUtterance
+    info: AudioInfo | None
+
+
+@dataclass
+class ManifestResult:
+    files: dict[str, Path] = field(default_factory=dict)
+    rejects: list[Reject] = field(default_factory=list)
+    openseq2seq_config: list[str] = field(default_factory=list)
+    """Lines to add to an OpenSeq2Seq ASR config (printed by the CLI)."""
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+class _Progress:
+    """Reports to a :class:`~trtgen.progress.Progress` every few hundred files and at the end."""
+
+    def __init__(self, progress: Progress | None, description: str, total: int) -> None:
+        self.progress, self.total, self.done, self.reported = progress or NoProgress(), total, 0, 0
+        self.progress.start(description, total)
+
+    def step(self) -> None:
+        self.done += 1
+        if self.done % _PROGRESS_EVERY == 0 or self.done == self.total:
+            self.progress.advance(self.done - self.reported)
+            self.reported = self.done
+
+
+class _Paths:
+    """Renders paths absolute, or relative to ``relative_to``, always with ``/``."""
+
+    def __init__(self, relative_to: Path | None) -> None:
+        self.base = Path(relative_to).expanduser().absolute() if relative_to is not None else None
+
+    def __call__(self, path: Path) -> str:
+        absolute = os.path.abspath(path)
+        if self.base is None:
+            return Path(absolute).as_posix()
+        return Path(os.path.relpath(absolute, self.base)).as_posix()
+
+
+def _style_speaker(style: str | None) -> str | None:
+    if not style:
+        return None
+    match = _MAILABS_STYLE.search(style.replace("\\", "/"))
+    return match.group(1) if match else None
+
+
+def _scan_copies(
+    copies: list[SyntheticCopy], need_info: bool, progress: Progress | None, rejects: list[Reject]
+) -> list[dict[str, _SynFile]]:
+    """Per copy: id -> file that exists (and, with ``need_info``, whose header reads)."""
+    bar = _Progress(progress, "reading synthetic audio headers" if need_info else "checking synthetic files", sum(len(c.records) for c in copies))
+    result = []
+    for copy in copies:
+        files: dict[str, _SynFile] = {}
+        for record in copy.records.values():
+            path = copy.directory / record.audio
+            bar.step()
+            try:
+                if need_info:
+                    info = probe_audio(path)
+                    files[record.id] = _SynFile(record, path, info, info.size_bytes)
+                else:
+                    files[record.id] = _SynFile(record, path, None, path.stat().st_size)
+            except (AudioProbeError, OSError) as exc:
+                kind = exc.kind if isinstance(exc, AudioProbeError) else "missing"
+                rejects.append(Reject(record.source, record.line, f"synthetic audio {kind}: {path}", record.id))
+        result.append(files)
+    return result
+
+
+def _templated_ids(copies: list[SyntheticCopy], files: list[dict[str, _SynFile]], rejects: list[Reject]) -> list[str]:
+    """Ids present, readable and with the same file name in every copy, sorted; the rest are reported."""
+    names = [c.name for c in copies]
+    every = sorted(set().union(*(f.keys() for f in files)))
+    kept = []
+    for utterance_id in every:
+        present = [i for i, f in enumerate(files) if utterance_id in f]
+        if len(present) < len(files):
+            absent = [names[i] for i in range(len(files)) if i not in present]
+            first = files[present[0]][utterance_id].record
+            rejects.append(Reject(first.source, first.line, f"missing or unreadable in copies {', '.join(absent)}: left out of the {{}}-templated rows", utterance_id))
+            continue
+        audio_names = {files[i][utterance_id].record.audio for i in present}
+        if len(audio_names) > 1:
+            first = files[0][utterance_id].record
+            rejects.append(Reject(first.source, first.line, f"file name differs between copies ({', '.join(sorted(audio_names))}): cannot be templated", utterance_id))
+            continue
+        if any(ch in next(iter(audio_names)) for ch in "{},\n"):
+            first = files[0][utterance_id].record
+            rejects.append(Reject(first.source, first.line, "file name contains '{', '}' or ',' and cannot go into an OpenSeq2Seq CSV", utterance_id))
+            continue
+        kept.append(utterance_id)
+    return kept
+
+
+def _read_real(
+    sources: Sequence[str | Path], splits: Any, need_info: bool, progress: Progress | None, rejects: list[Reject]
+) -> tuple[list[_RealFile], list[str]]:
+    """Real utterances (with headers read if needed) and the librivox CSVs among the sources."""
+    if not sources:
+        return [], []
+    corpus = read_librispeech(sources, splits)
+    rejects.extend(corpus.rejects)
+    csvs = [s for s in corpus.sources if s.endswith(".csv")]
+    bar = _Progress(progress, "reading real audio headers", len(corpus.utterances)) if need_info else None
+    real: list[_RealFile] = []
+    for utt in corpus.utterances:
+        if not need_info:
+            real.append(_RealFile(utt, None))
+            continue
+        bar.step()  # type: ignore[union-attr]
+        if utt.audio is None:
+            rejects.append(Reject(utt.source, utt.line, "no audio path", utt.id))
+            continue
+        try:
+            real.append(_RealFile(utt, probe_audio(utt.audio)))
+        except AudioProbeError as exc:
+            rejects.append(Reject(utt.source, utt.line, f"real audio {exc.kind}: {utt.audio}", utt.id))
+    return real, csvs
+
+
+def write_manifests(
+    synthetic_dir: str | Path,
+    output_dir: str | Path,
+    real: Sequence[str | Path] = (),
+    options: ManifestOptions = ManifestOptions(),
+    progress: Progress | None = None,
+) -> ManifestResult:
+    """Write the requested manifests for the synthetic copies under ``synthetic_dir`` (and the real data)."""
+    formats = tuple(dict.fromkeys(options.formats))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise UsageError(f"unknown manifest format(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}")
+    if options.mix is not None:
+        if not real:
+            raise UsageError("--mix needs the real data (--real)")
+        if not 0.0 < options.mix < 1.0:
+            raise UsageError(f"--mix is the fraction of real rows and must be in (0, 1), got {options.mix}")
+        if not {"openseq2seq", "nemo"} & set(formats):
+            raise UsageError("--mix writes openseq2seq and nemo manifests; add one of them to --formats")
+    root = Path(synthetic_dir).expanduser().absolute()
+    out = Path(output_dir).expanduser().absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    render = _Paths(options.relative_to)
+    result = ManifestResult()
+    rejects = result.rejects
+
+    copies = read_synthetic(root, options.copies)
+    for copy in copies:
+        rejects.extend(copy.rejects)
+    need_syn_info = bool({"nemo", "lhotse"} & set(formats))
+    files = _scan_copies(copies, need_syn_info, progress, rejects)
+    template_ids = _templated_ids(copies, files, rejects)
+    need_real_info = bool({"nemo", "lhotse"} & set(formats))
+    real_files, real_csvs = _read_real(real, options.splits, need_real_info, progress, rejects)
+
+    if "openseq2seq" in formats:
+        base = render(root)
+        if any(ch in base for ch in "{},"):
+            raise UsageError(f"synthetic root {base} contains '{{', '}}' or ',' and cannot be an OpenSeq2Seq template")
+        path = out / SYNTHETIC_CSV
+        with atomic_write(path, "w", newline="\n") as handle:
+            handle.write(OPENSEQ2SEQ_HEADER + "\n")
+            for utterance_id in template_ids:
+                first = files[0][utterance_id]
+                handle.write(f"{base}/{{}}/{first.record.audio},{first.size},{nsr_normalize(first.record.text)}\n")
+        result.files["openseq2seq"] = path
+        result.openseq2seq_config = _openseq2seq_config(path, real_csvs, [c.name for c in copies], bool(real) and not real_csvs, render)
+
+    if "nemo" in formats:
+        result.files["nemo_synthetic"] = out / "nemo_synthetic.jsonl"
+        write_jsonl(result.files["nemo_synthetic"], (_nemo_synthetic(f, render) for per_copy in files for f in _sorted(per_copy)))
+        if real:
+            result.files["nemo_real"] = out / "nemo_real.jsonl"
+            write_jsonl(result.files["nemo_real"], (_nemo_real(r, render) for r in real_files))
+
+    if "lhotse" in formats:
+        syn = [f for per_copy in files for f in _sorted(per_copy)]
+        result.files["lhotse_synthetic_recordings"] = out / "lhotse_synthetic_recordings.jsonl.gz"
+        result.files["lhotse_synthetic_supervisions"] = out / "lhotse_synthetic_supervisions.jsonl.gz"
+        write_jsonl(result.files["lhotse_synthetic_recordings"], (_lhotse_recording(f"{f.record.id}_{f.record.copy}", f.path, f.info, render) for f in syn))
+        write_jsonl(result.files["lhotse_synthetic_supervisions"], (_lhotse_synthetic_supervision(f, options.language) for f in syn))
+        if real:
+            result.files["lhotse_real_recordings"] = out / "lhotse_real_recordings.jsonl.gz"
+            result.files["lhotse_real_supervisions"] = out / "lhotse_real_supervisions.jsonl.gz"
+            write_jsonl(result.files["lhotse_real_recordings"], (_lhotse_recording(r.utterance.id, r.utterance.audio, r.info, render) for r in real_files))  # type: ignore[arg-type]
+            write_jsonl(result.files["lhotse_real_supervisions"], (_lhotse_real_supervision(r, options.language) for r in real_files))
+
+    if options.mix is not None:
+        plan = plan_mix(len(real_files), len(template_ids), len(copies), options.mix, options.seed)
+        result.counts["mix_real"] = sum(1 for d in plan if d.real)
+        result.counts["mix_synthetic"] = len(plan) - result.counts["mix_real"]
+        per_copy = [0] * len(copies)
+        for d in plan:
+            if not d.real:
+                per_copy[d.copy] += 1
+        result.counts["mix_synthetic_per_copy"] = {c.name: n for c, n in zip(copies, per_copy)}
+        if "openseq2seq" in formats:
+            if any(r.utterance.audio is not None and r.utterance.audio.suffix != ".wav" for r in real_files):
+                logger.warning("OpenSeq2Seq reads WAV only; the real rows of openseq2seq_mix.csv point to non-WAV files")
+            path = out / "openseq2seq_mix.csv"
+            with atomic_write(path, "w", newline="\n") as handle:
+                handle.write(OPENSEQ2SEQ_HEADER + "\n")
+                for d in plan:
+                    handle.write(_openseq2seq_mix_line(d, real_files, files, template_ids, render) + "\n")
+            result.files["openseq2seq_mix"] = path
+        if "nemo" in formats:
+            result.files["nemo_mix"] = out / "nemo_mix.jsonl"
+            write_jsonl(result.files["nemo_mix"], (
+                _nemo_real(real_files[d.index], render) if d.real else _nemo_synthetic(files[d.copy][template_ids[d.index]], render)
+                for d in plan
+            ))
+
+    result.counts.update({
+        "copies": [c.name for c in copies],
+        "synthetic_files": sum(len(f) for f in files),
+        "templated_utterances": len(template_ids),
+        "real_utterances": len(real_files),
+        "rejects": len(rejects),
+    })
+    result.files["rejects"] = out / "rejects.jsonl"
+    write_rejects(result.files["rejects"], rejects)
+    log_rejects(rejects, "manifest rows")
+    with atomic_write(out / "manifest.json") as handle:
+        json.dump({
+            "schema": 1, "synthetic": str(root), "real": [str(Path(r).expanduser().absolute()) for r in real],
+            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
+            "counts": result.counts, "files": {k: str(v) for k, v in result.files.items()},
+        }, handle, indent=2)
+        handle.write("\n")
+    result.files["summary"] = out / "manifest.json"
+    return result
+
+
+def _sorted(files: dict[str, _SynFile]) -> list[_SynFile]:
+    return [files[k] for k in sorted(files)]
+
+
+def _openseq2seq_config(path: Path, real_csvs: list[str], copies: list[str], real_is_tree: bool, render: _Paths) -> list[str]:
+    real_lines = [f'    "{render(Path(c))}",' for c in real_csvs]
+    if real_is_tree or not real_csvs:
+        real_lines.append('    # your librivox-*.csv files (WAV, from OpenSeq2Seq scripts/import_librivox.py),')
+    return [
+        '"dataset_files": [',
+        *real_lines,
+        f'    "{render(path)}",',
+        "],",
+        '"syn_enable": True,',
+        f'"syn_subdirs": [{", ".join(json.dumps(c) for c in copies)}],',
+    ]
+
+
+def _openseq2seq_mix_line(d: MixDraw, real: list[_RealFile], files: list[dict[str, _SynFile]], ids: list[str], render: _Paths) -> str:
+    if d.real:
+        utt = real[d.index].utterance
+        info = real[d.index].info
+        size = utt.filesize if utt.filesize is not None else (info.size_bytes if info is not None else _size_or_minus_one(utt.audio))
+        return f"{render(utt.audio) if utt.audio else ''},{size},{nsr_normalize(utt.text)}"
+    f = files[d.copy][ids[d.index]]
+    return f"{render(f.path)},{f.size},{nsr_normalize(f.record.text)}"
+
+
+def _size_or_minus_one(path: Path | None) -> int:
+    try:
+        return path.stat().st_size if path is not None else -1
+    except OSError:
+        return -1
+
+
+def _header(info: AudioInfo | None) -> AudioInfo:
+    """The header read earlier; nemo, lhotse and their mix rows are only written after reading it."""
+    if info is None:
+        raise RuntimeError("audio header was not read before writing a manifest that needs durations")
+    return info
+
+
+def _nemo_synthetic(f: _SynFile, render: _Paths) -> dict[str, Any]:
+    return {
+        "audio_filepath": render(f.path), "duration": round(_header(f.info).duration_s, 6), "text": nsr_normalize(f.record.text),
+        "id": f.record.id, "copy": f.record.copy, "style": f.record.style, "dropout": f.record.dropout,
+    }
+
+
+def _nemo_real(r: _RealFile, render: _Paths) -> dict[str, Any]:
+    return {
+        "audio_filepath": render(r.utterance.audio), "duration": round(_header(r.info).duration_s, 6),  # type: ignore[arg-type]
+        "text": nsr_normalize(r.utterance.text), "id": r.utterance.id,
+    }
+
+
+def _lhotse_recording(recording_id: str, path: Path, info: AudioInfo | None, render: _Paths) -> dict[str, Any]:
+    info = _header(info)
+    return {
+        "id": recording_id,
+        "sources": [{"type": "file", "channels": list(range(info.channels)), "source": render(path)}],
+        "sampling_rate": info.sample_rate, "num_samples": info.num_samples, "duration": info.duration_s,
+        "channel_ids": list(range(info.channels)),
+    }
+
+
+def _lhotse_synthetic_supervision(f: _SynFile, language: str) -> dict[str, Any]:
+    recording_id = f"{f.record.id}_{f.record.copy}"
+    custom = {"utterance_id": f.record.id, "copy": f.record.copy, "style": f.record.style, "dropout": f.record.dropout}
+    row: dict[str, Any] = {
+        "id": recording_id, "recording_id": recording_id, "start": 0.0, "duration": _header(f.info).duration_s, "channel": 0,
+        "text": f.record.text, "language": language,
+    }
+    speaker = _style_speaker(f.record.style)
+    if speaker:
+        row["speaker"] = speaker
+    row["custom"] = custom
+    return row
+
+
+def _lhotse_real_supervision(r: _RealFile, language: str) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": r.utterance.id, "recording_id": r.utterance.id, "start": 0.0, "duration": _header(r.info).duration_s,
+        "channel": 0, "text": r.utterance.text, "language": language,
+    }
+    if r.utterance.speaker:
+        row["speaker"] = r.utterance.speaker
+    return row
+
+
+@dataclass(frozen=True)
+class CheckProblem:
+    """A synthetic row whose file does not match its record."""
+
+    copy: str
+    id: str
+    path: str
+    problem: str
+
+
+@dataclass
+class CheckReport:
+    checked: int = 0
+    problems: list[CheckProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_synthetic(
+    synthetic_dir: str | Path,
+    copies: Sequence[str] | None = None,
+    *,
+    duration_tolerance_s: float = 0.02,
+    progress: Progress | None = None,
+) -> CheckReport:
+    """Every row whose file is missing, unreadable, at another sample rate, or whose duration disagrees.
+
+    The expected rate is the copy's ``settings.json`` rate (default 16 kHz); the duration is compared
+    with the record's ``duration_s``. Malformed record lines are reported too.
+    """
+    report = CheckReport()
+    selected = read_synthetic(Path(synthetic_dir).expanduser().absolute(), copies)
+    bar = _Progress(progress, "checking synthetic audio", sum(len(c.records) for c in selected))
+    for copy in selected:
+        for reject in copy.rejects:
+            report.problems.append(CheckProblem(copy.name, reject.item, reject.source, f"line {reject.line}: {reject.reason}"))
+        expected = copy.sample_rate
+        if expected is None:
+            expected = AudioConfig().sample_rate
+            logger.info("copy %s: no sample rate in settings.json, expecting %d Hz", copy.name, expected)
+        for record in copy.records.values():
+            bar.step()
+            report.checked += 1
+            path = copy.directory / record.audio
+            try:
+                info = probe_audio(path)
+            except AudioProbeError as exc:
+                problem = f"{exc.kind} ({exc.detail})" if exc.detail else exc.kind
+                report.problems.append(CheckProblem(copy.name, record.id, str(path), problem))
+                continue
+            if info.sample_rate != expected:
+                report.problems.append(CheckProblem(copy.name, record.id, str(path), f"sample rate {info.sample_rate} Hz, expected {expected} Hz"))
+                continue
+            if record.duration_s is not None and abs(info.duration_s - record.duration_s) > duration_tolerance_s:
+                report.problems.append(CheckProblem(
+                    copy.name, record.id, str(path),
+                    f"duration {info.duration_s:.3f} s in the file, {record.duration_s:.3f} s in the record",
+                ))
+    return report

@@ -1,0 +1,268 @@
+"""The model directory: ONNX graphs plus one JSON model card that says everything about the model.
+
+A model travels as ``<dir>/model.json`` + the graphs it names (+ TensorRT engines under
+``<dir>/tensorrt/`` when built). The runtime reads only this directory: dimensions, audio and text
+parameters, tensor names and the decoder's state wiring all come from the card, never from code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trtgen import __version__
+from trtgen.engine.config import AudioConfig, ModelConfig, TextConfig, from_dict, to_dict
+from trtgen.errors import ModelError, UsageError
+from trtgen.fileio import atomic_write
+
+__all__ = [
+    "CARD_NAME",
+    "SCHEMA_VERSION",
+    "GRAPH_NAMES",
+    "ModelError",
+    "TensorSpec",
+    "GraphSpec",
+    "StateTensor",
+    "ModelCard",
+    "Model",
+    "sha256_file",
+    "load_model",
+    "default_model_dir",
+    "SHIPPED_VOICE",
+]
+
+CARD_NAME = "model.json"
+SCHEMA_VERSION = 1
+GRAPH_NAMES = ("style_encoder", "text_encoder", "decoder_step", "decoder_chunk", "postnet")
+"""Every model directory holds these graphs (see README "The model directory")."""
+
+
+def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output: name, element type and shape (strings name dynamic axes)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> TensorSpec:
+        return TensorSpec(data["name"], data["dtype"], tuple(data["shape"]))
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    file: str
+    sha256: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def input(self, name: str) -> TensorSpec:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "sha256": self.sha256,
+            "inputs": [t.to_json() for t in self.inputs],
+            "outputs": [t.to_json() for t in self.outputs],
+        }
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> GraphSpec:
+        return GraphSpec(
+            data["file"],
+            data["sha256"],
+            tuple(TensorSpec.from_json(t) for t in data["inputs"]),
+            tuple(TensorSpec.from_json(t) for t in data["outputs"]),
+        )
+
+
+@dataclass(frozen=True)
+class StateTensor:
+    """A decoder state tensor: fed as ``name``, returned for the next step as ``next``."""
+
+    name: str
+    next: str
+
+
+@dataclass
+class ModelCard:
+    """Contents of ``model.json``."""
+
+    name: str
+    model: ModelConfig
+    audio: AudioConfig
+    text: TextConfig
+    opset: int
+    graphs: dict[str, GraphSpec]
+    decoder_state: tuple[StateTensor, ...]
+    prenet_masks: tuple[str, ...]
+    external_data: dict[str, str] = field(default_factory=dict)
+    """Shared weight files (name -> sha256), e.g. the decoder weights used by both decoder graphs."""
+    source: dict[str, Any] = field(default_factory=dict)
+    """Where the weights came from: checkpoint path and digest, or the random-init seed."""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    """Inference defaults (e.g. TensorRT optimisation-profile bounds)."""
+    schema_version: int = SCHEMA_VERSION
+    trtgen_version: str = __version__
+
+    @property
+    def chunk_steps(self) -> int:
+        """Decoder steps per call of ``decoder_chunk`` (the fixed leading axis of its prenet masks)."""
+        steps = self.graphs["decoder_chunk"].input(self.prenet_masks[0]).shape[0]
+        if not isinstance(steps, int):
+            raise ModelError(f"decoder_chunk's {self.prenet_masks[0]} has no fixed step axis ({steps!r}); re-export the model")
+        return steps
+
+    def _state_width(self, name: str) -> int | str:
+        """Second axis of decoder state ``name`` as the decoder graph declares it: a width or ``"text_time"``."""
+        return self.graphs["decoder_chunk"].input(name).shape[1]
+
+    def state_shape(self, name: str, rows: int, time: int) -> tuple[int, int]:
+        """Shape of decoder state ``name`` for ``rows`` texts of ``time`` symbols."""
+        width = self._state_width(name)
+        return (rows, time if width == "text_time" else int(width))
+
+    @property
+    def text_time_states(self) -> frozenset[str]:
+        """Decoder states with one value per text symbol (they grow and shrink with the batch's text axis)."""
+        return frozenset(s.name for s in self.decoder_state if self._state_width(s.name) == "text_time")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "trtgen_version": self.trtgen_version,
+            "name": self.name,
+            "model": to_dict(self.model),
+            "audio": to_dict(self.audio),
+            "text": to_dict(self.text),
+            "opset": self.opset,
+            "graphs": {name: spec.to_json() for name, spec in self.graphs.items()},
+            "external_data": dict(self.external_data),
+            "decoder_state": [{"name": s.name, "next": s.next} for s in self.decoder_state],
+            "prenet_masks": list(self.prenet_masks),
+            "source": self.source,
+            "defaults": self.defaults,
+        }
+
+    def write(self, directory: Path) -> Path:
+        path = Path(directory) / CARD_NAME
+        with atomic_write(path) as handle:
+            handle.write(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n")
+        return path
+
+    @staticmethod
+    def from_json(data: Any, source: str = CARD_NAME) -> ModelCard:
+        if not isinstance(data, dict):
+            raise ModelError(f"{source}: a model card is a JSON object, not {type(data).__name__}")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ModelError(
+                f"{source}: model card schema version {version!r}; this trtgen reads version {SCHEMA_VERSION}. "
+                "Re-export the model with this version of trtgen."
+            )
+        try:
+            return ModelCard(
+                name=data["name"],
+                model=from_dict(ModelConfig, data["model"], source=f"{source}: model"),
+                audio=from_dict(AudioConfig, data["audio"], source=f"{source}: audio"),
+                text=from_dict(TextConfig, data["text"], source=f"{source}: text"),
+                opset=int(data["opset"]),
+                graphs={name: GraphSpec.from_json(spec) for name, spec in data["graphs"].items()},
+                decoder_state=tuple(StateTensor(s["name"], s["next"]) for s in data["decoder_state"]),
+                prenet_masks=tuple(data["prenet_masks"]),
+                external_data=dict(data.get("external_data", {})),
+                source=dict(data.get("source", {})),
+                defaults=dict(data.get("defaults", {})),
+                schema_version=version,
+                trtgen_version=data.get("trtgen_version", "unknown"),
+            )
+        except KeyError as missing:
+            raise ModelError(f"{source}: missing field {missing}") from None
+        except UsageError as error:  # a config field of the wrong type or name; the message names both
+            raise ModelError(str(error)) from None
+        except (TypeError, ValueError, AttributeError) as error:
+            raise ModelError(f"{source}: malformed model card ({error})") from None
+
+
+@dataclass
+class Model:
+    """A loaded model directory: its card and the absolute paths of its files."""
+
+    directory: Path
+    card: ModelCard
+
+    def graph_path(self, name: str) -> Path:
+        return self.directory / self.card.graphs[name].file
+
+    @property
+    def digest(self) -> str:
+        """One digest for the whole model (card graphs, shared weights and the configs that shape decoding,
+        such as the stop threshold): names the model in outputs, so a resumed run cannot mix two models."""
+        parts = sorted(f"{n}:{g.sha256}" for n, g in self.card.graphs.items())
+        parts += sorted(f"{n}:{d}" for n, d in self.card.external_data.items())
+        configs = {"model": to_dict(self.card.model), "audio": to_dict(self.card.audio), "text": to_dict(self.card.text)}
+        parts.append("configs:" + json.dumps(configs, sort_keys=True))
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def with_stop_threshold(self, threshold: float) -> Model:
+        """The same graphs decoded with another stop threshold (the files on disk are untouched)."""
+        config = dataclasses.replace(self.card.model, stop_threshold=float(threshold))
+        return Model(directory=self.directory, card=dataclasses.replace(self.card, model=config))
+
+
+SHIPPED_VOICE = Path(__file__).resolve().parent.parent / "voices" / "default"
+"""The voice shipped inside the package (trained on espeak-ng speech, docs/shipped-voice.md)."""
+
+
+def default_model_dir() -> Path:
+    """The shipped voice's directory, or :class:`ModelError` when this installation has none."""
+    if not (SHIPPED_VOICE / CARD_NAME).is_file():
+        raise ModelError(
+            "no model is shipped with this installation: pass --model DIR "
+            "(`trtgen export CHECKPOINT --out DIR`, or `trtgen export --random-init small --out DIR` for a test model)"
+        )
+    return SHIPPED_VOICE
+
+
+def load_model(directory: str | Path, *, verify: bool = True) -> Model:
+    """Read and check a model directory; ``verify`` re-hashes every file against the card."""
+    directory = Path(directory)
+    card_path = directory / CARD_NAME
+    if not card_path.is_file():
+        raise ModelError(f"{directory}: not a trtgen model directory (no {CARD_NAME})")
+    try:
+        data = json.loads(card_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ModelError(f"{card_path}: not valid JSON ({error})") from None
+    card = ModelCard.from_json(data, source=str(card_path))
+    missing = [name for name in GRAPH_NAMES if name not in card.graphs]
+    if missing:
+        raise ModelError(f"{card_path}: graphs missing from the card: {', '.join(missing)}")
+    files = {spec.file: spec.sha256 for spec in card.graphs.values()} | dict(card.external_data)
+    for file, expected in files.items():
+        path = directory / file
+        if not path.is_file():
+            raise ModelError(f"{directory}: {file} is named in {CARD_NAME} but missing")
+        if verify and sha256_file(path) != expected:
+            raise ModelError(f"{path}: sha256 differs from {CARD_NAME}; the file was changed or corrupted")
+    return Model(directory=directory, card=card)

@@ -1,0 +1,161 @@
+"""Phoneme front end: text -> IPA with espeak-ng's library, for models trained on phonemes.
+
+A model whose card names a ``phonemizer`` (``espeak-ng:<voice>``) reads IPA symbols, not letters:
+English spelling is the hardest thing a small Tacotron has to learn, and espeak-ng already knows it
+(numbers, abbreviations, stress). This is what piper does; like piper, trtgen calls libespeak-ng in
+process (``espeak_TextToPhonemes``, about 0.1 ms a sentence) rather than a subprocess per line.
+
+espeak-ng splits text into clauses and drops their punctuation; the punctuation that ended each clause
+is put back (it tells the model where the pauses are), so "Hello, world!" becomes "həlˈoʊ, wˈɜːld!".
+Text in capitals only (LibriSpeech's transcripts) is lowercased first: espeak-ng spells short capitalised
+words as letters ("IT" -> "I T", "US" -> "U S") (:func:`ordinary_case`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import re
+import threading
+from dataclasses import dataclass
+from trtgen.errors import UsageError
+
+__all__ = ["PhonemizerError", "EspeakPhonemizer", "phonemizer_for", "parse_phonemizer", "ordinary_case"]
+
+PREFIX = "espeak-ng:"
+CLAUSE_PUNCTUATION = ",.;:!?"
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_DONT_EXIT = 0x8000
+_CHARS_UTF8 = 1
+_PHONEMES_IPA = 0x02
+_LANGUAGE_SWITCH = re.compile(r"\([a-z]{2,3}(?:-[a-z0-9]+)*\)")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_PRONOUN_I = re.compile(r"\bi\b")
+
+
+class PhonemizerError(UsageError):
+    """espeak-ng is missing or refused the voice (a ValueError, so the CLI reports it like a bad option)."""
+
+
+def parse_phonemizer(spec: str) -> str:
+    """The espeak-ng voice of a card's ``phonemizer`` field (``espeak-ng:en-us`` -> ``en-us``)."""
+    if not spec.startswith(PREFIX) or not spec[len(PREFIX):]:
+        raise PhonemizerError(f"unknown phonemizer {spec!r}: trtgen knows {PREFIX}<voice>, e.g. {PREFIX}en-us")
+    return spec[len(PREFIX):]
+
+
+def _load_library() -> ctypes.CDLL:
+    name = os.environ.get("TRTGEN_ESPEAK_LIBRARY") or ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
+    try:
+        lib = ctypes.cdll.LoadLibrary(name)
+    except OSError as error:
+        raise PhonemizerError(
+            f"this model reads phonemes and needs the espeak-ng library ({name}: {error}); install it "
+            "(Debian/Ubuntu: apt install espeak-ng; macOS: brew install espeak-ng) or point "
+            "TRTGEN_ESPEAK_LIBRARY at libespeak-ng"
+        ) from None
+    lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    lib.espeak_Initialize.restype = ctypes.c_int
+    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    lib.espeak_SetVoiceByName.restype = ctypes.c_int
+    lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+    lib.espeak_Info.argtypes = [ctypes.c_void_p]
+    lib.espeak_Info.restype = ctypes.c_char_p
+    if lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, _INITIALIZE_DONT_EXIT) < 0:
+        raise PhonemizerError(f"espeak-ng ({name}) failed to initialise: is its data (espeak-ng-data) installed?")
+    return lib
+
+
+# libespeak-ng keeps one global state (voice, buffers): one library handle per process, one caller at a time.
+_LOCK = threading.Lock()
+_LIBRARY: ctypes.CDLL | None = None
+_CURRENT_VOICE: str | None = None
+
+
+@dataclass(frozen=True)
+class EspeakPhonemizer:
+    """IPA for English text in one espeak-ng voice (``en-us``: the one of the ``voice-ipa`` preset)."""
+
+    voice: str = "en-us"
+
+    @property
+    def version(self) -> str:
+        with _LOCK:
+            return _library().espeak_Info(None).decode()
+
+    def phonemize(self, text: str) -> str:
+        """Clauses of IPA separated by their punctuation and a space; words separated by a space."""
+        text = ordinary_case(_CONTROL.sub(" ", text).strip())
+        if not text:
+            return ""
+        raw = text.encode("utf-8")
+        buffer = ctypes.create_string_buffer(raw)
+        base = ctypes.addressof(buffer)
+        pointer = ctypes.c_void_p(base)
+        clauses: list[str] = []
+        with _LOCK:
+            lib = _select_voice(self.voice)
+            consumed = 0
+            while pointer.value:
+                phonemes = lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, _PHONEMES_IPA)
+                end = (pointer.value - base) if pointer.value else len(raw)
+                clause_text = raw[consumed:end].decode("utf-8", errors="ignore")
+                if pointer.value:
+                    # espeak-ng has read one character past the clause (its lookahead, spoken in the next one).
+                    lookahead, clause_text = clause_text[-1:], clause_text[:-1]
+                    end -= len(lookahead.encode("utf-8"))
+                if end <= consumed and not phonemes:
+                    break
+                consumed = end
+                ipa = _LANGUAGE_SWITCH.sub("", (phonemes or b"").decode("utf-8", errors="replace"))
+                ipa = " ".join(ipa.split())
+                if ipa:
+                    clauses.append(ipa + _terminator(clause_text))
+        return " ".join(clauses)
+
+
+def ordinary_case(text: str) -> str:
+    """Text in the case espeak-ng reads best: capitals-only text (LibriSpeech's transcripts) lowercased,
+    and in text without capitals (those, or OpenSeq2Seq's lowercased generate.csv) the pronoun "i"
+    written "I", as in the training sentences. Mixed-case text is unchanged. espeak-ng reads short
+    capitalised words as acronyms and spells them ("IT" -> "I T"), and stresses a lowercase "i"."""
+    if text == text.upper():
+        text = text.lower()
+    if text == text.lower():
+        text = _PRONOUN_I.sub("I", text)
+    return text
+
+
+def _terminator(clause_text: str) -> str:
+    """The clause punctuation that ended ``clause_text`` (closing quotes and brackets skipped), or ''."""
+    for char in reversed(clause_text.rstrip()):
+        if char in CLAUSE_PUNCTUATION:
+            return char
+        if char not in "\"')]}\u201d\u2019":
+            return ""
+    return ""
+
+
+def _library() -> ctypes.CDLL:
+    global _LIBRARY
+    if _LIBRARY is None:
+        _LIBRARY = _load_library()
+    return _LIBRARY
+
+
+def _select_voice(voice: str) -> ctypes.CDLL:
+    global _CURRENT_VOICE
+    lib = _library()
+    if voice != _CURRENT_VOICE:
+        _CURRENT_VOICE = None  # unknown until espeak-ng accepts the new one
+        if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise PhonemizerError(f"espeak-ng has no voice {voice!r} (espeak-ng --voices lists them)")
+        _CURRENT_VOICE = voice
+    return lib
+
+
+def phonemizer_for(spec: str) -> EspeakPhonemizer:
+    """The phonemizer a model card's ``text.phonemizer`` names."""
+    return EspeakPhonemizer(parse_phonemizer(spec))
