@@ -6,20 +6,26 @@ on stderr and the exit code below; ``-v`` adds the traceback.
 
 from __future__ import annotations
 
-import errno
 import logging
+import os
+import shlex
+import signal
+import sys
+import threading
 import traceback
 from pathlib import Path
+from types import FrameType
 from typing import Any, Callable, List, Optional
 
 import typer
 
-from trtgen.errors import EXIT_FAILED, EXIT_OK, EXIT_REJECTS, TrtgenError
+from trtgen.errors import EXIT_FAILED, EXIT_OK, EXIT_REJECTS, Interrupted, TrtgenError, describe_os_error
 
 EXIT_CODES = (
     "Exit codes: 0 done; 1 done, but some rows were rejected (see rejects.jsonl; for eval: a check failed; "
-    "for manifest --check: problems found); 2 bad options, list or model (nothing was done); 3 the run failed "
-    "part way (I/O error, disk full, interrupted): rerun generate with --resume."
+    "for manifest --check: problems found); 2 bad options, list or model, or the output is locked by another "
+    "run (nothing was done); 3 the run failed part way (disk full, read-only or unwritable output, Ctrl-C or "
+    "SIGTERM): rerun generate with --resume."
 )
 
 app = typer.Typer(
@@ -38,30 +44,65 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _run(command: str, call: Callable[[], Any]) -> Any:
-    """``call()``, with every foreseeable failure turned into one line and its exit code."""
+def _run(command: str, call: Callable[[], Any], partial: Callable[[Any], None] | None = None) -> Any:
+    """``call()``, with every foreseeable failure turned into one line and its exit code; ``partial``
+    renders the report an interrupted run carries (what was done) before that line."""
     try:
         return call()
     except (typer.Exit, typer.BadParameter):
         raise
+    except Interrupted as error:
+        if partial is not None and error.partial is not None:
+            partial(error.partial)
+        _fail(command, f"{error}; resume with: {_resume_command()}", error.exit_code)
     except TrtgenError as error:
         _fail(command, str(error), error.exit_code)
     except KeyboardInterrupt:
-        _fail(command, "interrupted; what was written is kept (generate: rerun with --resume)", EXIT_FAILED)
+        _fail(command, "interrupted; every complete utterance is recorded (generate: rerun with --resume)", EXIT_FAILED)
     except OSError as error:
-        _fail(command, _describe_os_error(error), EXIT_FAILED)
+        _fail(command, describe_os_error(error, doing="accessing"), EXIT_FAILED)
 
 
-def _describe_os_error(error: OSError) -> str:
-    path = error.filename2 or error.filename  # a rename's destination is the file the user knows
-    where = f" ({path})" if path else ""
-    advice = {
-        errno.ENOSPC: "; free space and rerun with --resume",
-        errno.EROFS: "; choose a writable --out",
-        errno.EACCES: "; check the permissions",
-    }.get(error.errno or 0, "")
-    reason = error.strerror or str(error)
-    return f"{reason.lower() if reason and reason[0].isupper() else reason}{where}{advice}"
+_ARGV: dict[str, list[str] | None] = {"arguments": None}
+
+
+def _resume_command() -> str:
+    """The command line that was run, with ``--resume``."""
+    arguments = _ARGV["arguments"]
+    if arguments is None:
+        return "the same command with --resume"
+    if "--resume" not in arguments:
+        arguments = [*arguments, "--resume"]
+    return shlex.join(["trtgen", *arguments])
+
+
+class _StopOnSignal:
+    """SIGINT (Ctrl-C) or SIGTERM asks a generate run to stop after the utterance being written (records
+    flushed, staging files removed, exit 3); a second signal stops at once (still resumable)."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        if self.reason is not None:
+            raise KeyboardInterrupt
+        self.reason = signal.Signals(number).name
+        # os.write: the only output that is safe inside a signal handler.
+        os.write(2, f"\ntrtgen: {self.reason}: stopping after the utterance being written (again to stop at once)\n".encode())
+
+    def requested(self) -> str | None:
+        return self.reason
 
 
 def _fail(command: str, message: str, code: int) -> None:
@@ -160,8 +201,8 @@ def generate(
         backend=backend, device=device, gl_iters=gl_iters, vocoder=vocoder, vocoder_device=vocoder_device, shard=shard, limit=limit,
         resume=resume, sample_format=sample_format, naming=naming, threads=threads,
     ))
-    with BarProgress() as progress:
-        report = _run("generate", lambda: run_generate(options, progress))
+    with _StopOnSignal() as stop, BarProgress() as progress:
+        report = _run("generate", lambda: run_generate(options, progress, stop.requested), partial=render_generate)
     render_generate(report)
     if report.rejects:
         typer.echo(f"trtgen generate: {len(report.rejects)} row(s) rejected; see rejects*.jsonl in each copy directory", err=True)
@@ -179,8 +220,13 @@ def manifest(
     mix: Optional[float] = typer.Option(None, "--mix", help="Also write a mixed manifest with this fraction of real rows (0.5 = 50/50)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the mixed manifest."),
     relative_to: Optional[Path] = typer.Option(None, "--relative-to", help="Write paths relative to this directory (default: absolute)."),
-    check: bool = typer.Option(False, "--check", help="Only check the synthetic audio against its records; exit 1 on any problem."),
-    duration_tolerance: float = typer.Option(0.02, "--duration-tolerance", help="Seconds a file's duration may differ from its record (--check)."),
+    flac_to_wav: bool = typer.Option(
+        False, "--flac-to-wav", help="Convert real non-WAV files (LibriSpeech's FLAC) of openseq2seq_mix.csv to WAV under OUT/real_wav/ (OpenSeq2Seq reads WAV only; without it such a mix is refused)."
+    ),
+    check: bool = typer.Option(
+        False, "--check", help="Only check the synthetic audio against its records (content digest, length, size), and look for stray WAVs and temporary leftovers; exit 1 on any problem."
+    ),
+    duration_tolerance: float = typer.Option(0.02, "--duration-tolerance", help="Seconds a file's duration may differ from its record."),
 ) -> None:
     """Write training manifests that mix real and synthetic audio."""
     from trtgen.commands.manifests import ManifestOptions, check_synthetic, write_manifests
@@ -196,7 +242,7 @@ def manifest(
         raise typer.BadParameter("--out is required unless --check is given", param_hint="--out")
     options = ManifestOptions(
         copies=copy_names, formats=tuple(f.strip() for f in formats.split(",") if f.strip()), mix=mix,
-        seed=seed, relative_to=relative_to, splits=splits,
+        seed=seed, relative_to=relative_to, splits=splits, flac_to_wav=flac_to_wav, duration_tolerance_s=duration_tolerance,
     )
     with BarProgress(unit="files") as progress:
         result = _run("manifest", lambda: write_manifests(synthetic, out, real or (), options, progress=progress))
@@ -278,5 +324,6 @@ def eval_command(
 
 
 def main() -> None:
+    _ARGV["arguments"] = sys.argv[1:]
     app()
 

@@ -88,12 +88,13 @@ def render_generate(report: Any) -> None:
     for c in report.copies:
         done = c.written or 1
         rows.append(
-            [c.name, f"{c.dropout:g}", c.seed, c.written, c.skipped, c.rejected, f"{c.audio_seconds / 3600:.3f}",
-             f"{100 * c.stopped / done:.0f}%", f"{100 * c.capped / done:.0f}%"]
+            [c.name, f"{c.dropout:g}", c.seed, c.written, c.skipped, f"{c.inputs_changed}/{c.files_missing}/{c.files_altered}",
+             c.rejected, f"{c.audio_seconds / 3600:.3f}", f"{100 * c.stopped / done:.0f}%", f"{100 * c.capped / done:.0f}%"]
         )
     print_table(
         "trtgen generate",
-        ["copy", "dropout", "seed", "written", "already done", "rejected", "audio h", "stopped", "capped"],
+        ["copy", "dropout", "seed", "written", "already done", "redone: inputs changed/file missing/altered", "rejected",
+         "audio h", "stopped", "capped"],
         rows,
     )
     wall = report.wall_seconds

@@ -4,14 +4,22 @@ Library code raises these (never prints or exits); ``trtgen.cli`` turns each int
 and the exit code its class carries:
 
 * 0: done; 1: done, but some rows were rejected (set by the command, not by an exception);
-* 2: :class:`UsageError`, :class:`ModelError`: refused before any work (bad option, list or model);
-* 3: :class:`RunError`: failed part way (I/O error, disk full, interrupted); a generate run resumes
-  with ``--resume``.
+* 2: :class:`UsageError`, :class:`ModelError`: refused before any work (bad option, list or model, a
+  copy directory another run is writing); a :class:`TextError` only rejects its row;
+* 3: :class:`RunError`: failed part way (:class:`OutputError`: disk full, read-only or unwritable
+  output; :class:`Interrupted`: SIGINT or SIGTERM); a generate run resumes with ``--resume``.
 """
 
 from __future__ import annotations
 
-__all__ = ["EXIT_OK", "EXIT_REJECTS", "EXIT_USAGE", "EXIT_FAILED", "TrtgenError", "UsageError", "MissingInputError", "ModelError", "RunError"]
+import errno
+import os
+from typing import Any
+
+__all__ = [
+    "EXIT_OK", "EXIT_REJECTS", "EXIT_USAGE", "EXIT_FAILED", "TrtgenError", "UsageError", "MissingInputError", "ModelError",
+    "TextError", "RunError", "OutputError", "Interrupted", "describe_os_error",
+]
 
 EXIT_OK = 0
 EXIT_REJECTS = 1
@@ -35,6 +43,11 @@ class MissingInputError(UsageError, FileNotFoundError):
     """An input file or directory that an option names does not exist (exit 2)."""
 
 
+class TextError(UsageError):
+    """A transcript the model cannot speak as written (empty, too long, characters it would not speak or
+    would mislabel): one row is rejected, the run goes on."""
+
+
 class ModelError(TrtgenError, ValueError):
     """The model directory is incomplete, corrupt, or from an incompatible trtgen (exit 2)."""
 
@@ -45,3 +58,43 @@ class RunError(TrtgenError, RuntimeError):
     """The run failed part way (I/O error, disk full, interrupted); what was written is kept (exit 3)."""
 
     exit_code = EXIT_FAILED
+
+
+_ADVICE = {
+    errno.ENOSPC: "free space and rerun with --resume",
+    errno.EDQUOT: "free space (disk quota exceeded) and rerun with --resume",
+    errno.EROFS: "choose a writable --out (or remount it read-write) and rerun with --resume",
+    errno.EACCES: "check the permissions of that path and rerun with --resume",
+    errno.EPERM: "check the permissions of that path and rerun with --resume",
+}
+
+
+def describe_os_error(error: OSError, path: str | os.PathLike[str] | None = None, doing: str = "writing") -> str:
+    """One line naming the cause, the path and what to do: "no space left on device while writing
+    out/c/x.wav; free space and rerun with --resume". ``path`` (the file the user knows, not a temporary
+    one) comes first, then the error's own: a rename's destination, or the file it names."""
+    where = path or error.filename2 or error.filename
+    cause = error.strerror or str(error) or type(error).__name__
+    if cause[:1].isupper() and not cause[1:2].isupper():
+        cause = cause[0].lower() + cause[1:]
+    line = f"{cause} while {doing} {os.fsdecode(where)}" if where else cause
+    advice = _ADVICE.get(error.errno or 0)
+    return f"{line}; {advice}" if advice else line
+
+
+class OutputError(RunError):
+    """Writing an output failed (disk full, read-only file system, permissions...): the message names the
+    path and the cause; what was written before is kept and ``--resume`` continues (exit 3)."""
+
+    def __init__(self, error: OSError, path: str | os.PathLike[str] | None = None, doing: str = "writing") -> None:
+        self.errno = error.errno
+        super().__init__(describe_os_error(error, path, doing))
+
+
+class Interrupted(RunError):
+    """SIGINT or SIGTERM stopped the run after the utterance being written; records are flushed and
+    ``--resume`` continues (exit 3). ``partial`` is the command's report of what was done."""
+
+    def __init__(self, message: str, partial: Any = None) -> None:
+        self.partial = partial
+        super().__init__(message)

@@ -17,11 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Mapping
 
+from trtgen.errors import OutputError
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["atomic_path", "atomic_write", "write_jsonl", "iter_jsonl", "Line", "iter_lines", "JsonLine"]
+__all__ = ["TEMPORARY_GLOB", "atomic_path", "atomic_write", "write_jsonl", "iter_jsonl", "Line", "iter_lines", "JsonLine"]
 
 PathLike = str | os.PathLike[str]
+
+TEMPORARY_GLOB = ".*.tmp-*"
+"""Matches the temporary files of :func:`atomic_path` (what a process killed while writing leaves)."""
 
 
 def _temporary_name(path: Path) -> Path:
@@ -33,7 +38,8 @@ def _temporary_name(path: Path) -> Path:
 def atomic_path(path: PathLike, *, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed to ``path``, on error removed.
 
-    For writers that want a file name rather than a file object (``soundfile.write``).
+    For writers that want a file name rather than a file object (``soundfile.write``). An OS error (disk
+    full, read-only file system, permissions) becomes :class:`~trtgen.errors.OutputError` naming ``path``.
     """
     final = Path(path)
     temporary = _temporary_name(final)
@@ -48,11 +54,13 @@ def atomic_path(path: PathLike, *, fsync: bool = False) -> Iterator[Path]:
             finally:
                 os.close(fd)
         os.replace(temporary, final)
-    except BaseException:
+    except BaseException as error:
         try:
             temporary.unlink()
-        except FileNotFoundError:
+        except OSError:
             pass
+        if isinstance(error, OSError):
+            raise OutputError(error, final) from None
         raise
 
 

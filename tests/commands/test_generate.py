@@ -1,4 +1,4 @@
-"""`trtgen generate` on the CPU: determinism, shards, kill -9 + resume, batch sizes, rejects.
+"""`trtgen generate` on the CPU: determinism, shards, kill -9 + resume, exact resume, batch sizes, rejects.
 
 The model is a small random model whose stop token fires at varied steps (see conftest), decoded
 with ONNX Runtime; the list is `trtgen prepare` run on the real samples in ../shared/data.
@@ -21,7 +21,11 @@ from typer.testing import CliRunner
 
 from tests.conftest import cupy_with_gpu, generate_shipped_voice
 from trtgen.cli import app
+from trtgen.commands.demo import demo_rows, demo_styles
 from trtgen.commands.generate import GenerateOptions, parse_copies, run_generate
+from trtgen.commands.manifests import check_synthetic
+from trtgen.engine.artifact import default_model_dir
+from trtgen.fileio import write_jsonl
 from trtgen.engine.synthesis import SynthesisOptions
 from trtgen.engine.vocoder import griffin_lim_preset
 
@@ -135,6 +139,7 @@ def test_bad_rows_are_rejected_with_reasons_and_the_rest_completes(small_model_d
         dict(rows[0], id="unmappable", text="日本語 only"),
         dict(rows[0], id="too-long", text="word " * 400),
         dict(rows[0], id="converted-stereo", style=str(stereo)),
+        dict(rows[0], id="normalised", text="A na\u00efve caf\u00e9 \u2013 fine."),
     ]
     listing = tmp_path / "infer.jsonl"
     lines = [json.dumps(r) for r in rows + bad] + ["{this is not json"]
@@ -148,7 +153,11 @@ def test_bad_rows_are_rejected_with_reasons_and_the_rest_completes(small_model_d
     )
     assert result.exit_code == 1, result.output
     written = records(tmp_path / "out" / "only")
-    assert set(written) == {r["id"] for r in rows} | {"converted-stereo"}
+    assert set(written) == {r["id"] for r in rows} | {"converted-stereo", "normalised"}
+    # The record's transcript is what the letter model spoke: 'ï' read as 'i' (not in its table), the dash as '-'.
+    assert written["normalised"]["text"] == "A naive caf\u00e9 - fine."
+    assert written["normalised"]["text_input"] == "A na\u00efve caf\u00e9 \u2013 fine."
+    assert "text_input" not in written[rows[0]["id"]]
     rejects = [json.loads(line) for line in (tmp_path / "out" / "only" / "rejects.jsonl").read_text().splitlines()]
     reasons = {r["item"]: r["reason"] for r in rejects}
     assert "not found" in reasons["missing-clip"]
@@ -201,6 +210,43 @@ def test_kill_9_then_resume_gives_the_files_of_an_uninterrupted_run(small_model_
     result = subprocess.run(command + ["--resume"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert files(killed) == files(whole)
+
+
+def test_resume_makes_again_what_changed_went_missing_or_was_altered_and_check_finds_it(tmp_path):
+    style = tmp_path / "style.wav"
+    style.write_bytes(demo_styles()[0].read_bytes())
+    rows = demo_rows(1)
+    rows[3]["style"] = str(style)
+    listing, out = tmp_path / "infer.jsonl", tmp_path / "out"
+    write_jsonl(listing, rows)
+    copies = tuple(parse_copies("c:0.5:3", default_dropout=0.5, base_seed=0))
+
+    def generate(**overrides):
+        return run_generate(GenerateOptions(model_dir=default_model_dir(), list_path=listing, out_dir=out, copies=copies, **overrides))
+
+    generate()
+    before = files(out / "c")
+    wav = {r["id"]: out / "c" / f"{r['id']}.wav" for r in rows}
+    info = sf.info(str(wav[rows[0]["id"]]))
+    sf.write(wav[rows[0]["id"]], np.zeros(info.frames, np.int16), info.samplerate, subtype="PCM_16")  # zeroed, same length
+    wav[rows[1]["id"]].unlink()
+    (out / "c" / "stray.wav").write_bytes(before[f"{rows[2]['id']}.wav"])
+    problems = {(p.id, p.problem.split(":")[0]) for p in check_synthetic(out).problems}
+    assert problems == {(rows[0]["id"], "altered content"), (rows[1]["id"], "missing"), ("stray", "stray")}
+    rows[2]["text"] = "A sentence the list now holds instead."  # a changed row
+    write_jsonl(listing, rows)
+    style.write_bytes(demo_styles()[1].read_bytes())  # a changed style clip, same path
+
+    report = generate(resume=True)
+    (copy,) = report.copies
+    assert (copy.skipped, copy.inputs_changed, copy.files_missing, copy.files_altered, copy.written) == (0, 2, 1, 1, 4)
+    after = files(out / "c")
+    for row in rows[:2]:  # made again: the same bytes as the first time (an utterance is a pure function of its inputs)
+        assert after[f"{row['id']}.wav"] == before[f"{row['id']}.wav"]
+    for row in rows[2:]:
+        assert after[f"{row['id']}.wav"] != before[f"{row['id']}.wav"]
+    assert [p.id for p in check_synthetic(out).problems] == ["stray"]  # the stray is named, never deleted
+    assert generate(resume=True).copies[0].skipped == 4
 
 
 @pytest.mark.gpu

@@ -1,8 +1,10 @@
 """``trtgen manifest``: every format written and read back by its consumer, NSR normalisation, ``{}`` templating,
-exact deterministic mixing, and ``--check`` naming broken files. Synthetic copies are generated trees of real WAVs."""
+exact deterministic mixing, unique ids, FLAC never in an OpenSeq2Seq manifest, damaged audio refused, and
+``--check`` naming broken, stray and leftover files. Synthetic copies are generated trees of real WAVs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import Counter
@@ -15,7 +17,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from trtgen.cli import app
-from trtgen.commands.manifests import ManifestOptions, check_synthetic, nsr_normalize, plan_mix, write_manifests
+from trtgen.commands.manifests import DamagedAudioError, ManifestOptions, check_synthetic, nsr_normalize, plan_mix, write_manifests
 
 REAL_IDS = ["1272-128104-0000", "2412-153948-0000", "1089-134686-0000", "1089-134686-0001",
             "1089-134691-0000", "1089-134691-0001", "1995-1837-0001"]
@@ -24,10 +26,11 @@ STYLE = "en_US/by_book/female/judy_bieber/dorothy_and_wizard_oz/wavs/dorothy_and
 ODD_TEXT = "\u201cWELL,\u201d SAID THE CAF\u00c9\u2019S OWNER: \"NO!\" (WAIT) - \u00e0 \u00fc"
 
 
-def _record(utterance_id: str, copy: str, text: str, samples: int) -> dict:
+def _record(utterance_id: str, copy: str, text: str, wav: Path) -> dict:
+    samples = sf.info(str(wav)).frames
     return {"id": utterance_id, "text": text, "style": STYLE, "copy": copy, "dropout": COPIES[copy], "seed": 7,
             "frames": samples // 200, "duration_s": samples / 16000, "stopped": True, "capped": False,
-            "audio": f"{utterance_id}.wav"}
+            "audio": wav.name, "audio_bytes": wav.stat().st_size, "audio_sha256": hashlib.sha256(wav.read_bytes()).hexdigest()}
 
 
 @pytest.fixture()
@@ -43,9 +46,9 @@ def synthetic(tmp_path: Path) -> Path:
             if utterance_id == "extra-1" and copy == "drop0.7":
                 continue
             samples = 1600 + 160 * k + 80 * c
-            sf.write(directory / f"{utterance_id}.wav", (0.1 * np.sin(np.arange(samples) * 0.03)).astype(np.float32),
-                     16000, subtype="PCM_16")
-            records.append(_record(utterance_id, copy, ODD_TEXT if utterance_id == "odd-1" else f"TEXT OF {utterance_id}", samples))
+            wav = directory / f"{utterance_id}.wav"
+            sf.write(wav, (0.1 * np.sin(np.arange(samples) * 0.03)).astype(np.float32), 16000, subtype="PCM_16")
+            records.append(_record(utterance_id, copy, ODD_TEXT if utterance_id == "odd-1" else f"TEXT OF {utterance_id}", wav))
         if copy == "drop0.5":  # sharded output
             half = len(records) // 2
             for i, part in enumerate((records[:half], records[half:])):
@@ -98,10 +101,19 @@ def test_nemo_manifests(synthetic: Path, tmp_path: Path, shared_data: Path) -> N
     for row in rows:
         info = sf.info(row["audio_filepath"])
         assert row["duration"] == pytest.approx(info.frames / info.samplerate, abs=1e-6)
+        assert row["sampling_rate"] == info.samplerate == 16000
         assert row["dropout"] == COPIES[row["copy"]] and row["style"] == STYLE
         assert row["text"] == row["text"].lower()
+        assert row["id"] == f"{row['utterance_id']}_{row['copy']}"
     real = [json.loads(l) for l in (out / "nemo_real.jsonl").read_text().splitlines()]
     assert [r["id"] for r in real] == REAL_IDS
+    every = [r["id"] for r in rows + real]
+    assert len(set(every)) == len(every), "ids unique across copies and between real and synthetic rows"
+    # NeMo's Lhotse reader names a cut by its file's stem unless the line has a sampling_rate (then by its
+    # path): the stems repeat across copies and the real recordings, the paths do not.
+    assert all("sampling_rate" in r for r in rows + real)
+    paths = [r["audio_filepath"] for r in rows + real]
+    assert len({Path(p).stem for p in paths}) < len(paths) and len(set(paths)) == len(paths)
     assert real[0]["duration"] == pytest.approx(4.815) and real[0]["text"].startswith("mister quilter")
     assert real[-1]["audio_filepath"].endswith("1995-1837-0001.wav")
 
@@ -162,22 +174,61 @@ def test_mixed_manifests(synthetic: Path, tmp_path: Path, shared_data: Path) -> 
     for name in ("a", "b"):
         out = tmp_path / name
         result = write_manifests(synthetic, out, [shared_data / "LibriSpeech"],
-                                 ManifestOptions(formats=("openseq2seq", "nemo"), mix=0.5, seed=3, splits="all"))
-        written.append(((out / "nemo_mix.jsonl").read_bytes(), (out / "openseq2seq_mix.csv").read_bytes()))
+                                 ManifestOptions(formats=("openseq2seq", "nemo"), mix=0.5, seed=3, splits="all", flac_to_wav=True))
+        written.append(((out / "nemo_mix.jsonl").read_bytes(), (out / "openseq2seq_mix.csv").read_bytes().replace(b"/b/", b"/a/")))
     assert written[0] == written[1]
     rows = [json.loads(l) for l in written[0][0].decode().splitlines()]
     real = [r for r in rows if "copy" not in r]
     synthetic_rows = [r for r in rows if "copy" in r]
     assert sorted(r["id"] for r in real) == sorted(REAL_IDS) and len(synthetic_rows) == 7
+    assert len({r["id"] for r in rows}) == len(rows)
     assert max(Counter(r["copy"] for r in synthetic_rows).values()) <= 3  # 7 draws over 3 copies: 3/2/2
-    assert all(r["id"] != "extra-1" for r in synthetic_rows)  # only utterances present in every copy
+    assert all(r["utterance_id"] != "extra-1" for r in synthetic_rows)  # only utterances present in every copy
     assert result.counts["mix_real"] == 7 and result.counts["mix_synthetic"] == 7
     table = pd.read_csv(tmp_path / "a" / "openseq2seq_mix.csv")
     assert len(table) == 14 and not table.wav_filename.str.contains("{}", regex=False).any()
-    assert all(Path(f).is_file() for f in table.wav_filename)
-    names = [Path(f).name for f in table.wav_filename]
-    assert names == [Path(r["audio_filepath"]).name for r in rows]  # both formats hold the same plan
+    assert all(Path(f).is_file() and f.endswith(".wav") for f in table.wav_filename), "OpenSeq2Seq reads WAV only"
+    names = [Path(f).stem for f in table.wav_filename]
+    assert names == [Path(r["audio_filepath"]).stem for r in rows]  # both formats hold the same plan
+    assert sum(r["audio_filepath"].endswith(".flac") for r in real) == 6  # NeMo reads FLAC: its rows keep the originals
+    for row in table.itertuples(index=False):  # the real FLAC rows: converted beside the manifests, same samples
+        if "/real_wav/" in row.wav_filename:
+            flac = next(shared_data.rglob(f"{Path(row.wav_filename).stem}.flac"))
+            assert np.array_equal(sf.read(row.wav_filename, dtype="int16")[0], sf.read(flac, dtype="int16")[0])
+            assert row.wav_filesize == os.path.getsize(row.wav_filename)
+    assert sum("/real_wav/" in f for f in table.wav_filename) == 6  # the seventh real row is a WAV already
     assert "mix" in "nemo_mix.jsonl" and (tmp_path / "a" / "manifest.json").is_file()
+
+
+def test_an_openseq2seq_mix_with_flac_is_refused_unless_converted(synthetic: Path, tmp_path: Path, shared_data: Path) -> None:
+    out = tmp_path / "man"
+    with pytest.raises(ValueError, match=r"OpenSeq2Seq reads WAV only, and 6 real file\(s\) are not WAV .*\.flac.*--flac-to-wav"):
+        write_manifests(synthetic, out, [shared_data / "LibriSpeech"], ManifestOptions(formats=("openseq2seq",), mix=0.5, splits="all"))
+    assert not out.exists(), "nothing is written when refused"
+    write_manifests(synthetic, out, [shared_data / "LibriSpeech"], ManifestOptions(formats=("nemo",), mix=0.5, splits="all"))
+    assert any(json.loads(l)["audio_filepath"].endswith(".flac") for l in (out / "nemo_mix.jsonl").read_text().splitlines())
+
+
+def test_writing_manifests_refuses_audio_that_disagrees_with_its_record(synthetic: Path, tmp_path: Path) -> None:
+    truncated = synthetic / "drop0.5" / "odd-1.wav"
+    audio, rate = sf.read(truncated, dtype="int16")
+    sf.write(truncated, audio[: len(audio) // 2], rate, subtype="PCM_16")
+    missing = synthetic / "drop0.3" / "1995-1837-0001.wav"
+    missing.unlink()
+    out = tmp_path / "man"
+    with pytest.raises(DamagedAudioError) as caught:
+        write_manifests(synthetic, out, options=ManifestOptions(formats=("openseq2seq", "nemo", "lhotse")))
+    message = str(caught.value)
+    assert "2 synthetic file(s) do not match their records" in message
+    assert f"{truncated}: wrong length" in message and f"{missing}: missing" in message
+    assert not out.exists()
+    result = CliRunner().invoke(app, ["manifest", "--synthetic", str(synthetic), "--out", str(out), "--formats", "openseq2seq"])
+    assert result.exit_code == 2 and str(truncated) in result.output and not out.exists()
+    # Same length, other size (a header rewritten as float): the record's size tells.
+    sf.write(truncated, audio.astype(np.float32) / 32768, rate, subtype="FLOAT")
+    missing.write_bytes(b"")
+    with pytest.raises(DamagedAudioError, match="wrong size"):
+        write_manifests(synthetic, out, options=ManifestOptions(formats=("openseq2seq",)))
 
 
 def test_relative_paths(synthetic: Path, tmp_path: Path) -> None:
@@ -218,11 +269,34 @@ def test_check_reports_broken_rows(synthetic: Path) -> None:
     assert len(report.problems) == 5
 
 
+def test_check_finds_altered_stray_and_leftover_files(synthetic: Path) -> None:
+    zeroed = synthetic / "drop0.3" / "1089-134686-0000.wav"
+    info = sf.info(str(zeroed))
+    sf.write(zeroed, np.zeros(info.frames, np.int16), 16000, subtype="PCM_16")  # same header, length and size
+    blank = synthetic / "drop0.5" / "1089-134686-0000.wav"
+    blank.write_bytes(bytes(blank.stat().st_size))  # zeros over the whole file, header included
+    stray = synthetic / "drop0.7" / "nobody.wav"
+    stray.write_bytes(zeroed.read_bytes())
+    staging = synthetic / "drop0.7" / ".staging" / "host-123"
+    staging.mkdir(parents=True)
+    (staging / "half.wav").write_bytes(b"RIFF")
+    temporary = synthetic / "drop0.3" / ".records.jsonl.tmp-123-abcd.jsonl"
+    temporary.write_text("{")
+    report = check_synthetic(synthetic)
+    problems = {(p.copy, p.id, Path(p.path).name): p.problem for p in report.problems}
+    assert problems[("drop0.3", "1089-134686-0000", zeroed.name)] == "altered content: the file's SHA-256 is not the record's"
+    assert problems[("drop0.5", "1089-134686-0000", blank.name)].startswith("unreadable")
+    assert problems[("drop0.7", "nobody", "nobody.wav")] == "stray: no record names this file"
+    assert "temporary file left by a run that was killed" in problems[("drop0.7", "-", "half.wav")]
+    assert "temporary file" in problems[("drop0.3", "-", temporary.name)]
+    assert len(report.problems) == 5 and report.checked == 26
+
+
 def test_manifest_cli(synthetic: Path, tmp_path: Path, shared_data: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["manifest", "--synthetic", str(synthetic), "--real", str(shared_data / "LibriSpeech"),
                                  "--splits", "all", "--out", str(tmp_path / "man"), "--copies", "drop0.3,drop0.5",
-                                 "--mix", "0.5", "--seed", "1"])
+                                 "--mix", "0.5", "--seed", "1", "--flac-to-wav"])
     assert result.exit_code == 0, result.output
     assert '"syn_subdirs": ["drop0.3", "drop0.5"],' in result.output
     table = pd.read_csv(tmp_path / "man" / "synthetic_data.csv")

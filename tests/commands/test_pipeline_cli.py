@@ -39,15 +39,19 @@ def test_prepare_generate_manifest_from_the_cli(shared_data, small_model_dir, tm
     result = runner.invoke(
         app,
         ["manifest", "--synthetic", str(synthetic), "--real", str(shared_data / "LibriSpeech"), "--splits", "all",
-         "--out", str(manifests), "--mix", "0.5"],
+         "--out", str(manifests), "--mix", "0.5", "--flac-to-wav"],
     )
     assert result.exit_code == 0, result.output
+    for name in ("synthetic_data.csv", "openseq2seq_mix.csv"):  # OpenSeq2Seq reads WAV only
+        with open(manifests / name, newline="") as handle:
+            assert all(row["wav_filename"].endswith(".wav") for row in csv.DictReader(handle)), name
     with open(manifests / "synthetic_data.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
     assert len(table) == 7
     assert all("/{}/sample_step0_" in row["wav_filename"] and int(row["wav_filesize"]) > 44 for row in table)
     nemo = [json.loads(line) for p in sorted(manifests.glob("nemo*.jsonl")) if "mix" not in p.name for line in p.read_text().splitlines()]
     assert nemo and all(row["duration"] > 0 for row in nemo)
+    assert len({row["id"] for row in nemo}) == len(nemo) == 7 + 2 * 7  # unique across copies and real rows
     assert any("mix" in p.name for p in manifests.iterdir())
 
     result = runner.invoke(app, ["manifest", "--synthetic", str(synthetic), "--out", str(manifests), "--check"])

@@ -1,15 +1,19 @@
-"""Phoneme front end: espeak-ng's IPA through libespeak-ng, clause punctuation kept, and the symbol table."""
+"""Phoneme front end: espeak-ng's IPA through libespeak-ng, clause punctuation kept, the symbol table, and
+text espeak-ng would not speak as written refused (labels must match the audio)."""
 
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 
 import pytest
 
 from trtgen_export.train.sentences import SentenceSettings, generate_texts
 from trtgen.engine import phonemes
 from trtgen.engine.config import IPA_SYMBOLS, MODEL_PRESETS, TEXT_FRONTENDS, text_config_for
-from trtgen.engine.phonemes import EspeakPhonemizer, PhonemizerError, parse_phonemizer
+from trtgen.engine.phonemes import (
+    SILENT_PUNCTUATION, EspeakPhonemizer, PhonemizerError, UnspeakableTextError, parse_phonemizer, unspeakable_characters,
+)
 from trtgen.engine.text import TextEncoder, TextError, is_spoken_symbol, last_spoken_index
 
 PHONEMES = TEXT_FRONTENDS["espeak-ipa"]
@@ -42,6 +46,55 @@ def test_capitals_only_text_is_read_as_words(phonemizer: EspeakPhonemizer) -> No
     # OpenSeq2Seq's generate.csv is lowercased: its pronoun i is read as the training sentences' I.
     assert phonemes.ordinary_case("i think i'm in it") == "I think I'm in it"
     assert phonemizer.phonemize("i said") == phonemizer.phonemize("I said")
+
+
+def _phones(ipa: str) -> str:
+    """The phones alone: no stress marks, clause punctuation or spaces."""
+    return "".join(c for c in ipa if c not in "ˈˌ ,.;:!?")
+
+
+def test_silent_punctuation_is_not_spoken(phonemizer: EspeakPhonemizer) -> None:
+    plain = _phones(phonemizer.phonemize("seven eight"))
+    for char in sorted(SILENT_PUNCTUATION):
+        assert _phones(phonemizer.phonemize(f"seven{char} eight")) == plain, repr(char)  # after a word: closing marks
+        if char not in ".!:":  # espeak-ng reads ".eight" "dot eight" (also "!", ":"); text rarely glues them to a word
+            assert _phones(phonemizer.phonemize(f"seven {char}eight")) == plain, repr(char)  # before: opening marks
+
+
+def test_refused_symbols_are_ones_espeak_reads_out_as_words(phonemizer: EspeakPhonemizer, monkeypatch) -> None:
+    refused = "#$%&*+/=@\\~\u00a9\u20ac\u00a3\u00a5\u00b0\u00b1\u00d7\u00f7\u00a7\u00b6\u00b2\u00bd\u00b5"
+    assert [char for _, char in unspeakable_characters(f"a {' '.join(refused)} b", "en-us")] == list(refused)
+    plain = _phones(phonemizer.phonemize("seven eight"))
+    monkeypatch.setattr(phonemes, "unspeakable_characters", lambda text, voice: [])  # what espeak-ng does unchecked
+    for char in refused:
+        assert len(_phones(phonemizer.phonemize(f"seven {char} eight"))) > len(plain) + 1, repr(char)
+
+
+def test_latin_letters_kept_are_read_within_words(phonemizer: EspeakPhonemizer) -> None:
+    kept = [chr(c) for c in range(0x41, 0x250) if unicodedata.category(chr(c)).startswith("L") and not unspeakable_characters(chr(c), "en-us")]
+    assert len(kept) > 150 and "\u00e9" in kept and "\u0141" in kept and "\u0218" not in kept  # é, Ł kept; Ș spelled "letter 218"
+    for char in kept:
+        word = f"{char}aba" if char.isupper() else f"a{char}ba"
+        out = phonemizer.phonemize(word)
+        assert " " not in out and "ɾɚ" not in out, (char, out)  # one word, never "letter ..."
+    assert phonemizer.phonemize("caf\u00e9 na\u00efve \u0141\u00f3d\u017a fa\u00e7ade") == "kæfˈeɪ naɪˈiːv lˈɑːdz fəsˈɑːd"
+
+
+def test_other_scripts_emoji_and_language_switches_are_refused(phonemizer: EspeakPhonemizer, monkeypatch) -> None:
+    with pytest.raises(UnspeakableTextError, match=r"2 character\(s\) the en-us voice would not speak as written") as caught:
+        phonemizer.phonemize("Hello \u4e16\u754c friend.")
+    assert caught.value.characters == ((6, "\u4e16"), (7, "\u754c"))
+    with pytest.raises(UnspeakableTextError) as caught:
+        TextEncoder(PHONEMES).encode("\u4f60\u597d\u4e16\u754c \U0001F600\U0001F389")
+    assert [char for _, char in caught.value.characters] == list("\u4f60\u597d\u4e16\u754c\U0001F600\U0001F389")
+    assert isinstance(caught.value, TextError)  # a rejected row, not a failed run
+    assert unspeakable_characters("\u041f\u0440\u0438\u0432\u0435\u0442, \u043c\u0438\u0440!", "ru") == []
+    assert [c for _, c in unspeakable_characters("\u041f\u0440\u0438 \u0394", "en-us")] == ["\u041f", "\u0440", "\u0438", "\u0394"]
+    # espeak-ng's own language switch, the check behind the character check: it reads Hindi in its hi voice.
+    monkeypatch.setattr(phonemes, "unspeakable_characters", lambda text, voice: [])
+    with pytest.raises(UnspeakableTextError, match="switched to language hi") as caught:
+        phonemizer.phonemize("Hello \u0928\u092e\u0938\u094d\u0924\u0947 friend")
+    assert caught.value.switches == ("hi",)
 
 
 def test_nothing_to_speak(phonemizer: EspeakPhonemizer) -> None:

@@ -3,38 +3,43 @@
 All copies are made in one run: a row's text is encoded once and decoded once per copy, each with
 its own dropout rate and seed. An utterance's audio is a pure function of (model, text, style clip,
 copy seed, rate, utterance id): dropout masks and the Griffin-Lim phase are drawn from streams keyed
-by the copy seed and the utterance id, so reruns, shards and resumed runs give identical files.
+by the copy seed and the utterance id, so reruns, shards and resumed runs give identical files. Each
+record carries the digest of those inputs (:func:`inputs_digest`), so ``--resume`` makes an utterance
+again when they changed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from trtgen import __version__
-from trtgen.commands.writers import NAMINGS, SAMPLE_FORMATS, CopyWriter, UtteranceRecord, write_utterance_wav
+from trtgen.commands.writers import (
+    NAMINGS, SAMPLE_FORMATS, CopyWriter, Expected, ResumeState, UtteranceRecord, write_utterance_wav,
+)
 from trtgen.corpora.base import Reject, log_rejects
 from trtgen.corpora.infer_list import InferRow, read_infer_list
-from trtgen.engine.artifact import Model, default_model_dir, load_model
+from trtgen.engine.artifact import Model, default_model_dir, load_model, sha256_file
 from trtgen.engine.backends import BACKENDS
 from trtgen.engine.vocoder import griffin_lim_preset
 from trtgen.engine.decode import DecodeStats
 from trtgen.engine.synthesis import StageTimes, SynthesisOptions
 from trtgen.engine.voice import Rejected, Row, Voice
 from trtgen.progress import NoProgress, Progress
-from trtgen.errors import MissingInputError, UsageError
+from trtgen.errors import Interrupted, MissingInputError, UsageError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "CopySpec", "parse_copies", "parse_shard", "GenerateOptions", "generate_options", "GenerateReport", "Job", "Outcome", "render",
-    "run_generate", "copy_seed",
+    "run_generate", "copy_seed", "inputs_digest", "StopRequest",
 ]
 
 _COPY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -164,7 +169,13 @@ class CopyReport:
     seed: int
     written: int = 0
     skipped: int = 0
-    """Already complete from an earlier run (``--resume``)."""
+    """Already complete from an earlier run, with the same inputs and an intact file (``--resume``)."""
+    inputs_changed: int = 0
+    """Recorded by an earlier run, made again because the text, style clip or settings changed."""
+    files_missing: int = 0
+    """Recorded by an earlier run, made again because the file was gone."""
+    files_altered: int = 0
+    """Recorded by an earlier run, made again because the file no longer matched its record's digest."""
     rejected: int = 0
     audio_seconds: float = 0.0
     stopped: int = 0
@@ -183,6 +194,11 @@ class GenerateReport:
     @property
     def written(self) -> int:
         return sum(c.written for c in self.copies)
+
+    @property
+    def done(self) -> int:
+        """Utterances complete in every copy: written now or by an earlier run."""
+        return sum(c.written + c.skipped for c in self.copies)
 
     @property
     def audio_seconds(self) -> float:
@@ -237,11 +253,13 @@ class Job:
     """The copy directory the WAV goes to."""
     audio: str
     """The WAV's file name in that directory."""
+    inputs_sha256: str = ""
+    """:func:`inputs_digest` of the utterance: its record carries it, so ``--resume`` sees a changed row."""
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of a :class:`Job`: written (frames, duration...) or rejected with a reason."""
+    """What became of a :class:`Job`: written (frames, duration, the WAV's digest...) or rejected with a reason."""
 
     job: Job
     reject: str | None = None
@@ -249,6 +267,11 @@ class Outcome:
     steps: int = 0
     duration_s: float = 0.0
     stopped: bool = False
+    text: str = ""
+    """The transcript the audio speaks (:attr:`~trtgen.engine.voice.Speech.text`), for the record."""
+    audio_sha256: str = ""
+    """SHA-256 of the WAV as written, computed where it was written (this process or a cluster worker)."""
+    audio_bytes: int = 0
 
 
 def render(voice: Voice, jobs: Iterable[Job], sample_format: str) -> Iterator[Outcome]:
@@ -261,13 +284,51 @@ def render(voice: Voice, jobs: Iterable[Job], sample_format: str) -> Iterator[Ou
             yield Outcome(job, reject=result.reason)
             continue
         started = time.perf_counter()
-        write_utterance_wav(Path(job.directory), job.audio, result.audio, voice.sample_rate, sample_format)
+        written = write_utterance_wav(Path(job.directory), job.audio, result.audio, voice.sample_rate, sample_format)
         voice.times.add("writing", time.perf_counter() - started)
-        yield Outcome(job, frames=result.frames, steps=result.steps, duration_s=result.duration_s, stopped=result.stopped)
+        yield Outcome(
+            job, frames=result.frames, steps=result.steps, duration_s=result.duration_s, stopped=result.stopped,
+            text=result.text, audio_sha256=written.sha256, audio_bytes=written.size_bytes,
+        )
 
 
-def run_generate(options: GenerateOptions, progress: Progress | None = None) -> GenerateReport:
-    """Generate every copy of ``options.list_path``; rows that cannot be spoken are rejected, not raised."""
+def inputs_digest(utterance_id: str, text: str, style_sha256: str, settings: dict[str, Any]) -> str:
+    """SHA-256 of everything that determines an utterance's audio: its id (which keys its random
+    streams), the list row's text, the style clip's bytes, and the copy's settings (model digest,
+    dropout, seed, vocoder, backend, sample format...)."""
+    payload = json.dumps([utterance_id, text, style_sha256, settings], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+StopRequest = Callable[[], "str | None"]
+"""Asked after each utterance is written: the reason to stop there (e.g. ``"SIGTERM"``), or None to go on."""
+
+
+def _style_digests(rows: list[InferRow], rejects: list[Reject]) -> tuple[list[InferRow], dict[Path, str]]:
+    """SHA-256 of each style clip, read once per run; rows whose clip cannot be read become rejects."""
+    digests: dict[Path, str] = {}
+    problems: dict[Path, str] = {}
+    kept = []
+    for row in rows:
+        if row.style not in digests and row.style not in problems:
+            try:
+                digests[row.style] = sha256_file(row.style)
+            except OSError as error:
+                problems[row.style] = error.strerror or str(error)
+        if row.style in problems:
+            rejects.append(Reject(row.source, row.line, f"style clip unreadable: {row.style} ({problems[row.style]})", row.id))
+        else:
+            kept.append(row)
+    return kept, digests
+
+
+def run_generate(options: GenerateOptions, progress: Progress | None = None, stop: StopRequest | None = None) -> GenerateReport:
+    """Generate every copy of ``options.list_path``; rows that cannot be spoken are rejected, not raised.
+
+    ``stop`` is asked after each utterance is written; when it names a reason, the run stops there, the
+    records are rewritten in list order and :class:`~trtgen.errors.Interrupted` carries the report. Any
+    other failure (an :class:`~trtgen.errors.OutputError` such as a full disk, a second Ctrl-C) leaves
+    every complete record in place and releases the copies' locks: ``--resume`` continues."""
     started = time.perf_counter()
     progress = progress or NoProgress()
     model = load_model(options.model_dir)
@@ -279,57 +340,63 @@ def run_generate(options: GenerateOptions, progress: Progress | None = None) -> 
     copies = list(options.copies) or parse_copies(None, default_dropout=model.card.model.prenet_dropout, base_seed=0)
     all_rows, list_rejects = read_infer_list(options.list_path, options.style_root)
     rows, list_rejects = _select_rows(all_rows, list_rejects, options)
+    rows, style_sha256 = _style_digests(rows, list_rejects)
     log_rejects(list_rejects, "list rows")
 
-    writers = []
-    reports = []
-    for copy in copies:
-        writer = CopyWriter(
-            options.out_dir / copy.name, _settings(model, copy, options, f"{backend.name}-{backend.device}"),
-            shard=options.shard, naming=options.naming,
-        )
-        writer.open(resume=options.resume)
-        writers.append(writer)
-        reports.append(CopyReport(copy.name, copy.dropout, copy.seed, skipped=sum(1 for row in rows if row.id in writer.completed)))
-
-    by_index = {row.index: row for row in rows}
-    copy_index = {copy.name: i for i, copy in enumerate(copies)}
-    jobs = [
-        Job(row.index, row.id, row.text, str(row.style), copy.name, copy.dropout, copy.seed, str(writer.directory),
-            writer.audio_name(row.id, row.index))
-        for row in rows
-        for copy, writer in zip(copies, writers)
-        if row.id not in writer.completed
-    ]
+    writers: list[CopyWriter] = []
+    reports: list[CopyReport] = []
+    expected: list[dict[str, Expected]] = []
     copy_rejects: list[list[Reject]] = [list(list_rejects) for _ in copies]
-    progress.start("generate", len(jobs))
-    for outcome in render(voice, jobs, options.sample_format):
-        job, row = outcome.job, by_index[outcome.job.index]
-        i = copy_index[job.copy]
-        copy, writer, report = copies[i], writers[i], reports[i]
-        if outcome.reject is not None:
-            copy_rejects[i].append(Reject(row.source, row.line, outcome.reject, row.id))
-            progress.advance(1)
-            continue
-        writer.append(UtteranceRecord(
-            id=row.id, index=row.index, text=row.text, style=str(row.style), copy=copy.name,
-            dropout=copy.dropout, seed=copy.seed, frames=outcome.frames, steps=outcome.steps,
-            duration_s=round(outcome.duration_s, 6), stopped=outcome.stopped, capped=not outcome.stopped, audio=job.audio,
-        ))
-        report.written += 1
-        report.audio_seconds += outcome.duration_s
-        report.stopped += int(outcome.stopped)
-        report.capped += int(not outcome.stopped)
-        progress.advance(1, outcome.duration_s)
-
-    order = [row.id for row in rows]
     all_rejects: list[Reject] = []
-    for i, writer in enumerate(writers):
-        rejects = sorted(copy_rejects[i], key=lambda r: r.line or 0)
-        writer.close(order, rejects)
-        reports[i].rejected = len(rejects)
-        all_rejects.extend(rejects)
-    return GenerateReport(
+    stopped_by = None
+    try:
+        for copy in copies:
+            settings = _settings(model, copy, options, f"{backend.name}-{backend.device}")
+            writer = CopyWriter(options.out_dir / copy.name, settings, shard=options.shard, naming=options.naming)
+            writers.append(writer)
+            expected.append({
+                row.id: Expected(writer.audio_name(row.id, row.index), inputs_digest(row.id, row.text, style_sha256[row.style], settings))
+                for row in rows
+            })
+            states = writer.open(resume=options.resume, expected=expected[-1], progress=progress)
+            reports.append(CopyReport(
+                copy.name, copy.dropout, copy.seed, skipped=states[ResumeState.DONE], inputs_changed=states[ResumeState.CHANGED],
+                files_missing=states[ResumeState.MISSING], files_altered=states[ResumeState.ALTERED],
+            ))
+        jobs = [
+            Job(row.index, row.id, row.text, str(row.style), copy.name, copy.dropout, copy.seed, str(writer.directory),
+                wanted[row.id].audio, wanted[row.id].inputs_sha256)
+            for row in rows
+            for copy, writer, wanted in zip(copies, writers, expected)
+            if row.id not in writer.completed
+        ]
+        by_index = {row.index: row for row in rows}
+        copy_index = {copy.name: i for i, copy in enumerate(copies)}
+        progress.start("generate", len(jobs))
+        outcomes = render(voice, jobs, options.sample_format)
+        for outcome in outcomes:
+            job, row = outcome.job, by_index[outcome.job.index]
+            i = copy_index[job.copy]
+            if outcome.reject is not None:
+                copy_rejects[i].append(Reject(row.source, row.line, outcome.reject, row.id))
+                progress.advance(1)
+            else:
+                _record(writers[i], reports[i], row, job, outcome)
+                progress.advance(1, outcome.duration_s)
+            if stop is not None and (stopped_by := stop()) is not None:
+                break
+        outcomes.close()
+        order = [row.id for row in rows]
+        for i, writer in enumerate(writers):
+            rejects = sorted(copy_rejects[i], key=lambda r: r.line or 0)
+            writer.close(order, rejects)
+            reports[i].rejected = len(rejects)
+            all_rejects.extend(rejects)
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    report = GenerateReport(
         copies=reports,
         rejects=all_rejects,
         wall_seconds=time.perf_counter() - started,
@@ -337,3 +404,25 @@ def run_generate(options: GenerateOptions, progress: Progress | None = None) -> 
         decode=voice.decode_stats,
         backend=voice.describe(),
     )
+    if stopped_by is not None:
+        raise Interrupted(
+            f"stopped by {stopped_by} after the utterance being written: {report.written} utterance(s) written in this run, "
+            f"{report.done} of {len(rows) * len(copies)} done; the records are complete",
+            partial=report,
+        )
+    return report
+
+
+def _record(writer: CopyWriter, report: CopyReport, row: InferRow, job: Job, outcome: Outcome) -> None:
+    """Append a written utterance's record: the spoken text (and the row's, where it differs) and the digests."""
+    spoken = outcome.text or row.text
+    writer.append(UtteranceRecord(
+        id=row.id, index=row.index, text=spoken, text_input=None if spoken == row.text else row.text, style=str(row.style),
+        copy=job.copy, dropout=job.dropout, seed=job.seed, frames=outcome.frames, steps=outcome.steps,
+        duration_s=round(outcome.duration_s, 6), stopped=outcome.stopped, capped=not outcome.stopped, audio=job.audio,
+        audio_bytes=outcome.audio_bytes, audio_sha256=outcome.audio_sha256, inputs_sha256=job.inputs_sha256,
+    ))
+    report.written += 1
+    report.audio_seconds += outcome.duration_s
+    report.stopped += int(outcome.stopped)
+    report.capped += int(not outcome.stopped)

@@ -7,25 +7,34 @@ Formats (written to ``output_dir``):
   so ``syn_enable``/``syn_subdirs`` pick a copy per read, transcripts normalised exactly as NSR does;
   but with the real file size (of the first selected copy) instead of -1. Only utterances present and
   readable in *every* selected copy can be templated; the others are left out and reported.
-* ``nemo``: JSON lines ``{"audio_filepath", "duration", "text", ...}``: ``nemo_synthetic.jsonl`` (one
-  line per copy and utterance, plus ``id``, ``copy``, ``style``, ``dropout``) and ``nemo_real.jsonl``.
-* ``lhotse``: ``lhotse_{real,synthetic}_{recordings,supervisions}.jsonl.gz``; synthetic recording
-  ids are ``<utterance id>_<copy>``, the supervision speaker is the M-AILABS style speaker.
+* ``nemo``: JSON lines ``{"audio_filepath", "duration", "text", "sampling_rate", "id", ...}``:
+  ``nemo_synthetic.jsonl`` (one line per copy and utterance, plus ``utterance_id``, ``copy``, ``style``,
+  ``dropout``) and ``nemo_real.jsonl``. ``sampling_rate`` makes NeMo's Lhotse reader name each cut by
+  its file's full path instead of its stem, which every copy of an utterance shares (README "Manifests").
+* ``lhotse``: ``lhotse_{real,synthetic}_{recordings,supervisions}.jsonl.gz``; the supervision speaker
+  is the M-AILABS style speaker.
 * ``--mix P``: ``openseq2seq_mix.csv`` / ``nemo_mix.jsonl`` holding every real utterance once and
   ``round(R * (1 - P) / P)`` synthetic rows, so that the real fraction is P (0.5 = 50/50) in every
-  epoch, for trainers without ``syn_enable``. See :func:`plan_mix`.
+  epoch, for trainers without ``syn_enable``. See :func:`plan_mix`. OpenSeq2Seq reads WAV only: real
+  FLAC rows are converted to WAV under ``real_wav/`` when asked (``flac_to_wav``), else refused.
 
-Durations always come from the audio files' headers; paths are absolute unless ``relative_to`` is set.
+A synthetic utterance's id is ``<utterance id>_<copy>`` in every manifest (a real one keeps its own), so
+ids are unique across copies and between real and synthetic rows. Every synthetic file's header, length
+and size are checked against its record first; a file that disagrees stops the writing (nothing is
+listed damaged). Durations always come from the audio files' headers; paths are absolute unless
+``relative_to`` is set.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import os
 import re
 import string
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,11 +42,14 @@ from typing import Any, Sequence
 import numpy as np
 import soundfile as sf
 
+from trtgen.commands.copylock import lock_holders
+from trtgen.commands.writers import STAGING
+from trtgen.engine.artifact import sha256_file
 from trtgen.engine.config import AudioConfig
 from trtgen.corpora.base import Reject, log_rejects, write_rejects
 from trtgen.corpora.librispeech import LibriUtterance, read_librispeech
 from trtgen.corpora.synthetic import SyntheticCopy, SyntheticRecord, read_synthetic
-from trtgen.fileio import atomic_write, write_jsonl
+from trtgen.fileio import TEMPORARY_GLOB, atomic_path, atomic_write, write_jsonl
 from trtgen.errors import UsageError
 from trtgen.progress import NoProgress, Progress
 
@@ -49,6 +61,7 @@ __all__ = [
     "ManifestResult",
     "AudioInfo",
     "AudioProbeError",
+    "DamagedAudioError",
     "probe_audio",
     "nsr_normalize",
     "MixDraw",
@@ -62,6 +75,8 @@ __all__ = [
 FORMATS: tuple[str, ...] = ("openseq2seq", "nemo", "lhotse")
 SYNTHETIC_CSV = "synthetic_data.csv"
 OPENSEQ2SEQ_HEADER = "wav_filename,wav_filesize,transcript"
+REAL_WAV_DIR = "real_wav"
+"""Where ``flac_to_wav`` puts WAV copies of real FLAC files, inside the manifests' directory."""
 
 _PROGRESS_EVERY = 256
 
@@ -93,6 +108,11 @@ class ManifestOptions:
     """Splits of LibriSpeech tree sources given as real data (None = the three training splits)."""
     language: str = "English"
     """Lhotse supervision language."""
+    flac_to_wav: bool = False
+    """Convert the real rows of ``openseq2seq_mix.csv`` that are not WAV (LibriSpeech's FLAC) to WAV under
+    ``<output>/real_wav/``; without it such a mix is refused (OpenSeq2Seq reads WAV only)."""
+    duration_tolerance_s: float = 0.02
+    """Seconds a synthetic file's duration may differ from its record."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +155,42 @@ def probe_audio(path: str | Path) -> AudioInfo:
     if info.frames <= 0 or info.samplerate <= 0:
         raise AudioProbeError(p, "unreadable", f"{info.frames} samples at {info.samplerate} Hz")
     return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels), size)
+
+
+class DamagedAudioError(UsageError):
+    """Synthetic files missing, unreadable or not matching their records: no manifest is written (exit 2)."""
+
+
+def _expected_rate(copy: SyntheticCopy) -> int:
+    """The copy's sample rate from its ``settings.json`` (16 kHz if it names none)."""
+    if copy.sample_rate is None:
+        logger.info("copy %s: no sample rate in settings.json, expecting %d Hz", copy.name, AudioConfig().sample_rate)
+        return AudioConfig().sample_rate
+    return copy.sample_rate
+
+
+def _file_problem(
+    record: SyntheticRecord, path: Path, sample_rate: int, tolerance_s: float, *, digest: bool
+) -> tuple[AudioInfo | None, str | None]:
+    """The file's header and what is wrong with it against its record (None: nothing): missing,
+    unreadable, another sample rate, wrong length or size, or (``digest``) altered content."""
+    try:
+        info = probe_audio(path)
+    except AudioProbeError as exc:
+        return None, f"{exc.kind} ({exc.detail})" if exc.detail else exc.kind
+    if info.sample_rate != sample_rate:
+        return info, f"sample rate {info.sample_rate} Hz, expected {sample_rate} Hz"
+    if record.duration_s is not None and abs(info.duration_s - record.duration_s) > tolerance_s:
+        return info, f"wrong length: {info.duration_s:.3f} s in the file, {record.duration_s:.3f} s in the record"
+    if record.audio_bytes is not None and info.size_bytes != record.audio_bytes:
+        return info, f"wrong size: {info.size_bytes} bytes in the file, {record.audio_bytes} in the record"
+    if digest and record.audio_sha256 is not None:
+        try:
+            if sha256_file(path) != record.audio_sha256:
+                return info, "altered content: the file's SHA-256 is not the record's"
+        except OSError as error:
+            return info, f"unreadable ({error.strerror or error})"
+    return info, None
 
 
 @dataclass(frozen=True)
@@ -228,27 +284,30 @@ def _style_speaker(style: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def _scan_copies(
-    copies: list[SyntheticCopy], need_info: bool, progress: Progress | None, rejects: list[Reject]
-) -> list[dict[str, _SynFile]]:
-    """Per copy: id -> file that exists (and, with ``need_info``, whose header reads)."""
-    bar = _Progress(progress, "reading synthetic audio headers" if need_info else "checking synthetic files", sum(len(c.records) for c in copies))
+def _scan_copies(copies: list[SyntheticCopy], tolerance_s: float, progress: Progress | None) -> list[dict[str, _SynFile]]:
+    """Per copy: id -> file, its header checked against its record; raises :class:`DamagedAudioError`
+    naming the files that are missing, unreadable or disagree with their records."""
+    bar = _Progress(progress, "reading synthetic audio headers", sum(len(c.records) for c in copies))
     result = []
+    damaged: list[str] = []
     for copy in copies:
         files: dict[str, _SynFile] = {}
+        sample_rate = _expected_rate(copy)
         for record in copy.records.values():
             path = copy.directory / record.audio
             bar.step()
-            try:
-                if need_info:
-                    info = probe_audio(path)
-                    files[record.id] = _SynFile(record, path, info, info.size_bytes)
-                else:
-                    files[record.id] = _SynFile(record, path, None, path.stat().st_size)
-            except (AudioProbeError, OSError) as exc:
-                kind = exc.kind if isinstance(exc, AudioProbeError) else "missing"
-                rejects.append(Reject(record.source, record.line, f"synthetic audio {kind}: {path}", record.id))
+            info, problem = _file_problem(record, path, sample_rate, tolerance_s, digest=False)
+            if problem is not None or info is None:
+                damaged.append(f"{path}: {problem}")
+                continue
+            files[record.id] = _SynFile(record, path, info, info.size_bytes)
         result.append(files)
+    if damaged:
+        shown = "; ".join(damaged[:5]) + (f"; and {len(damaged) - 5} more" if len(damaged) > 5 else "")
+        raise DamagedAudioError(
+            f"{len(damaged)} synthetic file(s) do not match their records, so no manifest was written: {shown}. "
+            "`trtgen manifest --check` lists every problem; `trtgen generate ... --resume` makes those files again"
+        )
     return result
 
 
@@ -324,7 +383,6 @@ def write_manifests(
             raise UsageError("--mix writes openseq2seq and nemo manifests; add one of them to --formats")
     root = Path(synthetic_dir).expanduser().absolute()
     out = Path(output_dir).expanduser().absolute()
-    out.mkdir(parents=True, exist_ok=True)
     render = _Paths(options.relative_to)
     result = ManifestResult()
     rejects = result.rejects
@@ -332,16 +390,25 @@ def write_manifests(
     copies = read_synthetic(root, options.copies)
     for copy in copies:
         rejects.extend(copy.rejects)
-    need_syn_info = bool({"nemo", "lhotse"} & set(formats))
-    files = _scan_copies(copies, need_syn_info, progress, rejects)
+    files = _scan_copies(copies, options.duration_tolerance_s, progress)
     template_ids = _templated_ids(copies, files, rejects)
-    need_real_info = bool({"nemo", "lhotse"} & set(formats))
+    openseq2seq_mix = options.mix is not None and "openseq2seq" in formats
+    need_real_info = bool({"nemo", "lhotse"} & set(formats)) or openseq2seq_mix
     real_files, real_csvs = _read_real(real, options.splits, need_real_info, progress, rejects)
-
+    not_wav = [r for r in real_files if r.utterance.audio is not None and r.utterance.audio.suffix.lower() != ".wav"]
+    if openseq2seq_mix and not_wav and not options.flac_to_wav:
+        raise UsageError(
+            f"openseq2seq_mix.csv: OpenSeq2Seq reads WAV only, and {len(not_wav)} real file(s) are not WAV (first: "
+            f"{not_wav[0].utterance.audio}); add --flac-to-wav to convert them under {out / REAL_WAV_DIR}, give --real "
+            "librivox-*.csv files of WAVs (OpenSeq2Seq's import_librivox.py), or leave openseq2seq out of --formats"
+        )
     if "openseq2seq" in formats:
         base = render(root)
         if any(ch in base for ch in "{},"):
             raise UsageError(f"synthetic root {base} contains '{{', '}}' or ',' and cannot be an OpenSeq2Seq template")
+    out.mkdir(parents=True, exist_ok=True)
+
+    if "openseq2seq" in formats:
         path = out / SYNTHETIC_CSV
         with atomic_write(path, "w", newline="\n") as handle:
             handle.write(OPENSEQ2SEQ_HEADER + "\n")
@@ -351,26 +418,33 @@ def write_manifests(
         result.files["openseq2seq"] = path
         result.openseq2seq_config = _openseq2seq_config(path, real_csvs, [c.name for c in copies], bool(real) and not real_csvs, render)
 
+    synthetic = [f for per_copy in files for f in _sorted(per_copy)]
     if "nemo" in formats:
         result.files["nemo_synthetic"] = out / "nemo_synthetic.jsonl"
-        write_jsonl(result.files["nemo_synthetic"], (_nemo_synthetic(f, render) for per_copy in files for f in _sorted(per_copy)))
+        write_jsonl(result.files["nemo_synthetic"], _unique_ids([_nemo_synthetic(f, render) for f in synthetic], "nemo_synthetic.jsonl"))
         if real:
             result.files["nemo_real"] = out / "nemo_real.jsonl"
-            write_jsonl(result.files["nemo_real"], (_nemo_real(r, render) for r in real_files))
+            write_jsonl(result.files["nemo_real"], _unique_ids([_nemo_real(r, render) for r in real_files], "nemo_real.jsonl"))
 
     if "lhotse" in formats:
-        syn = [f for per_copy in files for f in _sorted(per_copy)]
+        recordings = [_lhotse_recording(_synthetic_id(f.record), f.path, f.info, render) for f in synthetic]
+        recordings += [_lhotse_recording(r.utterance.id, r.utterance.audio, r.info, render) for r in real_files]  # type: ignore[arg-type]
+        _unique_ids(recordings, "the lhotse manifests (real and synthetic together)")
         result.files["lhotse_synthetic_recordings"] = out / "lhotse_synthetic_recordings.jsonl.gz"
         result.files["lhotse_synthetic_supervisions"] = out / "lhotse_synthetic_supervisions.jsonl.gz"
-        write_jsonl(result.files["lhotse_synthetic_recordings"], (_lhotse_recording(f"{f.record.id}_{f.record.copy}", f.path, f.info, render) for f in syn))
-        write_jsonl(result.files["lhotse_synthetic_supervisions"], (_lhotse_synthetic_supervision(f, options.language) for f in syn))
+        write_jsonl(result.files["lhotse_synthetic_recordings"], recordings[: len(synthetic)])
+        write_jsonl(result.files["lhotse_synthetic_supervisions"], (_lhotse_synthetic_supervision(f, options.language) for f in synthetic))
         if real:
             result.files["lhotse_real_recordings"] = out / "lhotse_real_recordings.jsonl.gz"
             result.files["lhotse_real_supervisions"] = out / "lhotse_real_supervisions.jsonl.gz"
-            write_jsonl(result.files["lhotse_real_recordings"], (_lhotse_recording(r.utterance.id, r.utterance.audio, r.info, render) for r in real_files))  # type: ignore[arg-type]
+            write_jsonl(result.files["lhotse_real_recordings"], recordings[len(synthetic):])
             write_jsonl(result.files["lhotse_real_supervisions"], (_lhotse_real_supervision(r, options.language) for r in real_files))
 
     if options.mix is not None:
+        wav_files = _convert_to_wav(real_files, out / REAL_WAV_DIR, progress, rejects) if openseq2seq_mix and not_wav else real_files
+        if len(wav_files) < len(real_files):  # the mix draws the same real rows in both formats
+            converted = {r.utterance.id for r in wav_files}
+            real_files = [r for r in real_files if r.utterance.id in converted]
         plan = plan_mix(len(real_files), len(template_ids), len(copies), options.mix, options.seed)
         result.counts["mix_real"] = sum(1 for d in plan if d.real)
         result.counts["mix_synthetic"] = len(plan) - result.counts["mix_real"]
@@ -380,20 +454,19 @@ def write_manifests(
                 per_copy[d.copy] += 1
         result.counts["mix_synthetic_per_copy"] = {c.name: n for c, n in zip(copies, per_copy)}
         if "openseq2seq" in formats:
-            if any(r.utterance.audio is not None and r.utterance.audio.suffix != ".wav" for r in real_files):
-                logger.warning("OpenSeq2Seq reads WAV only; the real rows of openseq2seq_mix.csv point to non-WAV files")
             path = out / "openseq2seq_mix.csv"
             with atomic_write(path, "w", newline="\n") as handle:
                 handle.write(OPENSEQ2SEQ_HEADER + "\n")
                 for d in plan:
-                    handle.write(_openseq2seq_mix_line(d, real_files, files, template_ids, render) + "\n")
+                    handle.write(_openseq2seq_mix_line(d, wav_files, files, template_ids, render) + "\n")
             result.files["openseq2seq_mix"] = path
         if "nemo" in formats:
             result.files["nemo_mix"] = out / "nemo_mix.jsonl"
-            write_jsonl(result.files["nemo_mix"], (
+            rows = [
                 _nemo_real(real_files[d.index], render) if d.real else _nemo_synthetic(files[d.copy][template_ids[d.index]], render)
                 for d in plan
-            ))
+            ]
+            write_jsonl(result.files["nemo_mix"], _unique_ids(_number_repeats(rows), "nemo_mix.jsonl"))
 
     result.counts.update({
         "copies": [c.name for c in copies],
@@ -414,6 +487,60 @@ def write_manifests(
         handle.write("\n")
     result.files["summary"] = out / "manifest.json"
     return result
+
+
+def _synthetic_id(record: SyntheticRecord) -> str:
+    """A synthetic utterance's id in every manifest: unique across copies, and apart from the real ids."""
+    return f"{record.id}_{record.copy}"
+
+
+def _number_repeats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A mixed manifest may draw one synthetic file twice (more draws than files): the second draw's id
+    gets ``#2``, the third ``#3``..."""
+    seen: Counter[str] = Counter()
+    for row in rows:
+        seen[row["id"]] += 1
+        if seen[row["id"]] > 1:
+            row["id"] = f"{row['id']}#{seen[row['id']]}"
+    return rows
+
+
+def _unique_ids(rows: list[dict[str, Any]], manifest: str) -> list[dict[str, Any]]:
+    """``rows``, after checking that no two share an id (a real id equal to a synthetic one, say)."""
+    counts = Counter(row["id"] for row in rows)
+    repeated = [i for i, n in counts.items() if n > 1]
+    if repeated:
+        raise UsageError(f"{manifest}: {len(repeated)} id(s) would repeat, e.g. {repeated[0]!r}; rename those utterances")
+    return rows
+
+
+def _convert_to_wav(real_files: list[_RealFile], directory: Path, progress: Progress | None, rejects: list[Reject]) -> list[_RealFile]:
+    """WAV copies (same samples, same bit depth) of the real files that are not WAV, for OpenSeq2Seq;
+    a copy already there with the right length is kept, so a rerun converts nothing again."""
+    todo = [r for r in real_files if r.utterance.audio is not None and r.utterance.audio.suffix.lower() != ".wav"]
+    bar = _Progress(progress, "converting real audio to WAV", len(todo))
+    directory.mkdir(parents=True, exist_ok=True)
+    converted: list[_RealFile] = []
+    for r in real_files:
+        source = r.utterance.audio
+        if source is None or source.suffix.lower() == ".wav":
+            converted.append(r)
+            continue
+        bar.step()
+        target = directory / f"{r.utterance.id}.wav"
+        try:
+            info = probe_audio(target) if target.exists() else None
+            if info is None or info.num_samples != _header(r.info).num_samples:
+                subtype = sf.info(str(source)).subtype
+                samples, rate = sf.read(str(source), dtype="int32", always_2d=True)
+                with atomic_path(target) as temporary:
+                    sf.write(temporary, samples, rate, subtype=subtype if subtype.startswith("PCM_") else "PCM_16", format="WAV")
+                info = probe_audio(target)
+        except (RuntimeError, AudioProbeError) as exc:  # sf.LibsndfileError is a RuntimeError
+            rejects.append(Reject(r.utterance.source, r.utterance.line, f"real audio could not be converted to WAV: {source} ({exc})", r.utterance.id))
+            continue
+        converted.append(_RealFile(dataclasses.replace(r.utterance, audio=target, filesize=info.size_bytes), info))
+    return converted
 
 
 def _sorted(files: dict[str, _SynFile]) -> list[_SynFile]:
@@ -459,16 +586,19 @@ def _header(info: AudioInfo | None) -> AudioInfo:
 
 
 def _nemo_synthetic(f: _SynFile, render: _Paths) -> dict[str, Any]:
+    info = _header(f.info)
     return {
-        "audio_filepath": render(f.path), "duration": round(_header(f.info).duration_s, 6), "text": nsr_normalize(f.record.text),
-        "id": f.record.id, "copy": f.record.copy, "style": f.record.style, "dropout": f.record.dropout,
+        "audio_filepath": render(f.path), "duration": round(info.duration_s, 6), "text": nsr_normalize(f.record.text),
+        "sampling_rate": info.sample_rate, "id": _synthetic_id(f.record), "utterance_id": f.record.id, "copy": f.record.copy,
+        "style": f.record.style, "dropout": f.record.dropout,
     }
 
 
 def _nemo_real(r: _RealFile, render: _Paths) -> dict[str, Any]:
+    info = _header(r.info)
     return {
-        "audio_filepath": render(r.utterance.audio), "duration": round(_header(r.info).duration_s, 6),  # type: ignore[arg-type]
-        "text": nsr_normalize(r.utterance.text), "id": r.utterance.id,
+        "audio_filepath": render(r.utterance.audio), "duration": round(info.duration_s, 6),  # type: ignore[arg-type]
+        "text": nsr_normalize(r.utterance.text), "sampling_rate": info.sample_rate, "id": r.utterance.id,
     }
 
 
@@ -483,7 +613,7 @@ def _lhotse_recording(recording_id: str, path: Path, info: AudioInfo | None, ren
 
 
 def _lhotse_synthetic_supervision(f: _SynFile, language: str) -> dict[str, Any]:
-    recording_id = f"{f.record.id}_{f.record.copy}"
+    recording_id = _synthetic_id(f.record)
     custom = {"utterance_id": f.record.id, "copy": f.record.copy, "style": f.record.style, "dropout": f.record.dropout}
     row: dict[str, Any] = {
         "id": recording_id, "recording_id": recording_id, "start": 0.0, "duration": _header(f.info).duration_s, "channel": 0,
@@ -508,7 +638,7 @@ def _lhotse_real_supervision(r: _RealFile, language: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class CheckProblem:
-    """A synthetic row whose file does not match its record."""
+    """A record whose file does not match it, a stray WAV, a temporary leftover, or a copy being written."""
 
     copy: str
     id: str
@@ -533,37 +663,42 @@ def check_synthetic(
     duration_tolerance_s: float = 0.02,
     progress: Progress | None = None,
 ) -> CheckReport:
-    """Every row whose file is missing, unreadable, at another sample rate, or whose duration disagrees.
+    """Every record whose file is missing, unreadable, at another sample rate, of another length or size,
+    or whose content no longer has the record's SHA-256; malformed record lines; WAVs no record names
+    (strays) and temporary files a killed run left behind. A copy being written now is named, not checked.
 
     The expected rate is the copy's ``settings.json`` rate (default 16 kHz); the duration is compared
-    with the record's ``duration_s``. Malformed record lines are reported too.
-    """
+    with the record's ``duration_s`` within ``duration_tolerance_s``."""
     report = CheckReport()
     selected = read_synthetic(Path(synthetic_dir).expanduser().absolute(), copies)
     bar = _Progress(progress, "checking synthetic audio", sum(len(c.records) for c in selected))
     for copy in selected:
+        holders = lock_holders(copy.directory)
+        if holders:
+            report.problems.append(CheckProblem(
+                copy.name, "-", str(copy.directory),
+                f"being written now ({'; '.join(str(h) for h in holders)}): check it when that run has finished",
+            ))
+            for _ in copy.records:
+                bar.step()
+            continue
         for reject in copy.rejects:
             report.problems.append(CheckProblem(copy.name, reject.item, reject.source, f"line {reject.line}: {reject.reason}"))
-        expected = copy.sample_rate
-        if expected is None:
-            expected = AudioConfig().sample_rate
-            logger.info("copy %s: no sample rate in settings.json, expecting %d Hz", copy.name, expected)
+        sample_rate = _expected_rate(copy)
         for record in copy.records.values():
             bar.step()
             report.checked += 1
             path = copy.directory / record.audio
-            try:
-                info = probe_audio(path)
-            except AudioProbeError as exc:
-                problem = f"{exc.kind} ({exc.detail})" if exc.detail else exc.kind
+            _, problem = _file_problem(record, path, sample_rate, duration_tolerance_s, digest=True)
+            if problem is not None:
                 report.problems.append(CheckProblem(copy.name, record.id, str(path), problem))
-                continue
-            if info.sample_rate != expected:
-                report.problems.append(CheckProblem(copy.name, record.id, str(path), f"sample rate {info.sample_rate} Hz, expected {expected} Hz"))
-                continue
-            if record.duration_s is not None and abs(info.duration_s - record.duration_s) > duration_tolerance_s:
-                report.problems.append(CheckProblem(
-                    copy.name, record.id, str(path),
-                    f"duration {info.duration_s:.3f} s in the file, {record.duration_s:.3f} s in the record",
-                ))
+        named = {record.audio for record in copy.records.values()}
+        for path in sorted(copy.directory.glob("*.wav")):
+            if path.name not in named:
+                report.problems.append(CheckProblem(copy.name, path.stem, str(path), "stray: no record names this file"))
+        leftovers = [*copy.directory.glob(TEMPORARY_GLOB), *(p for p in (copy.directory / STAGING).rglob("*") if p.is_file())]
+        for path in sorted(leftovers):
+            report.problems.append(CheckProblem(
+                copy.name, "-", str(path), "temporary file left by a run that was killed (trtgen generate --resume removes it)",
+            ))
     return report

@@ -136,12 +136,35 @@ def _optional_str(value: Any) -> str | None:
     return str(value)
 
 
+MAX_ID_BYTES = 200
+"""Longest id, in UTF-8 bytes: ``<id>.wav`` and its temporary names stay within the 255-byte limit of file names."""
+_WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
+_WINDOWS_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))})
+
+
 def _check_id(utterance_id: Any) -> str | None:
-    """Why ``utterance_id`` cannot be an output file name, or None."""
+    """Why ``utterance_id`` cannot be a portable output file name (Linux, macOS and Windows), or None."""
     if not isinstance(utterance_id, str) or not utterance_id.strip():
         return "missing or empty \"id\""
-    if "/" in utterance_id or "\\" in utterance_id or utterance_id in (".", "..") or utterance_id != utterance_id.strip():
-        return f"id {utterance_id!r} cannot be a file name"
+    why = _file_name_problem(utterance_id)
+    return None if why is None else f"id {shorten(repr(utterance_id), 60)} cannot be a file name: {why}"
+
+
+def _file_name_problem(name: str) -> str | None:
+    if len(name.encode("utf-8", errors="surrogatepass")) > MAX_ID_BYTES:
+        return f"longer than {MAX_ID_BYTES} bytes in UTF-8"
+    controls = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) in ("Cc", "Cs") or c in "\u2028\u2029"})
+    if controls:
+        return f"holds control or invalid characters ({', '.join(controls)})"
+    forbidden = sorted({c for c in name if c in "/\\" or c in _WINDOWS_FORBIDDEN})
+    if forbidden:
+        return f"holds {' '.join(repr(c) for c in forbidden)}, which some systems forbid in file names"
+    if name.startswith("."):
+        return "starts with '.' (a hidden file)"
+    if name != name.strip() or name.endswith("."):
+        return "starts or ends with white space, or ends with '.' (Windows drops them)"
+    if name.split(".")[0].upper() in _WINDOWS_RESERVED:
+        return "a device name reserved on Windows"
     return None
 
 

@@ -1,8 +1,10 @@
 """Reader of ``trtgen generate``'s output: ``OUT/<copy>/`` holding WAVs, ``records*.jsonl``, ``settings.json``.
 
 Each copy is one full synthetic LibriSpeech. A record line is
-``{"id", "text", "style", "copy", "dropout", "seed", "frames", "duration_s", "stopped", "capped", "audio"}``
-with ``audio`` the WAV's name relative to the copy directory; rows in ``rejects*.jsonl`` were not
+``{"id", "text", ["text_input",] "style", "copy", "dropout", "seed", "frames", "duration_s", "stopped", "capped",
+"audio", "audio_bytes", "audio_sha256", "inputs_sha256"}`` with ``text`` the transcript the audio speaks and
+``audio`` the WAV's name relative to the copy directory (records written before trtgen recorded digests
+lack the last three); rows in ``rejects*.jsonl`` were not
 generated and are not read. Sharded runs write several ``records.shard-I-of-N.jsonl``. If an id
 appears twice in a copy (a resumed run), the last record wins, since it describes the file on disk.
 """
@@ -57,6 +59,9 @@ class SyntheticRecord:
     duration_s: float | None = None
     stopped: bool | None = None
     capped: bool | None = None
+    audio_bytes: int | None = None
+    audio_sha256: str | None = None
+    """SHA-256 of the WAV as written (None in records of older trtgen versions)."""
     source: str = ""
     line: int = 0
 
@@ -80,7 +85,8 @@ class SyntheticRecord:
             dropout=_number(value, "dropout", float), style=_string(value, "style"),
             seed=_number(value, "seed", int), frames=_number(value, "frames", int),
             duration_s=_number(value, "duration_s", float), stopped=_flag(value, "stopped"),
-            capped=_flag(value, "capped"), source=source, line=line,
+            capped=_flag(value, "capped"), audio_bytes=_number(value, "audio_bytes", int),
+            audio_sha256=_string(value, "audio_sha256"), source=source, line=line,
         )
 
 

@@ -9,6 +9,11 @@ espeak-ng splits text into clauses and drops their punctuation; the punctuation 
 is put back (it tells the model where the pauses are), so "Hello, world!" becomes "həlˈoʊ, wˈɜːld!".
 Text in capitals only (LibriSpeech's transcripts) is lowercased first: espeak-ng spells short capitalised
 words as letters ("IT" -> "I T", "US" -> "U S") (:func:`ordinary_case`).
+
+Labels must match audio, so text espeak-ng would not speak as written is refused, never spoken
+(:func:`unspeakable_characters`, docs/text-front-ends.md): espeak-ng reads a character of another
+script, an emoji or a symbol out by its name ("chinese letter", "grinning face", "copyright", "euro")
+while the transcript keeps the character, and it switches language for some scripts ("(hi)").
 """
 
 from __future__ import annotations
@@ -18,10 +23,16 @@ import ctypes.util
 import os
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass
-from trtgen.errors import UsageError
+from typing import Sequence
 
-__all__ = ["PhonemizerError", "EspeakPhonemizer", "phonemizer_for", "parse_phonemizer", "ordinary_case"]
+from trtgen.errors import TextError, UsageError
+
+__all__ = [
+    "PhonemizerError", "UnspeakableTextError", "EspeakPhonemizer", "phonemizer_for", "parse_phonemizer", "ordinary_case",
+    "unspeakable_characters", "SILENT_PUNCTUATION",
+]
 
 PREFIX = "espeak-ng:"
 CLAUSE_PUNCTUATION = ",.;:!?"
@@ -36,6 +47,69 @@ _PRONOUN_I = re.compile(r"\bi\b")
 
 class PhonemizerError(UsageError):
     """espeak-ng is missing or refused the voice (a ValueError, so the CLI reports it like a bad option)."""
+
+
+class UnspeakableTextError(TextError):
+    """Text espeak-ng would not speak as written: characters it reads out by name, or a language switch."""
+
+    def __init__(self, voice: str, characters: Sequence[tuple[int, str]] = (), switches: Sequence[str] = ()) -> None:
+        self.characters = tuple(characters)
+        """(position, character) of every character refused."""
+        self.switches = tuple(switches)
+        """Languages espeak-ng switched to, e.g. ``hi``."""
+        if self.characters:
+            shown = ", ".join(f"{ch!r} (U+{ord(ch):04X}) at {pos}" for pos, ch in self.characters[:10])
+            more = f" and {len(self.characters) - 10} more" if len(self.characters) > 10 else ""
+            reason = (f"{len(self.characters)} character(s) the {voice} voice would not speak as written "
+                      f"(another script, an emoji, or a symbol espeak-ng reads out as a word): {shown}{more}")
+        else:
+            reason = f"espeak-ng's {voice} voice switched to language {', '.join(self.switches)}: the audio would not match the text"
+        super().__init__(reason)
+
+
+SILENT_PUNCTUATION = frozenset(
+    "!\"'(),-.:;<>?[]^_`{|}"
+    "\u00a1\u00ab\u00b7\u00bb\u00bf\u2010\u2011\u2012\u2013\u2014\u2015\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f"
+    "\u2022\u2026\u2032\u2033\u2039\u203a"
+)
+"""Punctuation espeak-ng reads as a pause or not at all (tests/engine/test_phonemes.py checks each); the
+others (``# $ % & * + / = @ \\ ~ © € £ ° § ×``...) it reads out as words that no transcript holds."""
+_INVISIBLE = frozenset("\u00ad\u200b\u200c\u200d\u2060\ufeff")
+_LATIN_LETTERS_END = 0x0180
+"""Latin letters espeak-ng reads within words: Basic Latin, Latin-1 and Latin Extended-A. Beyond, it
+spells most of them out ("letter 1e01" for Latin Extended Additional, "g hook" in Extended-B)."""
+_LETTERS_READ_AS_NAMES = frozenset("\u00aa\u00b5\u00ba")
+"""Latin-1 letters espeak-ng reads as a word of their own: ª, µ ("micro"), º."""
+_VOICE_SCRIPTS = {"el": "GREEK", "ru": "CYRILLIC", "uk": "CYRILLIC", "bg": "CYRILLIC", "mk": "CYRILLIC", "be": "CYRILLIC"}
+"""Voices whose letters are not Latin (the rest, English among them, read the Latin script)."""
+
+
+def _speakable_letter(char: str, script: str) -> bool:
+    if not unicodedata.category(char).startswith("L"):
+        return False
+    if script == "LATIN":
+        return ord(char) < _LATIN_LETTERS_END and char not in _LETTERS_READ_AS_NAMES
+    return unicodedata.name(char, "").startswith(script + " ")
+
+
+def unspeakable_characters(text: str, voice: str) -> list[tuple[int, str]]:
+    """(position, character) of each character of ``text`` that espeak-ng's ``voice`` would not speak as
+    written: letters of other scripts, emoji, symbols it reads out by name, digits other than 0-9.
+
+    Kept: letters of the voice's script (with combining accents), digits 0-9 (read as numbers, as a
+    transcript's normaliser expects), white space, and :data:`SILENT_PUNCTUATION`."""
+    script = _VOICE_SCRIPTS.get(voice.split("-")[0], "LATIN")
+    refused = []
+    previous_letter = False
+    for position, char in enumerate(text):
+        if _speakable_letter(char, script):
+            previous_letter = True
+            continue
+        accent = previous_letter and unicodedata.category(char) == "Mn"
+        if not (accent or char.isspace() or "0" <= char <= "9" or char in SILENT_PUNCTUATION or char in _INVISIBLE or _CONTROL.match(char)):
+            refused.append((position, char))
+        previous_letter = accent
+    return refused
 
 
 def parse_phonemizer(spec: str) -> str:
@@ -86,7 +160,12 @@ class EspeakPhonemizer:
             return _library().espeak_Info(None).decode()
 
     def phonemize(self, text: str) -> str:
-        """Clauses of IPA separated by their punctuation and a space; words separated by a space."""
+        """Clauses of IPA separated by their punctuation and a space; words separated by a space.
+
+        Raises :class:`UnspeakableTextError` for text espeak-ng would not speak as written."""
+        refused = unspeakable_characters(text, self.voice)
+        if refused:
+            raise UnspeakableTextError(self.voice, refused)
         text = ordinary_case(_CONTROL.sub(" ", text).strip())
         if not text:
             return ""
@@ -95,6 +174,7 @@ class EspeakPhonemizer:
         base = ctypes.addressof(buffer)
         pointer = ctypes.c_void_p(base)
         clauses: list[str] = []
+        switches: set[str] = set()
         with _LOCK:
             lib = _select_voice(self.voice)
             consumed = 0
@@ -109,10 +189,13 @@ class EspeakPhonemizer:
                 if end <= consumed and not phonemes:
                     break
                 consumed = end
-                ipa = _LANGUAGE_SWITCH.sub("", (phonemes or b"").decode("utf-8", errors="replace"))
-                ipa = " ".join(ipa.split())
+                ipa = (phonemes or b"").decode("utf-8", errors="replace")
+                switches.update(switch.strip("()") for switch in _LANGUAGE_SWITCH.findall(ipa))
+                ipa = " ".join(_LANGUAGE_SWITCH.sub("", ipa).split())
                 if ipa:
                     clauses.append(ipa + _terminator(clause_text))
+        if switches - {self.voice}:
+            raise UnspeakableTextError(self.voice, switches=sorted(switches - {self.voice}))
         return " ".join(clauses)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from trtgen.engine.config import TextConfig
 from trtgen.engine.phonemes import phonemizer_for
-from trtgen.errors import UsageError
+from trtgen.errors import TextError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +35,6 @@ __all__ = [
     "encode",
     "pad_batch",
 ]
-
-
-class TextError(UsageError):
-    """A transcript the model cannot speak: empty, too long, or with characters outside the table."""
 
 
 class UnmappableTextError(TextError):
