@@ -5,9 +5,10 @@ Usage: python scripts/compare_revisions.py --base REV [--model DIR ...] [--sente
 
 The base revision is checked out into a git worktree and run from there (``PYTHONPATH``), the working
 tree as installed; both generate the same demo list (the shipped voice's sentences x its four style
-clips) into two copy directories, at ``--threads 1``; then every WAV and records/rejects file is
-compared byte for byte. Default models: the shipped voice and a small random model exported once with
-this tree's exporter (the same directory for both runs).
+clips) into two copy directories, at ``--threads 1``; then every WAV and rejects/settings file is
+compared byte for byte, and records line by line on the fields both revisions write. Default models:
+the shipped voice and a small random model exported once with this tree's exporter (the same
+directory for both runs).
 
 ``--base-style-batch 1`` runs the base revision with its style-clip batch at one clip: revisions up to
 9741841 embedded up to 16 clips per call, and ONNX Runtime's result for the style encoder depends on
@@ -45,11 +46,33 @@ def generate(python_path: Path | None, model: Path | None, listing: Path, out: P
         raise SystemExit(f"generate failed ({python_path or 'this tree'}):\n{result.stderr[-2000:]}")
 
 
+def _same_records(a: Path, b: Path) -> bool:
+    """Records files equal line by line on the fields both revisions write (a revision may add fields,
+    e.g. the digests of issue 23); the added fields are printed."""
+    lines_a, lines_b = ([json.loads(line) for line in p.read_text(encoding="utf-8").splitlines()] for p in (a, b))
+    added = sorted({k for line in lines_a for k in line} ^ {k for line in lines_b for k in line})
+    if added:
+        print(f"  {a.name}: fields in one revision only, not compared: {', '.join(added)}")
+
+    def common(line: dict) -> dict:
+        return {k: v for k, v in line.items() if k not in added}
+
+    return len(lines_a) == len(lines_b) and all(common(x) == common(y) for x, y in zip(lines_a, lines_b))
+
+
 def compare(a: Path, b: Path) -> list[str]:
-    """Files that differ or exist on one side only (relative paths)."""
+    """Files that differ or exist on one side only (relative paths); records are compared on common fields."""
     names = {p.relative_to(a) for p in a.rglob("*") if p.is_file() and ".staging" not in p.parts}
     names |= {p.relative_to(b) for p in b.rglob("*") if p.is_file() and ".staging" not in p.parts}
-    return sorted(str(n) for n in names if not ((a / n).is_file() and (b / n).is_file() and filecmp.cmp(a / n, b / n, shallow=False)))
+
+    def same(n: Path) -> bool:
+        if not ((a / n).is_file() and (b / n).is_file()):
+            return False
+        if n.name.startswith("records") and n.suffix == ".jsonl":
+            return _same_records(a / n, b / n)
+        return filecmp.cmp(a / n, b / n, shallow=False)
+
+    return sorted(str(n) for n in names if not same(n))
 
 
 def main() -> None:

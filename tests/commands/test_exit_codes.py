@@ -122,6 +122,9 @@ def test_1_when_some_rows_are_rejected_and_the_others_written(tmp_path: Path) ->
         (["--copies", "c:1.5"], "dropout rate 1.5"),
         (["--shard", "3/2"], "--shard '3/2'"),
         (["--backend", "magic"], "--backend 'magic'"),
+        (["--vocoder", "magic"], "unknown Griffin-Lim preset 'magic'"),
+        (["--naming", "magic"], "--naming 'magic'"),
+        (["--threads", "0"], "--threads 0"),
     ],
 )
 def test_2_for_a_bad_option_with_nothing_written(tmp_path: Path, arguments: list[str], reason: str) -> None:
@@ -268,17 +271,18 @@ def test_3_for_an_output_it_may_not_write(tmp_path: Path) -> None:
     assert f"permission denied while creating {locked / 'out' / 'c'}; check the permissions" in result.stderr
 
 
-def test_3_when_stopped_by_sigterm_after_the_utterance_being_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "ctrl-c"])
+def test_3_when_stopped_by_a_signal_after_the_utterance_being_written(tmp_path: Path, stop: signal.Signals) -> None:
     listing, out = _list(tmp_path, sentences=6), tmp_path / "out"
     process = _start(listing, out)
     _wait_for_a_wav(out / "c", process)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 3, stderr
     assert "Traceback" not in stderr and "already done" in stderr  # the table of what was done
     records = _records(out / "c")
     assert 0 < len(records) < 24
-    assert f"stopped by SIGTERM after the utterance being written: {len(records)} utterance(s) written" in stderr
+    assert f"stopped by {stop.name} after the utterance being written: {len(records)} utterance(s) written" in stderr
     assert sorted(f"{r['id']}.wav" for r in records) == sorted(p.name for p in (out / "c").glob("*.wav")), "every WAV recorded"
     assert [r["index"] for r in records] == sorted(r["index"] for r in records), "records in list order"
     assert not (out / "c" / ".staging").exists() and not (out / "c" / ".lock").exists()
@@ -287,14 +291,3 @@ def test_3_when_stopped_by_sigterm_after_the_utterance_being_written(tmp_path: P
     resumed = subprocess.run([sys.executable, "-m", "trtgen", *command[1:]], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert len(_records(out / "c")) == len(list((out / "c").glob("*.wav"))) == 24
-
-
-def test_3_when_interrupted_with_ctrl_c(tmp_path: Path) -> None:
-    listing, out = _list(tmp_path, sentences=6), tmp_path / "out"
-    process = _start(listing, out)
-    _wait_for_a_wav(out / "c", process)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 3, stderr
-    assert "stopped by SIGINT after the utterance being written" in stderr and "Traceback" not in stderr
-    assert "--resume" in stderr

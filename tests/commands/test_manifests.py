@@ -209,6 +209,19 @@ def test_an_openseq2seq_mix_with_flac_is_refused_unless_converted(synthetic: Pat
     assert any(json.loads(l)["audio_filepath"].endswith(".flac") for l in (out / "nemo_mix.jsonl").read_text().splitlines())
 
 
+def test_ids_that_would_repeat_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    root = tmp_path / "syn"
+    for copy, utterance_id in (("x", "a_y"), ("y_x", "a")):  # both would be "a_y_x"
+        directory = root / copy
+        directory.mkdir(parents=True)
+        wav = directory / f"{utterance_id}.wav"
+        sf.write(wav, np.zeros(1600, np.float32), 16000, subtype="PCM_16")
+        (directory / "records.jsonl").write_text(json.dumps(dict(_record(utterance_id, "drop0.3", "TEXT", wav), copy=copy)) + "\n")
+    with pytest.raises(ValueError, match="manifest ids of synthetic and real rows together: 1 would repeat, e.g. 'a_y_x'"):
+        write_manifests(root, tmp_path / "man", options=ManifestOptions(formats=("nemo",)))
+    assert not (tmp_path / "man").exists()
+
+
 def test_writing_manifests_refuses_audio_that_disagrees_with_its_record(synthetic: Path, tmp_path: Path) -> None:
     truncated = synthetic / "drop0.5" / "odd-1.wav"
     audio, rate = sf.read(truncated, dtype="int16")

@@ -56,7 +56,7 @@ def test_shards_write_side_by_side_but_never_beside_an_unsharded_run(tmp_path: P
         shard.open(resume=False, expected={})
     with pytest.raises(CopyLocked, match=r"shard 0/2, pid .*; shard 1/2, pid "):
         _writer(tmp_path / "c").open(resume=True, expected={})
-    with pytest.raises(CopyLocked, match=r"shard 1/2, pid .*an unsharded run and shards cannot write one copy together"):
+    with pytest.raises(CopyLocked, match=r"shard 1/2, pid .*never beside an unsharded run or another process of the same shard"):
         _writer(tmp_path / "c", (1, 2)).open(resume=True, expected={})
     shards[0].close([], [])
     assert (tmp_path / "c" / ".lock").exists(), "shard 1 still holds the shared lock"

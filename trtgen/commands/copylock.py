@@ -142,10 +142,13 @@ class CopyLock:
 
     def _refuse(self, holders: list[LockHolder]) -> None:
         named = "; ".join(str(h) for h in holders) or "a process that did not name itself"
-        parallel = "give each process its own --shard I/N" if self.shard is None else "an unsharded run and shards cannot write one copy together"
+        advice = (
+            "to write one copy with several processes, give each its own --shard I/N" if self.shard is None
+            else "shards write side by side, never beside an unsharded run or another process of the same shard"
+        )
         raise CopyLocked(
-            f"{self.directory} is being written by another trtgen generate ({named}); wait for it to finish or "
-            f"stop it and rerun with --resume; to write one copy with several processes, {parallel}"
+            f"{self.directory} is being written by another trtgen generate ({named}); wait for it to finish, or "
+            f"stop it and rerun with --resume; {advice}"
         )
 
     def release(self) -> None:

@@ -348,7 +348,6 @@ def run_generate(options: GenerateOptions, progress: Progress | None = None, sto
     expected: list[dict[str, Expected]] = []
     copy_rejects: list[list[Reject]] = [list(list_rejects) for _ in copies]
     all_rejects: list[Reject] = []
-    stopped_by = None
     try:
         for copy in copies:
             settings = _settings(model, copy, options, f"{backend.name}-{backend.device}")
@@ -373,7 +372,8 @@ def run_generate(options: GenerateOptions, progress: Progress | None = None, sto
         by_index = {row.index: row for row in rows}
         copy_index = {copy.name: i for i, copy in enumerate(copies)}
         progress.start("generate", len(jobs))
-        outcomes = render(voice, jobs, options.sample_format)
+        stopped_by = stop() if stop is not None else None  # a signal while the written files were checked
+        outcomes = render(voice, jobs if stopped_by is None else [], options.sample_format)
         for outcome in outcomes:
             job, row = outcome.job, by_index[outcome.job.index]
             i = copy_index[job.copy]

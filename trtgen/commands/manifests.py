@@ -406,6 +406,8 @@ def write_manifests(
         base = render(root)
         if any(ch in base for ch in "{},"):
             raise UsageError(f"synthetic root {base} contains '{{', '}}' or ',' and cannot be an OpenSeq2Seq template")
+    synthetic = [f for per_copy in files for f in _sorted(per_copy)]
+    _check_unique([_synthetic_id(f.record) for f in synthetic] + [r.utterance.id for r in real_files], "synthetic and real rows together")
     out.mkdir(parents=True, exist_ok=True)
 
     if "openseq2seq" in formats:
@@ -418,26 +420,22 @@ def write_manifests(
         result.files["openseq2seq"] = path
         result.openseq2seq_config = _openseq2seq_config(path, real_csvs, [c.name for c in copies], bool(real) and not real_csvs, render)
 
-    synthetic = [f for per_copy in files for f in _sorted(per_copy)]
     if "nemo" in formats:
         result.files["nemo_synthetic"] = out / "nemo_synthetic.jsonl"
-        write_jsonl(result.files["nemo_synthetic"], _unique_ids([_nemo_synthetic(f, render) for f in synthetic], "nemo_synthetic.jsonl"))
+        write_jsonl(result.files["nemo_synthetic"], (_nemo_synthetic(f, render) for f in synthetic))
         if real:
             result.files["nemo_real"] = out / "nemo_real.jsonl"
-            write_jsonl(result.files["nemo_real"], _unique_ids([_nemo_real(r, render) for r in real_files], "nemo_real.jsonl"))
+            write_jsonl(result.files["nemo_real"], (_nemo_real(r, render) for r in real_files))
 
     if "lhotse" in formats:
-        recordings = [_lhotse_recording(_synthetic_id(f.record), f.path, f.info, render) for f in synthetic]
-        recordings += [_lhotse_recording(r.utterance.id, r.utterance.audio, r.info, render) for r in real_files]  # type: ignore[arg-type]
-        _unique_ids(recordings, "the lhotse manifests (real and synthetic together)")
         result.files["lhotse_synthetic_recordings"] = out / "lhotse_synthetic_recordings.jsonl.gz"
         result.files["lhotse_synthetic_supervisions"] = out / "lhotse_synthetic_supervisions.jsonl.gz"
-        write_jsonl(result.files["lhotse_synthetic_recordings"], recordings[: len(synthetic)])
+        write_jsonl(result.files["lhotse_synthetic_recordings"], (_lhotse_recording(_synthetic_id(f.record), f.path, f.info, render) for f in synthetic))
         write_jsonl(result.files["lhotse_synthetic_supervisions"], (_lhotse_synthetic_supervision(f, options.language) for f in synthetic))
         if real:
             result.files["lhotse_real_recordings"] = out / "lhotse_real_recordings.jsonl.gz"
             result.files["lhotse_real_supervisions"] = out / "lhotse_real_supervisions.jsonl.gz"
-            write_jsonl(result.files["lhotse_real_recordings"], recordings[len(synthetic):])
+            write_jsonl(result.files["lhotse_real_recordings"], (_lhotse_recording(r.utterance.id, r.utterance.audio, r.info, render) for r in real_files))  # type: ignore[arg-type]
             write_jsonl(result.files["lhotse_real_supervisions"], (_lhotse_real_supervision(r, options.language) for r in real_files))
 
     if options.mix is not None:
@@ -466,7 +464,9 @@ def write_manifests(
                 _nemo_real(real_files[d.index], render) if d.real else _nemo_synthetic(files[d.copy][template_ids[d.index]], render)
                 for d in plan
             ]
-            write_jsonl(result.files["nemo_mix"], _unique_ids(_number_repeats(rows), "nemo_mix.jsonl"))
+            rows = _number_repeats(rows)
+            _check_unique([row["id"] for row in rows], "nemo_mix.jsonl")
+            write_jsonl(result.files["nemo_mix"], rows)
 
     result.counts.update({
         "copies": [c.name for c in copies],
@@ -505,13 +505,11 @@ def _number_repeats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _unique_ids(rows: list[dict[str, Any]], manifest: str) -> list[dict[str, Any]]:
-    """``rows``, after checking that no two share an id (a real id equal to a synthetic one, say)."""
-    counts = Counter(row["id"] for row in rows)
-    repeated = [i for i, n in counts.items() if n > 1]
+def _check_unique(ids: list[str], what: str) -> None:
+    """Refuse ids that repeat (a real id equal to a synthetic one, say): a trainer would merge their rows."""
+    repeated = [i for i, n in Counter(ids).items() if n > 1]
     if repeated:
-        raise UsageError(f"{manifest}: {len(repeated)} id(s) would repeat, e.g. {repeated[0]!r}; rename those utterances")
-    return rows
+        raise UsageError(f"manifest ids of {what}: {len(repeated)} would repeat, e.g. {repeated[0]!r}; rename those utterances")
 
 
 def _convert_to_wav(real_files: list[_RealFile], directory: Path, progress: Progress | None, rejects: list[Reject]) -> list[_RealFile]:

@@ -228,7 +228,10 @@ class CopyWriter:
         settings_path = self.directory / SETTINGS_FILE
         existing_records = sorted(self.directory.glob("records*.jsonl"))
         if settings_path.exists():
-            previous = json.loads(settings_path.read_text(encoding="utf-8"))
+            try:
+                previous = json.loads(settings_path.read_text(encoding="utf-8"))
+            except ValueError as error:
+                raise SettingsMismatch(f"{settings_path} cannot be read ({error}); it says what made this copy: restore it or use another --out") from None
             differences = {k: (previous.get(k), v) for k, v in self.settings.items() if previous.get(k) != v}
             if differences:
                 detail = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in sorted(differences.items()))
