@@ -20,6 +20,6 @@ fi
 # lhotse (used by the tests to read our manifests back) needs PyTorch; a CPU build keeps this small.
 "$VENV/bin/pip" install -q --upgrade pip
 "$VENV/bin/pip" install -q "${TORCH_SPEC:-torch==2.13.0}"
-"$VENV/bin/pip" install -q -e '.[cpu,export,test]'
+"$VENV/bin/pip" install -q -e '.[cpu,export,ray,test]'
 
 exec "$VENV/bin/python" -m pytest "$@"

@@ -19,10 +19,11 @@ def test_help_lists_every_command():
         assert command in result.output
 
 
-def test_python_dash_m_trtgen_works_and_the_runtime_does_not_import_tensorflow():
+def test_python_dash_m_trtgen_works_and_the_runtime_does_not_import_tensorflow_or_ray():
     code = (
-        "import sys, trtgen.cli, trtgen.commands.generate, trtgen.engine.synthesis, trtgen.commands.manifests, trtgen.evaluation.run, trtgen.commands.bench;"
-        "sys.exit(1 if 'tensorflow' in sys.modules else 0)"
+        "import sys, trtgen, trtgen.cli, trtgen.commands.generate, trtgen.engine.voice, trtgen.commands.manifests, trtgen.evaluation.run,"
+        " trtgen.commands.bench; from trtgen import Voice;"
+        "sys.exit(1 if {'tensorflow', 'ray', 'trtgen_export'} & set(sys.modules) else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
     result = subprocess.run([sys.executable, "-m", "trtgen", "--help"], capture_output=True, text=True)

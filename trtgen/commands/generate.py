@@ -18,7 +18,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from trtgen import __version__
 from trtgen.commands.writers import (
@@ -98,6 +98,27 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 @dataclass(frozen=True)
+class ClusterOptions:
+    """``--ray ADDRESS --workers N [--block-size B]``: render on a Ray cluster (:mod:`trtgen.commands.cluster`)."""
+
+    address: str
+    """``local`` (a private Ray instance on this machine), ``auto`` (the cluster ``ray start`` set up) or
+    ``ray://host:port`` (Ray Client)."""
+    workers: int = 1
+    """Actors, each with one loaded model: one GPU each with ``--device cuda``, ``--threads`` CPUs with ``cpu``."""
+    block_size: int | None = None
+    """Utterances per block sent to a worker; None: chosen from the list (seconds to a minute of work)."""
+
+    def __post_init__(self) -> None:
+        if self.address not in ("local", "auto") and not self.address.startswith("ray://"):
+            raise UsageError(f"--ray {self.address!r}: give local, auto or ray://HOST:PORT")
+        if self.workers < 1:
+            raise UsageError(f"--workers {self.workers}: must be 1 or more")
+        if self.block_size is not None and self.block_size < 1:
+            raise UsageError(f"--block-size {self.block_size}: must be 1 or more")
+
+
+@dataclass(frozen=True)
 class GenerateOptions:
     model_dir: Path
     list_path: Path
@@ -113,6 +134,8 @@ class GenerateOptions:
     sample_format: str = "pcm16"
     naming: str = "id"
     threads: int | None = None
+    cluster: ClusterOptions | None = None
+    """Render on Ray workers instead of in this process (same files)."""
 
     def __post_init__(self) -> None:
         """Every option is checked here, before anything is written (a refused run leaves ``out_dir`` untouched)."""
@@ -146,9 +169,14 @@ def generate_options(
     gl_iters: int | None = None,
     vocoder_device: str | None = None,
     shard: str | None = None,
+    ray: str | None = None,
+    workers: int = 1,
+    block_size: int | None = None,
     **rest: Any,
 ) -> GenerateOptions:
     """:class:`GenerateOptions` from the command line's values, every one checked (``trtgen generate``)."""
+    if ray is None and (workers != 1 or block_size is not None):
+        raise UsageError("--workers and --block-size need --ray")
     model_dir = model_dir or default_model_dir()
     card = load_model(model_dir, verify=False).card
     vocoder_options = griffin_lim_preset(vocoder)
@@ -158,7 +186,7 @@ def generate_options(
         model_dir=model_dir, list_path=list_path, out_dir=out_dir,
         copies=tuple(parse_copies(copies, default_dropout=card.model.prenet_dropout, base_seed=seed)),
         synthesis=SynthesisOptions(batch_size=batch_size, vocoder=vocoder_options, vocoder_device=vocoder_device),
-        shard=parse_shard(shard), **rest,
+        shard=parse_shard(shard), cluster=None if ray is None else ClusterOptions(ray, workers, block_size), **rest,
     )
 
 
@@ -190,6 +218,10 @@ class GenerateReport:
     times: StageTimes
     decode: DecodeStats
     backend: str
+    startup_seconds: float = 0.0
+    """Loading the model (and, with ``--ray``, connecting and starting every worker): once per run."""
+    workers: list[Any] = field(default_factory=list)
+    """Per Ray worker: blocks, utterances, audio, busy time (:class:`trtgen.commands.cluster.WorkerReport`)."""
 
     @property
     def written(self) -> int:
@@ -274,9 +306,10 @@ class Outcome:
     audio_bytes: int = 0
 
 
-def render(voice: Voice, jobs: Iterable[Job], sample_format: str) -> Iterator[Outcome]:
-    """Speak ``jobs`` and write each WAV atomically into its copy directory; yields outcomes as they
-    finish. The one body of work that a single process and a cluster worker share."""
+def render(voice: Voice, jobs: Iterable[Job], sample_format: str, staging: str | None = None) -> Iterator[Outcome]:
+    """Speak ``jobs`` and write each WAV atomically into its copy directory (through the staging directory
+    ``staging`` names, :func:`~trtgen.commands.writers.staging_dir`); yields outcomes as they finish. The
+    one body of work that a single process and a cluster worker share."""
     rows = (Row(job.id, job.text, job.style, job.dropout, job.seed, tag=job) for job in jobs)
     for result in voice.stream(rows):
         job: Job = result.tag
@@ -284,7 +317,7 @@ def render(voice: Voice, jobs: Iterable[Job], sample_format: str) -> Iterator[Ou
             yield Outcome(job, reject=result.reason)
             continue
         started = time.perf_counter()
-        written = write_utterance_wav(Path(job.directory), job.audio, result.audio, voice.sample_rate, sample_format)
+        written = write_utterance_wav(Path(job.directory), job.audio, result.audio, voice.sample_rate, sample_format, staging)
         voice.times.add("writing", time.perf_counter() - started)
         yield Outcome(
             job, frames=result.frames, steps=result.steps, duration_s=result.duration_s, stopped=result.stopped,
@@ -332,11 +365,65 @@ def run_generate(options: GenerateOptions, progress: Progress | None = None, sto
     started = time.perf_counter()
     progress = progress or NoProgress()
     model = load_model(options.model_dir)
-    voice = Voice.load(
-        options.model_dir, backend=options.backend, device=options.device, threads=options.threads,
-        vocoder=options.synthesis.vocoder, options=options.synthesis, verify=False,
-    )
-    backend = voice.synthesizer.backend
+    if options.cluster is not None:
+        from trtgen.commands.cluster import RayRenderer
+
+        renderer: Renderer = RayRenderer.start(options)
+    else:
+        renderer = LocalRenderer(options)
+    try:
+        return _generate(options, model, renderer, progress, stop, started)
+    finally:
+        renderer.close()
+
+
+class Renderer(Protocol):
+    """Who turns jobs into WAVs and outcomes: this process (:class:`LocalRenderer`) or a Ray cluster
+    (:class:`trtgen.commands.cluster.RayRenderer`). Both run :func:`render`."""
+
+    backend_name: str
+    """``<backend>-<device>`` as the copies' settings record it."""
+    times: StageTimes
+    decode_stats: DecodeStats
+    startup_seconds: float
+
+    def render(self, jobs: list[Job]) -> Iterator[Outcome]: ...
+
+    def describe(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class LocalRenderer:
+    """Renders in this process, with the voice loaded here."""
+
+    def __init__(self, options: GenerateOptions) -> None:
+        started = time.perf_counter()
+        self.options = options
+        self.voice = Voice.load(
+            options.model_dir, backend=options.backend, device=options.device, threads=options.threads,
+            vocoder=options.synthesis.vocoder, options=options.synthesis, verify=False,
+        )
+        backend = self.voice.synthesizer.backend
+        self.backend_name = f"{backend.name}-{backend.device}"
+        self.times = self.voice.times
+        self.decode_stats = self.voice.decode_stats
+        self.startup_seconds = time.perf_counter() - started
+        self.workers: dict[str, Any] = {}
+
+    def render(self, jobs: list[Job]) -> Iterator[Outcome]:
+        return render(self.voice, jobs, self.options.sample_format)
+
+    def describe(self) -> str:
+        return self.voice.describe()
+
+    def close(self) -> None:
+        pass
+
+
+def _generate(
+    options: GenerateOptions, model: Model, renderer: Renderer, progress: Progress, stop: StopRequest | None, started: float
+) -> GenerateReport:
     copies = list(options.copies) or parse_copies(None, default_dropout=model.card.model.prenet_dropout, base_seed=0)
     all_rows, list_rejects = read_infer_list(options.list_path, options.style_root)
     rows, list_rejects = _select_rows(all_rows, list_rejects, options)
@@ -350,7 +437,7 @@ def run_generate(options: GenerateOptions, progress: Progress | None = None, sto
     all_rejects: list[Reject] = []
     try:
         for copy in copies:
-            settings = _settings(model, copy, options, f"{backend.name}-{backend.device}")
+            settings = _settings(model, copy, options, renderer.backend_name)
             writer = CopyWriter(options.out_dir / copy.name, settings, shard=options.shard, naming=options.naming)
             writers.append(writer)
             expected.append({
@@ -373,7 +460,7 @@ def run_generate(options: GenerateOptions, progress: Progress | None = None, sto
         copy_index = {copy.name: i for i, copy in enumerate(copies)}
         progress.start("generate", len(jobs))
         stopped_by = stop() if stop is not None else None  # a signal while the written files were checked
-        outcomes = render(voice, jobs if stopped_by is None else [], options.sample_format)
+        outcomes = renderer.render(jobs if stopped_by is None else [])
         for outcome in outcomes:
             job, row = outcome.job, by_index[outcome.job.index]
             i = copy_index[job.copy]
@@ -400,9 +487,11 @@ def run_generate(options: GenerateOptions, progress: Progress | None = None, sto
         copies=reports,
         rejects=all_rejects,
         wall_seconds=time.perf_counter() - started,
-        times=voice.times,
-        decode=voice.decode_stats,
-        backend=voice.describe(),
+        times=renderer.times,
+        decode=renderer.decode_stats,
+        backend=renderer.describe(),
+        startup_seconds=renderer.startup_seconds,
+        workers=list(getattr(renderer, "workers", {}).values()),
     )
     if stopped_by is not None:
         raise Interrupted(

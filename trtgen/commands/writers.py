@@ -79,19 +79,23 @@ def encode_wav(audio: np.ndarray, sample_rate: int, sample_format: str) -> bytes
     return buffer.getvalue()
 
 
-def staging_dir(directory: Path) -> Path:
-    """This process's staging directory inside a copy directory: WAVs are written there, then renamed
-    into place (same file system, so the rename is atomic). A process killed with -9 leaves its
-    half-written file there, never beside the outputs; :meth:`CopyWriter.open` clears dead processes' ones."""
-    return Path(directory) / STAGING / f"{socket.gethostname()}-{os.getpid()}"
+def staging_dir(directory: Path, owner: str | None = None) -> Path:
+    """A writer's staging directory inside a copy directory: WAVs are written there, then renamed into
+    place (same file system, so the rename is atomic). A process killed with -9 leaves its half-written
+    file there, never beside the outputs; :meth:`CopyWriter.open` clears dead processes' ones. ``owner``
+    names it (a cluster worker: its run and slot, so the driver can clear it even after the worker died);
+    by default ``<host>-<pid>``."""
+    return Path(directory) / STAGING / (owner or f"{socket.gethostname()}-{os.getpid()}")
 
 
-def write_utterance_wav(directory: Path, name: str, audio: np.ndarray, sample_rate: int, sample_format: str) -> WrittenAudio:
+def write_utterance_wav(
+    directory: Path, name: str, audio: np.ndarray, sample_rate: int, sample_format: str, owner: str | None = None
+) -> WrittenAudio:
     """Write one utterance's WAV into a copy directory atomically, from whichever process made it (the
     driver or a cluster worker), and return its digest for the record. A failed write (disk full,
     read-only, permissions) leaves nothing behind and raises :class:`~trtgen.errors.OutputError`."""
     data = encode_wav(audio, sample_rate, sample_format)
-    staging = staging_dir(directory)
+    staging = staging_dir(directory, owner)
     path = Path(directory) / name
     temporary = staging / name
     try:

@@ -162,7 +162,9 @@ def log_mel(magnitude: np.ndarray, cfg: AudioConfig = AudioConfig()) -> np.ndarr
     magnitude = np.asarray(magnitude, dtype=np.float32)
     if magnitude.ndim != 2 or magnitude.shape[1] != cfg.num_freq:
         raise UsageError(f"log_mel expects a [frames, {cfg.num_freq}] magnitude, got shape {magnitude.shape}")
-    mel = magnitude @ mel_filterbank(cfg).T
+    # numpy's own loops, not BLAS: a BLAS product's rounding changes with its thread count (OMP_NUM_THREADS,
+    # which Ray sets per worker), and a style embedding, hence every utterance spoken with it, must not.
+    mel = np.einsum("tf,mf->tm", magnitude, mel_filterbank(cfg))
     return np.log(np.maximum(mel, np.float32(cfg.log_floor)))
 
 
