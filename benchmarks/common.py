@@ -207,7 +207,7 @@ def exporter_digest() -> str:
     digest = hashlib.sha256(trtgen.__version__.encode())
     for name in ("onnx_export.py", "tf_model.py", "variables.py"):
         digest.update((REPO_ROOT / "export" / name).read_bytes())
-    digest.update((REPO_ROOT / "trtgen" / "config.py").read_bytes())
+    digest.update((REPO_ROOT / "trtgen" / "engine" / "config.py").read_bytes())
     return digest.hexdigest()[:12]
 
 

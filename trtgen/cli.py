@@ -117,6 +117,9 @@ def export(
     stop_threshold: Optional[float] = typer.Option(
         None, "--stop-threshold", help="Stop probability that ends an utterance, recorded in the card (tune it with trtgen eval --stop-threshold). Default: the config's."
     ),
+    quantize: str = typer.Option(
+        "postnet", "--quantize", help="int8 variants to write beside the float graphs, run on the CPU by default: postnet, decoder, postnet,decoder or none (calibrated on held-out sentences; the decoder's moves stop steps)."
+    ),
 ) -> None:
     """Turn a trained checkpoint into a model directory of ONNX graphs (and TensorRT engines)."""
     from trtgen.commands.export import run_export_command
@@ -126,6 +129,7 @@ def export(
         lambda message: console.print(message, markup=False, highlight=False),
         checkpoint=checkpoint, out=out, config=config, random_init=random_init, seed=seed, opset=opset, chunk_steps=chunk_steps,
         name=name, tensorrt=tensorrt, fp16=fp16, attention_window=attention_window, stop_threshold=stop_threshold,
+        quantize=quantize,
     ))
     render_export(report)
 
