@@ -13,16 +13,15 @@ For each stage of trtgen's pipeline, at the shapes a real run gives it:
   inverse per iteration) as bare batched scipy FFTs of the same sizes, against trtgen's vocoder.
 
 Every figure on one thread and on two, so the table also gives each stage's scaling from one thread
-to two, which chooses the threads of the overlapped stages (trtgen.engine.synthesis.stage_threads).
-Timings are medians of interleaved repeats (CPU time where one thread runs: a shared machine disturbs
-it less than wall time).
+to two, which chooses the threads of the overlapped stages and where overlap pays
+(trtgen.engine.synthesis.stage_threads, overlap_pays). Timings are medians of interleaved wall-time
+repeats; the FLOP rate is the best round (a limit: what the machine did at least once).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DEFAULT_WORK_DIR, TRAINED_VOICE, benchmark_model, markdown_table, write_json  # noqa: E402
+from common import DEFAULT_WORK_DIR, TRAINED_VOICE, benchmark_model, markdown_table, time_interleaved, write_json  # noqa: E402
+from trtgen.engine.cost import decoder_products, flops, postnet_products  # noqa: E402
 
 DECODER_BATCH = 32
 DECODER_FRAMES = 985
@@ -55,39 +55,6 @@ class LimitSettings:
         settings: dict[str, Any] = dict(configs=(TRAINED_VOICE,), repeats=1, decoder_steps=16)
         settings.update(overrides)
         return LimitSettings(**settings)
-
-
-# ---------------------------------------------------------------------------- work counted from the config
-def decoder_products(c: Any, batch: int, text_len: int) -> list[tuple[int, ...]]:
-    """The matrix products of one decoder step (tf_model.TacotronGST.decoder_step): ``(M, K, N)`` with a
-    constant right-hand side, or ``(B, 1, T, D)`` for the batched attention read of the memory."""
-    h, a = c.decoder_lstm_units, c.attention_dim
-    widths = (c.num_mels, *c.prenet_units)
-    products: list[tuple[int, ...]] = [(batch, widths[i], widths[i + 1]) for i in range(len(c.prenet_units))]
-    products.append((batch, c.prenet_units[-1] + c.memory_dim + h, 4 * h))
-    products += [(batch, 2 * h, 4 * h)] * (c.decoder_lstm_layers - 1)
-    products += [(batch, h, a), (batch * text_len, c.location_kernel, a), (batch * text_len, a, 1)]
-    products.append((batch, 1, text_len, c.memory_dim))
-    products += [(batch, h + c.memory_dim, c.frame_dim), (batch * c.reduction_factor, c.num_mels, 1)]
-    return products
-
-
-def postnet_products(c: Any, batch: int, frames: int) -> list[tuple[int, ...]]:
-    """The postnet's convolutions as the matrix products they amount to, and the magnitude projection."""
-    rows = batch * frames
-    channels = (c.num_mels, *c.postnet_channels, c.num_mels)
-    products = [(rows, channels[i] * c.postnet_kernel, channels[i + 1]) for i in range(len(channels) - 1)]
-    magnitude = (c.num_mels, *c.magnitude_conv_channels)
-    products += [(rows, magnitude[i] * c.magnitude_conv_kernel, magnitude[i + 1]) for i in range(len(magnitude) - 1)]
-    products.append((rows, magnitude[-1], c.num_freq))
-    return products
-
-
-def flops(products: list[tuple[int, ...]]) -> float:
-    total = 0.0
-    for p in products:
-        total += 2.0 * (p[0] * p[1] * p[2] if len(p) == 3 else p[0] * p[1] * p[2] * p[3])
-    return total
 
 
 # ---------------------------------------------------------------------------- bare kernels
@@ -125,24 +92,11 @@ def _session(model: Any, threads: int) -> Any:
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
-def interleaved(contenders: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median wall seconds of each contender over interleaved rounds, after one warm-up each."""
-    for run in contenders.values():
-        run()
-    seconds: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, run in contenders.items():
-            started = time.perf_counter()
-            run()
-            seconds[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in seconds.items()}
-
-
 def peak_flop_rate(repeats: int) -> dict[int, float]:
-    """FLOP/s of a large ONNX Runtime MatMul on 1 and 2 threads: the machine's practical peak."""
+    """FLOP/s of a large ONNX Runtime MatMul on 1 and 2 threads: the machine's practical peak (the best round)."""
     graph, feeds = products_graph([PEAK_SHAPE])
     sessions = {t: _session(graph, t) for t in THREADS}
-    times = interleaved({str(t): (lambda s=s: s.run(None, feeds)) for t, s in sessions.items()}, repeats)
+    times = time_interleaved({str(t): (lambda s=s: s.run(None, feeds)) for t, s in sessions.items()}, max(repeats, 5), min)
     return {t: flops([PEAK_SHAPE]) / times[str(t)] for t in THREADS}
 
 
@@ -152,7 +106,7 @@ def decoder_row(config: str, settings: LimitSettings, peak: dict[int, float]) ->
     from trtgen.engine.artifact import load_model
     from trtgen.engine.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    model = load_model(benchmark_model(config, settings.work_dir)).with_precision("float32")
+    model = load_model(benchmark_model(config, settings.work_dir, quantize=())).with_precision("float32")
     c = model.card.model
     backends = {t: OnnxRuntimeBackend(model, threads=t) for t in THREADS}
     requests = fixed_length_requests(model, backends[1], DECODER_BATCH, DECODER_FRAMES)
@@ -163,11 +117,11 @@ def decoder_row(config: str, settings: LimitSettings, peak: dict[int, float]) ->
     def decode(t: int) -> Callable[[], Any]:
         return lambda: time_chunked(runners[t], model.card, np, requests, steps, frames=DECODER_FRAMES)
 
-    measured = interleaved({f"decoder {t}": decode(t) for t in THREADS}, settings.repeats)
+    measured = time_interleaved({f"decoder {t}": decode(t) for t in THREADS}, settings.repeats)
     products = decoder_products(c, DECODER_BATCH, text_len)
     graph, feeds = products_graph(products)
     bare_sessions = {t: _session(graph, t) for t in THREADS}
-    bare = interleaved({f"bare {t}": (lambda s=s: s.run(None, feeds)) for t, s in bare_sessions.items()}, settings.repeats)
+    bare = time_interleaved({f"bare {t}": (lambda s=s: s.run(None, feeds)) for t, s in bare_sessions.items()}, settings.repeats)
     work = flops(products)
     return {
         "stage": "decoder", "config": config, "unit": f"step of {DECODER_BATCH} rows ({text_len} symbols)", "unit_audio_s": DECODER_BATCH * c.reduction_factor / FRAMES_PER_AUDIO_S,
@@ -181,7 +135,7 @@ def decoder_row(config: str, settings: LimitSettings, peak: dict[int, float]) ->
 def postnet_row(config: str, settings: LimitSettings, peak: dict[int, float]) -> dict[str, Any]:
     from trtgen.engine.artifact import load_model
 
-    model = load_model(benchmark_model(config, settings.work_dir)).with_precision("float32")
+    model = load_model(benchmark_model(config, settings.work_dir, quantize=())).with_precision("float32")
     c = model.card.model
     batch, frames = GROUP
     rng = np.random.default_rng(0)
@@ -192,7 +146,7 @@ def postnet_row(config: str, settings: LimitSettings, peak: dict[int, float]) ->
     bare_sessions = {t: _session(graph, t) for t in THREADS}
     contenders = {f"postnet {t}": (lambda s=s: s.run(None, feeds)) for t, s in sessions.items()}
     contenders.update({f"bare {t}": (lambda s=s: s.run(None, bare_feeds)) for t, s in bare_sessions.items()})
-    times = interleaved(contenders, settings.repeats)
+    times = time_interleaved(contenders, settings.repeats)
     work = flops(products)
     return {
         "stage": "postnet", "config": config, "unit": f"{batch} x {frames} frames", "unit_audio_s": batch * frames / FRAMES_PER_AUDIO_S,
@@ -228,7 +182,7 @@ def vocoder_rows(settings: LimitSettings) -> list[dict[str, Any]]:
                     scipy.fft.irfft(spectrum, n=audio.n_fft, axis=-1, workers=t)
 
             contenders[f"bare {t}"] = ffts
-        times = interleaved(contenders, settings.repeats)
+        times = time_interleaved(contenders, settings.repeats)
         rows.append({
             "stage": f"Griffin-Lim, {label} ({options.n_iter} it, momentum {options.momentum:g})", "config": "any",
             "unit": f"{batch} x {frames} frames", "unit_audio_s": batch * frames / FRAMES_PER_AUDIO_S, "gflop": None,

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import shutil
 import statistics
 import sys
 import time
@@ -34,6 +32,8 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from trtgen_export.quantize import QuantizeOptions  # noqa: E402
 
 from common import (  # noqa: E402
     DEFAULT_WORK_DIR,
@@ -53,7 +53,7 @@ from common import (  # noqa: E402
 DEFAULT_MAX_MCD_DB = 0.2
 DEFAULT_MIN_SAME_STOP = 0.99
 """The issue's bar for an int8 graph to become the CPU default (same stop step within one step)."""
-CALIBRATION_SENTENCES = 64
+CALIBRATION_SENTENCES = QuantizeOptions().sentences
 VARIANTS = {"float32": (), "int8 postnet": ("postnet",), "int8 postnet + decoder": ("postnet", "decoder_chunk")}
 
 
@@ -71,27 +71,9 @@ class PrecisionSettings:
         return PrecisionSettings(**settings)
 
 
-def int8_model(config_name: str, work_dir: Path, log: Callable[[str], None] = print) -> Path:
-    """A copy of the benchmark model with int8 postnet and decoder variants (cached while the float
-    model and the quantiser's source stay the same)."""
-    from trtgen.engine.artifact import load_model
-    from trtgen_export.quantize import QuantizeOptions, quantize_model
-
-    source = benchmark_model(config_name, work_dir)
-    model = load_model(source).with_precision("float32")
-    digest = hashlib.sha256((model.digest + (REPO_ROOT / "export" / "quantize.py").read_text()).encode()).hexdigest()[:12]
-    target = Path(work_dir) / "models" / f"{config_name}-int8-{digest}"
-    if (target / "model.json").is_file():
-        return target
-    log(f"quantising {config_name} into {target} (once; cached) ...")
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(source, target)
-    for path in target.glob("*.int8.onnx"):
-        path.unlink()
-    float_card = model.card
-    float_card.write(target)  # without the shipped variants: they are remade here, all from the same calibration
-    quantize_model(target, QuantizeOptions(graphs=("postnet", "decoder_chunk"), sentences=CALIBRATION_SENTENCES), log=log)
-    return target
+def int8_model(config_name: str, work_dir: Path) -> Path:
+    """The benchmark model with int8 postnet and decoder variants (common.benchmark_model, cached)."""
+    return benchmark_model(config_name, work_dir, quantize=("postnet", "decoder_chunk"))
 
 
 def _voice(directory: Path, graphs: tuple[str, ...], options: Any) -> Any:
@@ -214,7 +196,7 @@ def speed(directory: Path, feeds: dict[str, list[dict[str, np.ndarray]]], repeat
 def run_precision_bench(settings: PrecisionSettings, log: Callable[[str], None] = print) -> dict[str, Any]:
     results = []
     for config, count in settings.configs.items():
-        directory = int8_model(config, settings.work_dir, log)
+        directory = int8_model(config, settings.work_dir)
         log(f"precision {config}: fidelity on {count} held-out sentences")
         fid, feeds = fidelity(directory, _rows(count), config == TRAINED_VOICE, log)
         timing = speed(directory, feeds, settings.repeats)

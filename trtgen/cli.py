@@ -146,7 +146,7 @@ def generate(
     backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime or tensorrt."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     gl_iters: Optional[int] = typer.Option(None, "--gl-iters", help="Griffin-Lim iterations (default: the vocoder preset's)."),
-    vocoder: str = typer.Option("default", "--vocoder", help="Griffin-Lim preset: default (fast GL) or openseq2seq (4 classic iterations)."),
+    vocoder: str = typer.Option("default", "--vocoder", help="Griffin-Lim preset: default (6 fast iterations), quality (24 fast: for a GPU) or openseq2seq (4 classic iterations)."),
     vocoder_device: Optional[str] = typer.Option(None, "--vocoder-device", help="cpu or cuda (CuPy) for Griffin-Lim (default: --device)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: generate rows whose index is I modulo N (one process per GPU)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N rows of the list."),

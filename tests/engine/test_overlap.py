@@ -72,3 +72,21 @@ def test_closing_the_consumer_stops_every_thread_and_closes_the_source() -> None
     results.close()
     assert closed.wait(5), "the source was not closed"
     assert threading.active_count() == before
+
+
+def test_stages_overlap_where_it_pays_with_half_the_cores_each() -> None:
+    import dataclasses
+
+    from trtgen.engine.artifact import default_model_dir, load_model
+    from trtgen.engine.config import model_preset
+    from trtgen.engine.synthesis import SynthesisOptions, overlap_pays, stage_threads
+
+    voice = load_model(default_model_dir()).with_precision("int8")
+    full_size = dataclasses.replace(voice, card=dataclasses.replace(voice.card, model=model_preset("openseq2seq")))
+    options = SynthesisOptions()
+    # The shipped voice: postnet and vocoder outweigh the decoder; a full-size decoder is most of the work.
+    assert overlap_pays(voice, options) and not overlap_pays(full_size, options)
+    overlapped = dataclasses.replace(options, overlap=True)
+    assert stage_threads(overlapped, 2) == (1, 1) and stage_threads(overlapped, 16) == (8, 8)
+    assert stage_threads(dataclasses.replace(overlapped, decoder_threads=3, postnet_threads=2), 2) == (3, 2)
+    assert stage_threads(dataclasses.replace(options, overlap=False), 2) == (None, None)  # the backend's own

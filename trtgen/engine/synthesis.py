@@ -29,6 +29,7 @@ import numpy as np
 from trtgen.engine.artifact import Model
 from trtgen.engine.audio import AudioError, pad_style_batch, style_features
 from trtgen.engine.backends.base import Backend, GraphRunner
+from trtgen.engine.cost import work_per_frame
 from trtgen.engine.decode import ChunkedDecoder, DecodeRequest, DecodeStats, DecodedUtterance
 from trtgen.engine.overlap import overlapped
 from trtgen.engine.vocoder import GriffinLimOptions, griffin_lim, vocoder_array_module
@@ -36,7 +37,7 @@ from trtgen.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SynthesisOptions", "Utterance", "SynthesizedUtterance", "StageTimes", "Synthesizer", "StyleBank", "stage_threads"]
+__all__ = ["SynthesisOptions", "Utterance", "SynthesizedUtterance", "StageTimes", "Synthesizer", "StyleBank", "stage_threads", "overlap_pays"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ class SynthesisOptions:
     overlap: bool | None = None
     """Decoder, postnet and vocoder of successive groups run at the same time (threads); the audio is
     the same either way. False: one stage after another, each on all of the backend's threads. None:
-    overlap on the CPU; on a GPU not yet (never run there, docs/gpu.md)."""
+    on the CPU where it pays (:func:`overlap_pays`: not when the decoder is nearly all the work); on a
+    GPU not yet (never run there, docs/gpu.md)."""
     decoder_threads: int | None = None
     """ONNX Runtime threads of the text encoder and decoder on the CPU; None: :func:`stage_threads`."""
     postnet_threads: int | None = None
@@ -175,15 +177,34 @@ class StyleBank:
         return found, errors
 
 
+DECODER_SCALING = 1.5
+"""The decoder's speed-up from one thread to two on the project's CPU (1.4-1.6x, benchmarks/RESULTS.md "Limits")."""
+
+
+def overlap_pays(model: Model, options: SynthesisOptions) -> bool:
+    """Whether overlapped stages beat one stage after another for ``model``: not when its decoder sets the pace.
+
+    On two cores, overlapped, the decoder has one core and needs ``W_d`` (its work, in seconds of one
+    core) while the postnet and vocoder (``W_pv``) run beside it: about ``max(W_d, (W_d + W_pv) / 2)``.
+    One after another, the decoder has both cores, ``W_d / s`` (``s`` = :data:`DECODER_SCALING`), and
+    the rest follows, about ``W_pv / 2``. Overlap wins when ``W_pv > 2 W_d (1 - 1/s)``: for the shipped
+    voice and the small model, whose postnet and vocoder outweigh their decoder, not for the full-size
+    model (decoder 80% of the work; measured slower overlapped, with one decoder thread or two). Work
+    counted by :func:`trtgen.engine.cost.work_per_frame`; docs/throughput.md.
+    """
+    w_d, w_pv = work_per_frame(model.card, options.vocoder.n_iter, model.precision == "int8")
+    return w_pv >= 2 * w_d * (1 - 1 / DECODER_SCALING)
+
+
 def stage_threads(options: SynthesisOptions, cores: int) -> tuple[int | None, int | None]:
     """ONNX Runtime threads of (decoder, postnet); None: the backend's own setting.
 
-    Overlapping stages share ``cores``: half each for the decoder and the postnet (at least one), and
-    Griffin-Lim's task pool takes what they leave idle. Measured on two cores (docs/throughput.md):
-    from one thread to two the decoder gains only 1.5x and the postnet 1.85x, so one thread each,
-    running side by side, keeps both cores busier than two threads taking turns.
+    Overlapping stages share ``cores``: half each for the decoder (with the text encoder, on its thread)
+    and the postnet, at least one, and Griffin-Lim's task pool takes what they leave idle. Measured on
+    two cores (docs/throughput.md): from one thread to two the decoder gains 1.4-1.6x and Griffin-Lim
+    1.35x, so one thread each, side by side, keeps both cores busier than two threads taking turns.
     """
-    if options.overlap is False:
+    if not options.overlap:
         return options.decoder_threads, options.postnet_threads
     half = max(1, cores // 2)
     return options.decoder_threads or half, options.postnet_threads or half
@@ -203,7 +224,7 @@ class Synthesizer:
         self.vocoder_device = "cpu" if self.vocoder_xp is np else "cuda"
         self.times = StageTimes()
         if self.options.overlap is None:
-            self.options = dataclasses.replace(self.options, overlap=backend.device == "cpu")
+            self.options = dataclasses.replace(self.options, overlap=backend.device == "cpu" and overlap_pays(model, self.options))
         decoder_threads, postnet_threads = stage_threads(self.options, backend.threads or _available_cores())
         # Overlapping stages share the cores: an idle worker sleeps instead of spinning.
         spinning = not self.options.overlap
