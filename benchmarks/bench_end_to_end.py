@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -407,26 +408,40 @@ def spec_iters(method: Method, settings: EndToEndSettings) -> int | None:
 
 
 def per_round_ratios(data: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
-    """Each method's utt/s over the original's in the same round (repeats interleave the methods):
-    the spread says how much the shared machine moved the ratio."""
+    """Each method's utt/s over the original's in the same round (repeats interleave the methods, so
+    the two ran minutes apart under much the same load); the spread says how much the machine moved."""
     rounds: dict[str, dict[str, list[float]]] = {}
     by = {(r["config"], r["method"]): r for r in data["results"]}
     for (config, method), r in by.items():
         original = by.get((config, "original"))
-        if original is None or method == "original":
+        if original is None or method == "original" or len(original["walls"]) != len(r["walls"]):
             continue
         pairs = zip(original["walls"], r["walls"])
         rounds.setdefault(config, {})[method] = [a / b * (r["utterances"] / original["utterances"]) for a, b in pairs]
     return rounds
 
 
+def ratio_to_original(data: dict[str, Any], config: str, method: str) -> float | None:
+    """'x original' of ``method``: the median of its per-round ratios (:func:`per_round_ratios`), or,
+    when the rounds do not pair up, the ratio of the two medians."""
+    rounds = data.get("rounds", {}).get(config, {}).get(method)
+    if rounds:
+        return statistics.median(rounds)
+    by = {(r["config"], r["method"]): r for r in data["results"]}
+    original, ours = by.get((config, "original")), by.get((config, method))
+    if original is None or ours is None:
+        return None
+    return ours["utterances_per_s"] / original["utterances_per_s"]
+
+
 # ---------------------------------------------------------------------------- markdown
 def end_to_end_markdown(data: dict[str, Any]) -> list[str]:
     lines: list[str] = [
         "Methods: " + "; ".join(f"`{m.name}`: {m.what}" for m in METHODS.values() if any(r["method"] == m.name for r in data["results"])) + ".",
-        "'x original' compares utt/s with `original` (medians over the repeats; the per-round ratios are listed under the "
-        "table); 'CPU s' is the process's CPU time (all threads); 'busy' is each stage's busy time as a share of the wall "
-        "time: with overlapped stages the shares add up to more than 100%.",
+        "'x original': utt/s over `original`'s in the same round, the median over the rounds (each round runs every "
+        "method once, so the two compared ran minutes apart; the rounds' ratios are listed under the table); the other "
+        "columns are the run with the median wall time. 'CPU s' is the process's CPU time (all threads); 'busy' is each "
+        "stage's busy time as a share of the wall time: with overlapped stages the shares add up to more than 100%.",
         "",
     ]
     columns = ["method", "N", "batch", "wall s", "CPU s", "utt/s", "audio-s/s", "x original", "peak RSS MiB", "wasted decoder work", "busy"]
@@ -437,7 +452,8 @@ def end_to_end_markdown(data: dict[str, Any]) -> list[str]:
         for r in rows:
             stages = sorted(r["stages"].items(), key=lambda kv: -kv[1])[:4]
             where = ", ".join(f"{name} {100 * seconds / r['wall_s']:.0f}%" for name, seconds in stages)
-            ratio = "-" if original is None else f"{r['utterances_per_s'] / original['utterances_per_s']:.2f}x"
+            x = 1.0 if r["method"] == "original" else ratio_to_original(data, config, r["method"])
+            ratio = "-" if x is None else f"{x:.2f}x"
             table.append([
                 r["method"], r["utterances"], r["batch_size"], fmt(r["wall_s"], 1), fmt(r.get("cpu_s"), 1), fmt(r["utterances_per_s"], 2),
                 fmt(r["audio_seconds_per_s"], 1), ratio, f"{r['peak_rss_mib']:.0f}", f"{100 * r['wasted_fraction']:.1f}%", where,

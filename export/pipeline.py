@@ -50,7 +50,7 @@ class ExportRequest:
     quantize: str | None = "postnet"
     """``postnet``, ``decoder`` or both (comma list): also write int8 variants of those graphs, which the
     runtime picks on the CPU (trtgen_export.quantize); None or ``none``: float32 only. The postnet's is the
-    default: its fidelity holds on every model measured, the decoder's does not (benchmarks/results/precision.md)."""
+    default: its fidelity holds on every model measured, the decoder's does not (benchmarks/RESULTS.md, "Reduced precision")."""
 
 
 @dataclass

@@ -7,7 +7,7 @@ in any batch (and the int8 products are summed exactly, so not on the thread cou
 tested). QDQ format, int8 weights per output channel, uint8 activations: the form whose convolutions and
 matrix products ONNX Runtime runs with its integer kernels (AVX2 here; no VNNI on the project's CPU).
 
-Which nodes, and why (measured in benchmarks/results/precision.md):
+Which nodes, and why (measured in benchmarks/RESULTS.md, "Reduced precision"):
 
 * ``postnet``: the convolutions of the residual postnet only. Their activations are log-mel-like values
   in a narrow range (shipped voice: 0.03 dB MCD against float32). The magnitude branch stays float32:

@@ -130,7 +130,7 @@ class ModelCard:
     quantized: dict[str, GraphSpec] = field(default_factory=dict)
     """int8 variants of some graphs (graph name -> its int8 file), run on the CPU by default (:func:`resolve_precision`)."""
     quantization: dict[str, Any] = field(default_factory=dict)
-    """How the int8 variants were made: method, calibration sentences, quantised nodes, fidelity measured at export."""
+    """How the int8 variants were made: method, calibration sentences, quantised nodes per graph."""
     schema_version: int = SCHEMA_VERSION
     trtgen_version: str = __version__
 

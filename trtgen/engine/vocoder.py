@@ -53,7 +53,7 @@ class GriffinLimOptions:
     """How many Griffin-Lim iterations, with which update and initial phase.
 
     The default (6 iterations, momentum 0.99) comes from the measurement in
-    ``benchmarks/results/vocoder.md`` on real speech: the fewest iterations whose spectral convergence
+    ``benchmarks/RESULTS.md`` ("Quality against iterations") on real speech: the fewest iterations whose spectral convergence
     and MCD to the best reconstruction are both at least 25% better than OpenSeq2Seq's 4 classic
     iterations (classic Griffin-Lim needs 16 to be as good), at 1.5x their cost: better audio than
     the original, and a generator that is still faster than it end to end (benchmarks/RESULTS.md).

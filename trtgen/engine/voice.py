@@ -143,8 +143,8 @@ class Voice:
         verify: bool = True,
     ) -> Voice:
         """Load ``model_dir`` (None: the shipped voice) on ``backend`` (auto, onnxruntime, tensorrt) and
-        ``device`` (cpu, cuda). ``vocoder`` is a Griffin-Lim preset name (``default``, ``openseq2seq``)
-        or options; ``vocoder_device`` runs Griffin-Lim elsewhere (CuPy); ``stop_threshold`` decodes
+        ``device`` (cpu, cuda). ``vocoder`` is a Griffin-Lim preset name (``default``, ``quality``,
+        ``openseq2seq``) or options; ``vocoder_device`` runs Griffin-Lim elsewhere (CuPy); ``stop_threshold`` decodes
         with another threshold than the card's; ``precision`` is ``float32`` or ``int8`` (None: int8 on
         the CPU when the card has int8 graphs, :func:`~trtgen.engine.artifact.resolve_precision`);
         ``verify`` re-hashes every file against the card."""
