@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, help="also write the report here (e.g. benchmarks/results/chunk_forms.md)")
     args = parser.parse_args(argv)
     started, machine_info = now(), machine()
-    models = {str(args.model): args.model} if args.model else {c: benchmark_model(c, args.work_dir) for c in args.configs.split(",")}
+    models = {str(args.model): args.model} if args.model else {c: benchmark_model(c, args.work_dir, quantize=()) for c in args.configs.split(",")}
     lines = header_lines("Decoder chunk forms: ONNX Loop vs unrolled K steps (ONNX Runtime, CPU)",
                          command_line("benchmarks/bench_chunk_forms.py", argv if argv is not None else sys.argv[1:]),
                          started, machine_info, versions(("numpy", "onnxruntime", "onnx", "trtgen")))

@@ -151,7 +151,7 @@ def run_decoder_bench(settings: DecoderSettings, log: Callable[[str], None] = pr
     skipped: list[dict[str, Any]] = []
     backends: dict[str, str] = {}
     for config_name in settings.configs:
-        model = load_model(benchmark_model(config_name, settings.work_dir), verify=False)
+        model = load_model(benchmark_model(config_name, settings.work_dir, quantize=()), verify=False)
         card = model.card
         backend = create_backend(model, "onnxruntime", "cpu", threads=settings.threads)
         backends["onnxruntime"] = backend.describe()
@@ -164,7 +164,7 @@ def run_decoder_bench(settings: DecoderSettings, log: Callable[[str], None] = pr
                     sweep_models[k] = (card, chunk_runner)
                     continue
                 try:
-                    k_model = load_model(benchmark_model(config_name, settings.work_dir, chunk_steps=k), verify=False)
+                    k_model = load_model(benchmark_model(config_name, settings.work_dir, chunk_steps=k, quantize=()), verify=False)
                 except Exception as error:  # noqa: BLE001 - an exporter without per-K export: reported, not fatal
                     skipped.append({"config": config_name, "batch": "sweep", "mode": f"K={k}", "reason": f"export failed: {str(error)[:160]}"})
                     continue

@@ -1,26 +1,31 @@
 """End to end: ``trtgen generate`` vs the original way, on the same N utterances and the same model weights.
 
-Usage: python benchmarks/bench_end_to_end.py [--quick] [--configs small:128,openseq2seq:32,voice-trained:256] [--batch-size 32]
+Usage: python benchmarks/bench_end_to_end.py [--quick] [--configs small:128,openseq2seq:64,voice-trained:256]
+       [--batch-size 32] [--repeats N] [--equal-quality-iterations N]
 
 The original way is OpenSeq2Seq's synthetic-data recipe rebuilt on the TF2 reference model
-(``trtgen_export.tf_model.TacotronGST``, the same random weights that trtgen's ONNX model was exported
-from): rows in list order, in batches of the same size; per row the style clip's features; the style
-and text encoders, the ``tf.while_loop`` decode (seeded in-graph prenet dropout at the model's rate,
-each batch running until its longest row ends) and the postnet, each a ``tf.function``; then per
-utterance ``librosa.griffinlim`` (4 classic iterations, momentum 0, n_fft 800, hop 200, random
-initial phase) on ``clip(mag, 0, 255) ** 1.5``, written as a float32 WAV with soundfile.
+(``trtgen_export.tf_model.TacotronGST``, the same weights that trtgen's ONNX model was exported from):
+rows in list order, in batches of the same size; per row the style clip's features; the style and
+text encoders, the ``tf.while_loop`` decode (seeded in-graph prenet dropout at the model's rate, each
+batch running until its longest row ends) and the postnet, each a ``tf.function``; then per utterance
+``librosa.griffinlim`` (4 classic iterations, momentum 0, n_fft 800, hop 200, random initial phase) on
+``clip(mag, 0, 255) ** 1.5``, written as a float32 WAV with soundfile. ``original-equal-quality`` is the
+same with as many classic iterations as the vocoder study says it needs to be as good as trtgen's
+default vocoder.
 
-trtgen runs ``run_generate`` (ONNX Runtime on the CPU, the same batch size, float32 WAVs) with the
-``openseq2seq`` vocoder preset (4 classic iterations: like for like) and with its default vocoder.
+trtgen runs ``run_generate`` (ONNX Runtime on the CPU, the same batch size, float32 WAVs) in the ways
+listed in :data:`METHODS`: as it was before overlapped stages and int8 (``trtgen-serial``), like for
+like (``trtgen-openseq2seq``: OpenSeq2Seq's 4 classic iterations, everything else trtgen's defaults),
+with the int8 decoder option, and with all its defaults (``trtgen-default``).
 
-Fixed-length mode: the random model's stop token never fires and every text is 90 characters
-(96 ids with <s>, </s> and padding), so every utterance decodes to its cap of 960 frames (12.0 s,
-near LibriSpeech's mean of 12.3 s) in both methods. Each method runs in its own child process,
-which reports its peak resident memory (VmHWM). Before timing, the original way traces its
-tf.functions on a warm-up batch (excluded); trtgen's timed run includes creating its ONNX Runtime
-sessions (a real run does this once too). Wasted decoder work: row-steps computed for rows that had
-already ended (trtgen: ``DecodeStats.wasted_fraction``; original: the batch runs to its longest row),
-which is ~0 in fixed-length mode for both: the comparison is one of speed, not of scheduling.
+Fixed-length mode (random configs): the random model's stop token never fires and every text is 90
+characters (96 ids with <s>, </s> and padding), so every utterance decodes to its cap of 960 frames
+(12.0 s, near LibriSpeech's mean of 12.3 s) in both methods. Each method runs in its own child
+process, which reports its peak resident memory (VmHWM) and CPU time. Before timing, the original way
+traces its tf.functions on a warm-up batch (excluded); trtgen's timed run includes creating its ONNX
+Runtime sessions (a real run does this once too). Repeats interleave the methods. Wasted decoder work:
+row-steps computed for rows that had already ended (trtgen: ``DecodeStats.wasted_fraction``; original:
+the batch runs to its longest row).
 
 Realistic mode (config ``voice-trained``): the voice shipped with trtgen and the checkpoint it was
 exported from (export/train/checkpoints/voice), speaking its held-out sentences (3 to 30 words) in
@@ -34,6 +39,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -49,8 +55,40 @@ from common import DEFAULT_WORK_DIR, SHARED_DATA, TRAINED_VOICE, benchmark_model
 
 TEXT_CHARS = 90
 """90 characters -> 96 ids -> a 960-frame cap (12.0 s of audio)."""
-METHODS = ("original", "trtgen-openseq2seq", "trtgen-default")
 _RESULT = "E2E-RESULT "
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way of making the utterances: the original recipe, or ``trtgen generate`` with some settings."""
+
+    name: str
+    kind: str
+    """``original`` or ``trtgen``."""
+    what: str
+    """One line for the report."""
+    gl_iters: int | None = 4
+    """original: librosa's classic Griffin-Lim iterations (None: the equal-quality count of the vocoder study)."""
+    vocoder: str = "openseq2seq"
+    """trtgen: the Griffin-Lim preset."""
+    quantize: tuple[str, ...] = ("postnet",)
+    """trtgen: the int8 variants in the model directory (common.benchmark_model; ``trtgen export``'s default)."""
+    overlap: bool | None = None
+    """trtgen: SynthesisOptions.overlap (None: its default, on for the CPU)."""
+
+
+METHODS = {
+    m.name: m
+    for m in (
+        Method("original", "original", "TF2 reference + librosa.griffinlim, 4 classic iterations (OpenSeq2Seq's recipe)"),
+        Method("original-equal-quality", "original", "the original with as many classic iterations as it needs to match trtgen's default vocoder", gl_iters=None),
+        Method("trtgen-serial", "trtgen", "trtgen as it was (121fc6f): float32, stages one after another, 4 classic iterations", quantize=(), overlap=False),
+        Method("trtgen-openseq2seq", "trtgen", "trtgen, like for like: 4 classic iterations; its defaults otherwise (overlapped stages, int8 postnet)"),
+        Method("trtgen-openseq2seq-int8", "trtgen", "as trtgen-openseq2seq with the int8 decoder too (an export option, not a default)", quantize=("postnet", "decoder_chunk")),
+        Method("trtgen-default", "trtgen", "trtgen with all its defaults (vocoder: 6 fast Griffin-Lim iterations)", vocoder="default"),
+    )
+}
+"""Every method the benchmark knows; EndToEndSettings.methods picks them per config."""
 
 _FALLBACK_TEXT = (
     "he hoped there would be stew for dinner turnips and carrots and bruised potatoes and fat mutton pieces to be "
@@ -61,12 +99,24 @@ _FALLBACK_TEXT = (
 
 @dataclass
 class EndToEndSettings:
-    utterances: dict[str, int] = field(default_factory=lambda: {"small": 128, "openseq2seq": 32, TRAINED_VOICE: 256})
-    """Config preset -> N utterances."""
+    utterances: dict[str, int] = field(default_factory=lambda: {"small": 128, "openseq2seq": 64, TRAINED_VOICE: 256})
+    """Config preset -> N utterances. Two batches at least: with one, every utterance of a fixed-length
+    config ends in the same decoder chunk and nothing is left for the stages to overlap with."""
     batch_size: int = 32
-    methods: tuple[str, ...] = METHODS
+    methods: dict[str, tuple[str, ...]] = field(default_factory=lambda: {
+        "small": ("original", "trtgen-openseq2seq", "trtgen-default"),
+        "openseq2seq": ("original", "trtgen-serial", "trtgen-openseq2seq", "trtgen-openseq2seq-int8", "trtgen-default"),
+        TRAINED_VOICE: ("original", "original-equal-quality", "trtgen-serial", "trtgen-openseq2seq", "trtgen-default"),
+    })
+    """Config -> the methods run on it (:data:`METHODS`); a config not named runs original, trtgen-openseq2seq, trtgen-default."""
+    equal_quality_iterations: int | None = None
+    """Classic iterations of ``original-equal-quality`` (from the vocoder study; None: that method is skipped)."""
     repeats: int = 1
     work_dir: Path = DEFAULT_WORK_DIR
+
+    def methods_for(self, config: str) -> tuple[Method, ...]:
+        names = self.methods.get(config, ("original", "trtgen-openseq2seq", "trtgen-default"))
+        return tuple(METHODS[n] for n in names if METHODS[n].gl_iters is not None or self.equal_quality_iterations)
 
     @staticmethod
     def quick(**overrides: Any) -> EndToEndSettings:
@@ -180,13 +230,15 @@ def child_trtgen(spec: dict[str, Any]) -> dict[str, Any]:
     def options(out: Path, limit: int | None) -> GenerateOptions:
         return GenerateOptions(
             model_dir=Path(spec["model_dir"]), list_path=Path(spec["list"]), out_dir=out, backend="onnxruntime", device="cpu",
-            synthesis=SynthesisOptions(batch_size=spec["batch_size"], vocoder=griffin_lim_preset(spec["vocoder"])),
+            synthesis=SynthesisOptions(batch_size=spec["batch_size"], vocoder=griffin_lim_preset(spec["vocoder"]), overlap=spec["overlap"]),
             limit=limit, sample_format="float32",
         )
 
     out = Path(spec["out"])
     run_generate(options(out / "warm-up", 2))
+    cpu_started = time.process_time()
     report = run_generate(options(out / "timed", None))
+    cpu = time.process_time() - cpu_started
     return {
         "wall_s": report.wall_seconds,
         "utterances": report.written,
@@ -195,6 +247,7 @@ def child_trtgen(spec: dict[str, Any]) -> dict[str, Any]:
         "wasted_fraction": report.decode.wasted_fraction,
         "host_overhead": report.decode.host_overhead,
         "backend": report.backend,
+        "cpu_s": cpu,
         "peak_rss_mib": _peak_rss_mib(),
     }
 
@@ -262,7 +315,7 @@ def child_original(spec: dict[str, Any]) -> dict[str, Any]:
         seconds = 0.0
         for row, mag, n in zip(batch, magnitude, lengths):
             S = (np.clip(mag[: int(n) - 1], 0.0, 255.0) ** 1.5).T  # drop the stop frame, as trtgen does
-            y = timed("vocoder", lambda: librosa_gl(S, 4))
+            y = timed("vocoder", lambda: librosa_gl(S, spec["gl_iters"]))
             timed("writing", lambda: soundfile.write(out / f"{row.id}.wav", y.astype(np.float32), 16000, subtype="FLOAT"))
             seconds += y.size / 16000
         return seconds
@@ -274,9 +327,9 @@ def child_original(spec: dict[str, Any]) -> dict[str, Any]:
     stages.clear()
     work.update(row_steps=0, useful_steps=0)
     size = spec["batch_size"]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     audio_seconds = sum(run_batch(rows[i : i + size], out / "timed") for i in range(0, len(rows), size))
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     return {
         "wall_s": wall,
         "utterances": len(rows),
@@ -284,7 +337,8 @@ def child_original(spec: dict[str, Any]) -> dict[str, Any]:
         "stages": stages,
         "wasted_fraction": 1.0 - work["useful_steps"] / work["row_steps"] if work["row_steps"] else 0.0,
         "host_overhead": None,
-        "backend": f"tensorflow {tf.__version__} (tf.function, tf.while_loop) + librosa.griffinlim",
+        "backend": f"tensorflow {tf.__version__} (tf.function, tf.while_loop) + librosa.griffinlim ({spec['gl_iters']} iterations)",
+        "cpu_s": cpu,
         "peak_rss_mib": _peak_rss_mib(),
     }
 
@@ -306,45 +360,91 @@ def run_end_to_end(settings: EndToEndSettings, log: Callable[[str], None] = prin
     results: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
     for config_name, count in settings.utterances.items():
-        model_dir = benchmark_model(config_name, settings.work_dir)
+        methods = settings.methods_for(config_name)
+        models = {m.quantize: benchmark_model(config_name, settings.work_dir, quantize=m.quantize) for m in methods if m.kind == "trtgen"}
         list_path = prepare_inputs(settings.work_dir, count, config_name)
-        runs: dict[str, list[dict[str, Any]]] = {m: [] for m in settings.methods}
+        runs: dict[str, list[dict[str, Any]]] = {m.name: [] for m in methods}
         for repeat in range(max(1, settings.repeats)):
-            for method in settings.methods:
-                out = Path(settings.work_dir) / "e2e" / f"{config_name}-{method}-{repeat}"
+            for method in methods:
+                out = Path(settings.work_dir) / "e2e" / f"{config_name}-{method.name}-{repeat}"
                 shutil.rmtree(out, ignore_errors=True)
                 spec = {
-                    "config": config_name, "model_dir": str(model_dir), "list": str(list_path), "out": str(out),
-                    "batch_size": settings.batch_size, "vocoder": method.split("-", 1)[1] if method.startswith("trtgen-") else "openseq2seq",
+                    "config": config_name, "model_dir": str(models.get(method.quantize, "")), "list": str(list_path), "out": str(out),
+                    "batch_size": settings.batch_size, "vocoder": method.vocoder, "overlap": method.overlap,
+                    "gl_iters": method.gl_iters or settings.equal_quality_iterations,
                 }
                 try:
-                    result = run_child("original" if method == "original" else "trtgen", spec)
+                    result = run_child(method.kind, spec)
                 except RuntimeError as error:
-                    failures.append({"config": config_name, "method": method, "error": str(error)[-600:]})
-                    log(f"{config_name} {method}: FAILED")
+                    failures.append({"config": config_name, "method": method.name, "error": str(error)[-600:]})
+                    log(f"{config_name} {method.name}: FAILED")
                     continue
                 finally:
                     shutil.rmtree(out, ignore_errors=True)
-                runs[method].append(result)
-                log(f"{config_name} {method} (repeat {repeat + 1}): {result['utterances'] / result['wall_s']:.2f} utt/s, "
-                    f"{result['audio_seconds'] / result['wall_s']:.1f} audio-s/s, peak {result['peak_rss_mib']:.0f} MiB")
-        for method, method_runs in runs.items():
+                result["load_average"] = os.getloadavg()[0]
+                runs[method.name].append(result)
+                log(f"{config_name} {method.name} (repeat {repeat + 1}): {result['utterances'] / result['wall_s']:.2f} utt/s, "
+                    f"{result['audio_seconds'] / result['wall_s']:.1f} audio-s/s, peak {result['peak_rss_mib']:.0f} MiB, load {result['load_average']:.2f}")
+        for method in methods:
+            method_runs = runs[method.name]
             if not method_runs:
                 continue
             ordered = sorted(method_runs, key=lambda r: r["wall_s"])
             median = dict(ordered[(len(ordered) - 1) // 2])
             median.update(
-                config=config_name, method=method, batch_size=settings.batch_size, repeats=len(method_runs),
-                utterances_per_s=median["utterances"] / median["wall_s"], audio_seconds_per_s=median["audio_seconds"] / median["wall_s"],
+                config=config_name, method=method.name, what=method.what, gl_iters=spec_iters(method, settings), batch_size=settings.batch_size,
+                repeats=len(method_runs), utterances_per_s=median["utterances"] / median["wall_s"],
+                audio_seconds_per_s=median["audio_seconds"] / median["wall_s"], walls=[r["wall_s"] for r in method_runs],
             )
             results.append(median)
-    return {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()}, "results": results, "failures": failures}
+    data = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()}, "results": results, "failures": failures}
+    data["rounds"] = per_round_ratios(data)
+    return data
+
+
+def spec_iters(method: Method, settings: EndToEndSettings) -> int | None:
+    """Classic iterations of an original method (None for trtgen's)."""
+    return (method.gl_iters or settings.equal_quality_iterations) if method.kind == "original" else None
+
+
+def per_round_ratios(data: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
+    """Each method's utt/s over the original's in the same round (repeats interleave the methods, so
+    the two ran minutes apart under much the same load); the spread says how much the machine moved."""
+    rounds: dict[str, dict[str, list[float]]] = {}
+    by = {(r["config"], r["method"]): r for r in data["results"]}
+    for (config, method), r in by.items():
+        original = by.get((config, "original"))
+        if original is None or method == "original" or len(original["walls"]) != len(r["walls"]):
+            continue
+        pairs = zip(original["walls"], r["walls"])
+        rounds.setdefault(config, {})[method] = [a / b * (r["utterances"] / original["utterances"]) for a, b in pairs]
+    return rounds
+
+
+def ratio_to_original(data: dict[str, Any], config: str, method: str) -> float | None:
+    """'x original' of ``method``: the median of its per-round ratios (:func:`per_round_ratios`), or,
+    when the rounds do not pair up, the ratio of the two medians."""
+    rounds = data.get("rounds", {}).get(config, {}).get(method)
+    if rounds:
+        return statistics.median(rounds)
+    by = {(r["config"], r["method"]): r for r in data["results"]}
+    original, ours = by.get((config, "original")), by.get((config, method))
+    if original is None or ours is None:
+        return None
+    return ours["utterances_per_s"] / original["utterances_per_s"]
 
 
 # ---------------------------------------------------------------------------- markdown
 def end_to_end_markdown(data: dict[str, Any]) -> list[str]:
-    lines: list[str] = []
-    columns = ["method", "N", "batch", "wall s", "utt/s", "audio-s/s", "x original", "peak RSS MiB", "wasted decoder work", "where the time went"]
+    lines: list[str] = [
+        "Methods: " + "; ".join(f"`{m.name}`: {m.what}" for m in METHODS.values() if any(r["method"] == m.name for r in data["results"])) + ".",
+        "'x original': utt/s over `original`'s in the same round, the median over the rounds (each round runs every "
+        "method once, so the two compared ran minutes apart; the rounds' ratios are listed under the table); the other "
+        "columns are the run with the median wall time. 'CPU s' is the process's CPU time (all threads); 'busy' is each "
+        "stage's busy time as a share of the wall time: with overlapped stages the shares add up to more than 100%.",
+        "",
+    ]
+    columns = ["method", "N", "batch", "wall s", "CPU s", "utt/s", "audio-s/s", "x original", "peak RSS MiB", "wasted decoder work", "busy"]
     for config in dict.fromkeys(r["config"] for r in data["results"]):
         rows = [r for r in data["results"] if r["config"] == config]
         original = next((r for r in rows if r["method"] == "original"), None)
@@ -352,14 +452,21 @@ def end_to_end_markdown(data: dict[str, Any]) -> list[str]:
         for r in rows:
             stages = sorted(r["stages"].items(), key=lambda kv: -kv[1])[:4]
             where = ", ".join(f"{name} {100 * seconds / r['wall_s']:.0f}%" for name, seconds in stages)
-            ratio = "-" if original is None else f"{r['utterances_per_s'] / original['utterances_per_s']:.2f}x"
+            x = 1.0 if r["method"] == "original" else ratio_to_original(data, config, r["method"])
+            ratio = "-" if x is None else f"{x:.2f}x"
             table.append([
-                r["method"], r["utterances"], r["batch_size"], fmt(r["wall_s"], 1), fmt(r["utterances_per_s"], 2), fmt(r["audio_seconds_per_s"], 1),
-                ratio, f"{r['peak_rss_mib']:.0f}", f"{100 * r['wasted_fraction']:.1f}%", where,
+                r["method"], r["utterances"], r["batch_size"], fmt(r["wall_s"], 1), fmt(r.get("cpu_s"), 1), fmt(r["utterances_per_s"], 2),
+                fmt(r["audio_seconds_per_s"], 1), ratio, f"{r['peak_rss_mib']:.0f}", f"{100 * r['wasted_fraction']:.1f}%", where,
             ])
         lines += [f"### End to end, `{config}` config", ""]
-        lines += markdown_table(columns, table, ["l"] + ["r"] * 8 + ["l"])
+        lines += markdown_table(columns, table, ["l"] + ["r"] * 9 + ["l"])
         lines.append("")
+        rounds = data.get("rounds", {}).get(config, {})
+        if rounds:
+            loads = [r["load_average"] for r in rows if "load_average" in r]
+            lines.append("Per round, x original: " + "; ".join(f"{m} " + ", ".join(f"{x:.2f}x" for x in v) for m, v in rounds.items())
+                         + (f" (1-min load average {min(loads):.2f}-{max(loads):.2f} at the end of the medians' runs)." if loads else "."))
+            lines.append("")
     for failure in data.get("failures", []):
         lines += [f"- FAILED: {failure['config']} {failure['method']}: `{failure['error'].splitlines()[-1] if failure['error'] else ''}`"]
     return lines
@@ -370,7 +477,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", choices=("original", "trtgen"), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--configs", help="CONFIG:N,... (default small:128,openseq2seq:32,voice-trained:256; quick small:8)")
+    parser.add_argument("--configs", help="CONFIG:N,... (default small:128,openseq2seq:64,voice-trained:256; quick small:8)")
+    parser.add_argument("--equal-quality-iterations", type=int, help="classic iterations of original-equal-quality (default: skip it)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
@@ -387,6 +495,8 @@ def main(argv: list[str] | None = None) -> None:
         overrides["batch_size"] = args.batch_size
     if args.repeats:
         overrides["repeats"] = args.repeats
+    if args.equal_quality_iterations:
+        overrides["equal_quality_iterations"] = args.equal_quality_iterations
     settings = EndToEndSettings.quick(**overrides) if args.quick else EndToEndSettings(**overrides)
     data = run_end_to_end(settings)
     if args.json:

@@ -1,4 +1,4 @@
-"""Griffin-Lim throughput (trtgen vs librosa.griffinlim) and spectral convergence (classic vs fast GL).
+"""Griffin-Lim throughput (trtgen vs librosa.griffinlim) and quality against iterations (classic vs fast GL).
 
 Usage: python benchmarks/bench_vocoder.py [--quick] [--output PATH] [--repeats N]
 
@@ -7,7 +7,9 @@ LibriSpeech clips in ../shared/data, sharpened to ``S = mag ** 1.5`` as OpenSeq2
 Griffin-Lim. Both implementations run the same parameters (Hann, n_fft 800, hop 200, centre,
 reflect padding, random initial phase); timings are medians over repeats that interleave the
 contenders, so drifting load on a shared machine hits all of them alike, and every ratio compares
-numbers from the same run. The full run writes benchmarks/results/vocoder.md; ``--quick`` prints a
+numbers from the same run. Quality: spectral convergence and MCD to the best reconstruction of each
+target, per iteration count and momentum; the rule that picks trtgen's default vocoder from them
+(``choose_default``) and the classic iterations the original needs to match it. The full run writes benchmarks/results/vocoder.md; ``--quick`` prints a
 smaller table and writes only when ``--output`` is given.
 """
 
@@ -22,7 +24,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import librosa
 import numpy as np
@@ -34,8 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import trtgen
 from trtgen.engine.config import AudioConfig
 
-from common import cpu_model, time_interleaved, write_text  # noqa: E402
+from common import cpu_model, markdown_table, time_interleaved, write_text  # noqa: E402
+from trtgen.engine.audio import log_mel, stft_magnitude
 from trtgen.engine.spectral import stft
+from trtgen.evaluation.metrics import MCD_DB_PER_NEPER, mel_cepstrum, speech_frames
 from trtgen.engine.vocoder import (
     GriffinLimOptions,
     griffin_lim,
@@ -187,82 +191,130 @@ def parity_line(mag: np.ndarray) -> str:
     return "Parity with librosa.griffinlim(init=None, momentum=0) on one 12.3-s item: " + "; ".join(out) + "."
 
 
-def convergence_table(mags: list[np.ndarray], iterations: list[int], momenta: list[float]) -> tuple[list[str], dict]:
-    """Mean spectral convergence over clips, and the one-thread CPU time to vocode them all as one batch.
+def mel_cepstra(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mel cepstrum (c1..c24) of every frame of ``y`` and the mask of its speech frames (trtgen eval's features)."""
+    frames = log_mel(stft_magnitude(y, AUDIO), AUDIO)
+    return mel_cepstrum(frames), speech_frames(frames)
 
-    SC is deterministic (keyed initial phase), so one run gives it; the time is the minimum CPU time
-    of three one-thread runs, which a busy shared machine disturbs far less than wall time.
+
+def frame_mcd(candidate: np.ndarray, reference: np.ndarray) -> float:
+    """Mean MCD (dB) over the reference's speech frames, frame by frame: the two signals share their length."""
+    ours, _ = mel_cepstra(candidate)
+    theirs, speech = mel_cepstra(reference)
+    n = min(len(ours), len(theirs))
+    diff = (ours[:n] - theirs[:n])[speech[:n]]
+    return float((MCD_DB_PER_NEPER * np.sqrt(2.0 * (diff**2).sum(axis=1))).mean())
+
+
+QUALITY_ITERATIONS = [0, 2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 32, 50, 100]
+QUICK_QUALITY_ITERATIONS = [0, 4, 8, 16]
+QUALITY_MOMENTA = [0.0, 0.9, 0.99]
+BEST_ITERATIONS = 500
+"""The best reconstruction of a target: fast Griffin-Lim (momentum 0.99) run this long, past the SC floor."""
+MARGIN = 0.25
+"""Default rule: both figures at least 25% below those of OpenSeq2Seq's 4 classic iterations (a clear margin)."""
+
+
+def quality_table(mags: list[np.ndarray], iterations: list[int], momenta: list[float]) -> dict[str, Any]:
+    """Spectral convergence, MCD to the best reconstruction, and one-thread CPU time, per (momentum, iterations).
+
+    SC = ||S - |STFT(y)|||_F / ||S||_F against the sharpened target S, mean over clips. MCD compares the
+    mel cepstra of y with those of the best reconstruction of the same target (:data:`BEST_ITERATIONS`
+    fast iterations), frame by frame, over its speech frames: how far from what Griffin-Lim can reach
+    the audio still is, on the scale trtgen eval uses. Both are deterministic (keyed initial phase); the
+    time is the CPU time of one run on one thread for the whole batch, which a busy shared machine
+    disturbs far less than wall time.
     """
     targets = [sharpened_magnitude(m) for m in mags]
     keys = list(range(len(mags)))
-    results: dict[tuple[float, int], tuple[float, float]] = {}
+    best = griffin_lim(mags, keys, GriffinLimOptions(n_iter=BEST_ITERATIONS, momentum=0.99))
+    best_sc = float(np.mean([spectral_convergence(S, y) for S, y in zip(targets, best)]))
+    rows = []
     for momentum in momenta:
         for n_iter in iterations:
+            if momentum and n_iter < 2:
+                continue  # momentum acts from the second iteration on: the same signal as classic GL
             options = GriffinLimOptions(n_iter=n_iter, momentum=momentum, threads=1)
-            cpu = []
-            for _ in range(3):
-                start = time.process_time()
-                signals = griffin_lim(mags, keys, options)
-                cpu.append(time.process_time() - start)
+            start = time.process_time()
+            signals = griffin_lim(mags, keys, options)
+            cpu = time.process_time() - start
             sc = float(np.mean([spectral_convergence(S, y) for S, y in zip(targets, signals)]))
-            results[(momentum, n_iter)] = (sc, min(cpu))
-            print(f"momentum {momentum} iterations {n_iter}: SC {sc:.4f} cpu {min(cpu) * 1e3:.0f} ms", flush=True)
-    header = "| iterations | " + " | ".join(f"momentum {m}: SC (CPU ms)" for m in momenta) + " |"
-    rows = [header, "|---:|" + "---:|" * len(momenta)]
+            mcd = float(np.mean([frame_mcd(y, b) for y, b in zip(signals, best)]))
+            rows.append({"momentum": momentum, "iterations": n_iter, "sc": sc, "mcd_db": mcd, "cpu_s": cpu})
+            print(f"GL momentum {momentum} iterations {n_iter}: SC {sc:.4f}, MCD to best {mcd:.3f} dB, cpu {cpu * 1e3:.0f} ms", flush=True)
+    seconds = sum(AUDIO.hop_length * (m.shape[0] - 1) for m in mags) / AUDIO.sample_rate
+    return {"clips": len(mags), "audio_seconds": seconds, "best_iterations": BEST_ITERATIONS, "best_sc": best_sc, "rows": rows}
+
+
+def _row(quality: dict[str, Any], momentum: float, n_iter: int) -> dict[str, Any] | None:
+    return next((r for r in quality["rows"] if r["momentum"] == momentum and r["iterations"] == n_iter), None)
+
+
+def choose_default(quality: dict[str, Any]) -> dict[str, Any] | None:
+    """The fewest iterations whose SC and MCD are both at least :data:`MARGIN` below the original's
+    (4 classic iterations), with the best momentum at that count (lowest SC)."""
+    original = _row(quality, 0.0, 4)
+    if original is None:
+        return None
+    good = [r for r in quality["rows"] if r["sc"] <= (1 - MARGIN) * original["sc"] and r["mcd_db"] <= (1 - MARGIN) * original["mcd_db"]]
+    if not good:
+        return None
+    fewest = min(r["iterations"] for r in good)
+    return min((r for r in good if r["iterations"] == fewest), key=lambda r: r["sc"])
+
+
+def classic_iterations_to_match(quality: dict[str, Any], row: dict[str, Any]) -> int | None:
+    """The fewest classic iterations (momentum 0) measured whose SC and MCD are both at least as good as ``row``'s."""
+    matches = [r["iterations"] for r in quality["rows"] if r["momentum"] == 0.0 and r["sc"] <= row["sc"] and r["mcd_db"] <= row["mcd_db"]]
+    return min(matches) if matches else None
+
+
+def quality_markdown(quality: dict[str, Any]) -> list[str]:
+    """The quality table (SC, MCD, CPU ms per momentum) and the default that the rule picks from it."""
+    momenta = sorted({r["momentum"] for r in quality["rows"]})
+    iterations = sorted({r["iterations"] for r in quality["rows"]})
+    columns = ["iterations"] + [f"momentum {m}: SC / MCD dB (CPU ms)" for m in momenta]
+    table = []
     for n_iter in iterations:
-        cells = [f"{results[(m, n_iter)][0]:.4f} ({results[(m, n_iter)][1] * 1e3:.0f})" for m in momenta]
-        rows.append(f"| {n_iter} | " + " | ".join(cells) + " |")
-    return rows, results
-
-
-KNEE_TOLERANCE = 0.05
-"""Default rule: the fewest iterations whose SC is within 5% of the lowest SC measured."""
-
-
-def choice_lines(results: dict[tuple[float, int], tuple[float, float]]) -> list[str]:
-    """Apply the knee rule to the measured table and compare it with the library's default options."""
-    best_sc = min(sc for sc, _ in results.values())
-    iterations = sorted({n for _, n in results})
-    momenta = sorted({m for m, _ in results})
-    pick = None
-    for n_iter in iterations:
-        candidates = [(results[(m, n_iter)][0], m) for m in momenta if results[(m, n_iter)][0] <= best_sc * (1 + KNEE_TOLERANCE)]
-        if candidates:
-            pick = (n_iter, min(candidates)[1])
-            break
+        cells: list[Any] = [n_iter]
+        for m in momenta:
+            r = _row(quality, m, n_iter)
+            cells.append("-" if r is None else f"{r['sc']:.4f} / {r['mcd_db']:.2f} ({r['cpu_s'] * 1e3:.0f})")
+        table.append(cells)
     lines = [
-        "SC falls steeply over the first iterations, then flattens towards a floor that no setting passes "
-        f"(lowest measured: {best_sc:.4f}), because S = mag ** 1.5 is not the magnitude of any signal. Every "
-        "iteration costs the same, so iterations past the knee buy little, and a dataset generator vocodes "
-        "hours of audio. Rule: the fewest iterations whose SC is within "
-        f"{KNEE_TOLERANCE:.0%} of the lowest, with the best momentum at that count. "
-        "`griffin_lim_preset('openseq2seq')` keeps OpenSeq2Seq's 4 classic iterations for parity runs.",
+        f"SC = ||S - |STFT(y)|||_F / ||S||_F against the sharpened target S; MCD (dB, c1-c24, frame by frame over "
+        f"speech frames) to the best reconstruction of the same target ({quality['best_iterations']} fast iterations, "
+        f"SC {quality['best_sc']:.4f}); means over {quality['clips']} real clips (M-AILABS and LibriSpeech, "
+        f"{quality['audio_seconds']:.1f} s of audio), vocoded as one batch; in brackets the one-thread CPU time "
+        "for the batch. Momentum 0 is classic Griffin-Lim (OpenSeq2Seq: 4 iterations); fast Griffin-Lim "
+        "(Perraudin et al. 2013) in librosa's momentum form.",
+        "",
+        *markdown_table(columns, table),
         "",
     ]
-    if pick is not None:
-        n_pick, m_pick = pick
-        lines.append(f"- The rule picks **{n_pick} iterations, momentum {m_pick}** (SC {results[pick[::-1]][0]:.4f}).")
+    original, pick = _row(quality, 0.0, 4), choose_default(quality)
     default = GriffinLimOptions()
-    key = (default.momentum, default.n_iter)
-    if key in results:
-        sc, wall = results[key]
-        classic = [n for n in iterations if results[(0.0, n)][0] <= sc] if (0.0, iterations[0]) in results else []
-        same_cost_classic = results.get((0.0, default.n_iter))
+    current = _row(quality, default.momentum, default.n_iter)
+    lines.append(
+        f"Rule for the default: the fewest iterations whose SC and MCD are both at least {MARGIN:.0%} below those of "
+        "OpenSeq2Seq's 4 classic iterations (a clear margin), with the best momentum at that count; every "
+        "iteration costs the same, and a dataset generator vocodes hours of audio."
+    )
+    lines.append("")
+    if original is not None:
+        lines.append(f"- OpenSeq2Seq (4 classic iterations): SC {original['sc']:.4f}, MCD {original['mcd_db']:.2f} dB.")
+    if pick is not None:
+        lines.append(f"- The rule picks **{pick['iterations']} iterations, momentum {pick['momentum']}**: SC {pick['sc']:.4f}, MCD {pick['mcd_db']:.2f} dB.")
+    if current is not None:
+        match = classic_iterations_to_match(quality, current)
         lines.append(
-            f"- Library default `GriffinLimOptions()`: {default.n_iter} iterations, momentum {default.momentum}: "
-            f"SC {sc:.4f} ({wall * 1e3:.0f} CPU ms for the batch)"
-            + (f"; classic GL at equal iterations: SC {same_cost_classic[0]:.4f}" if same_cost_classic else "")
-            + (f"; classic GL needs {classic[0]} iterations to match it" if classic else "; classic GL does not match it within the table")
-            + "."
+            f"- trtgen's default `GriffinLimOptions()` ({default.n_iter} iterations, momentum {default.momentum}): SC {current['sc']:.4f}, "
+            f"MCD {current['mcd_db']:.2f} dB; classic Griffin-Lim needs "
+            + (f"{match} iterations to be as good on both figures." if match else "more iterations than measured to be as good.")
         )
-        if (0.0, 4) in results:
-            lines.append(
-                f"- OpenSeq2Seq preset (4 classic iterations): SC {results[(0.0, 4)][0]:.4f} "
-                f"({results[(0.0, 4)][1] * 1e3:.0f} CPU ms)."
-            )
-        if pick is not None and (pick[0], pick[1]) != (default.n_iter, default.momentum):
+        if pick is not None and (pick["iterations"], pick["momentum"]) != (default.n_iter, default.momentum):
             lines.append("- NOTE: the rule's pick differs from the library default in this run.")
-    return lines
+    return lines + [""]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -285,10 +337,8 @@ def main(argv: list[str] | None = None) -> None:
     print(parity)
 
     clips = style_clips()
-    iterations = [0, 1, 2, 4, 8, 16, 32] if args.quick else [0, 1, 2, 4, 8, 16, 24, 32, 50, 64, 100]
-    momenta = [0.0, 0.99] if args.quick else [0.0, 0.5, 0.9, 0.99]
     clips = clips[:3] if args.quick else clips
-    convergence, results = convergence_table(clips, iterations, momenta)
+    quality = quality_table(clips, QUICK_QUALITY_ITERATIONS if args.quick else QUALITY_ITERATIONS, QUALITY_MOMENTA)
     load_after = os.getloadavg()
 
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/bench_vocoder.py", *sys.argv[1:]])
@@ -323,19 +373,9 @@ def main(argv: list[str] | None = None) -> None:
         "",
         parity,
         "",
-        "## Spectral convergence: classic vs fast Griffin-Lim",
+        "## Quality against iterations: classic vs fast Griffin-Lim",
         "",
-        f"SC = ||S - |STFT(y)|||_F / ||S||_F against the sharpened target S, mean over {len(clips)} "
-        f"real clips (M-AILABS and LibriSpeech, {total_s:.1f} s of audio in all), vocoded as one batch; "
-        "the time in brackets is the one-thread CPU time for that whole batch (minimum of 3 runs). Momentum 0 is "
-        "classic GL; 0.99 is librosa's default for fast GL.",
-        "",
-        *convergence,
-        "",
-        "### Default",
-        "",
-        *choice_lines(results),
-        "",
+        *quality_markdown(quality),
     ]
     text = "\n".join(lines) + "\n"
     if output is None:

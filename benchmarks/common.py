@@ -121,9 +121,11 @@ def header_lines(title: str, command: str, started: datetime.datetime, machine_i
 
 
 # ---------------------------------------------------------------------------- timing
-def time_interleaved(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time of each contender; one warm-up each (plans, compiles), then ``repeats``
-    round-robin rounds, so drifting load hits every contender alike."""
+def time_interleaved(
+    contenders: dict[str, Callable[[], object]], repeats: int, statistic: Callable[[list[float]], float] = statistics.median
+) -> dict[str, float]:
+    """Median (or ``statistic``) wall time of each contender; one warm-up each (plans, compiles), then
+    ``repeats`` round-robin rounds, so drifting load hits every contender alike."""
     for run in contenders.values():
         run()
     times: dict[str, list[float]] = {name: [] for name in contenders}
@@ -132,7 +134,7 @@ def time_interleaved(contenders: dict[str, Callable[[], object]], repeats: int) 
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {name: statistic(values) for name, values in times.items()}
 
 
 def length_quantile_indices(lengths: Sequence[int], quantile: float, count: int) -> list[int]:
@@ -205,9 +207,9 @@ def exporter_digest() -> str:
     import trtgen
 
     digest = hashlib.sha256(trtgen.__version__.encode())
-    for name in ("onnx_export.py", "tf_model.py", "variables.py"):
+    for name in ("onnx_export.py", "tf_model.py", "variables.py", "quantize.py"):
         digest.update((REPO_ROOT / "export" / name).read_bytes())
-    digest.update((REPO_ROOT / "trtgen" / "config.py").read_bytes())
+    digest.update((REPO_ROOT / "trtgen" / "engine" / "config.py").read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -215,20 +217,44 @@ TRAINED_VOICE = "voice-trained"
 """Pseudo config name for the shipped, trained voice (its stop token fires: utterances end on their own)."""
 
 
-def benchmark_model(config_name: str, work_dir: Path = DEFAULT_WORK_DIR, seed: int = 0, chunk_steps: int | None = None) -> Path:
+def benchmark_model(
+    config_name: str, work_dir: Path = DEFAULT_WORK_DIR, seed: int = 0, chunk_steps: int | None = None, quantize: tuple[str, ...] = ("postnet",)
+) -> Path:
     """A random model of preset ``config_name`` exported as a model directory (cached in ``work_dir``).
 
     ``random_weights`` makes the stop token never fire, so decodes run to the cap (fixed length).
     ``chunk_steps`` is the K of the ``decoder_chunk`` graph (fixed at export); None: the exporter's default.
-    ``voice-trained`` is the voice shipped in the package (trtgen/voices/default), not a random model.
+    ``quantize``: the int8 variants written beside the float graphs, as ``trtgen export --quantize`` does
+    (its default: the postnet's); ``()`` for a float32-only directory.
+    ``voice-trained`` is the voice shipped in the package (trtgen/voices/default, which carries the int8
+    postnet), or a copy of it with other int8 variants.
     """
-    if config_name == TRAINED_VOICE:
-        from trtgen.engine.artifact import default_model_dir
+    from trtgen.engine.artifact import default_model_dir, load_model
 
-        return default_model_dir()
+    quantize = tuple(quantize)
     suffix = "" if chunk_steps is None else f"-K{chunk_steps}"
+    suffix += "-float32" if not quantize else "" if quantize == ("postnet",) else "-int8-" + "-".join(quantize)
+    if config_name == TRAINED_VOICE:
+        if quantize == ("postnet",):
+            return default_model_dir()
+        shipped = load_model(default_model_dir())
+        directory = Path(work_dir) / "models" / f"{config_name}{suffix}-{shipped.digest[:12]}-{exporter_digest()}"
+        if not (directory / "model.json").is_file():
+            shutil.rmtree(directory, ignore_errors=True)
+            shutil.copytree(shipped.directory, directory)
+            for variant in directory.glob("*.int8.onnx"):
+                variant.unlink()
+            shipped.with_precision("float32").card.write(directory)
+            _quantize(directory, quantize)
+        return directory
     directory = Path(work_dir) / "models" / f"{config_name}-seed{seed}{suffix}-{exporter_digest()}"
     if (directory / "model.json").is_file():
+        return directory
+    if quantize:  # the float export, copied, plus its int8 variants
+        base = benchmark_model(config_name, work_dir, seed, chunk_steps, quantize=())
+        shutil.rmtree(directory, ignore_errors=True)
+        shutil.copytree(base, directory)
+        _quantize(directory, quantize)
         return directory
     from trtgen_export.onnx_export import ExportOptions, export_model
     from trtgen_export.variables import random_weights
@@ -242,6 +268,13 @@ def benchmark_model(config_name: str, work_dir: Path = DEFAULT_WORK_DIR, seed: i
         options=ExportOptions(name=f"bench-{config_name}", source={"random_init": config_name, "seed": seed}, **extra),
     )
     return directory
+
+
+def _quantize(directory: Path, graphs: tuple[str, ...]) -> None:
+    if graphs:
+        from trtgen_export.quantize import QuantizeOptions, quantize_model
+
+        quantize_model(directory, QuantizeOptions(graphs=graphs), log=lambda message: print(message, flush=True))
 
 
 def random_weights_for(config_name: str, seed: int = 0) -> tuple[Any, Any]:

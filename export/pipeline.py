@@ -47,6 +47,10 @@ class ExportRequest:
     """``BEHIND,AHEAD`` or ``none`` overrides the config's ``attention_window``; None keeps it."""
     stop_threshold: float | None = None
     """Overrides the config's ``stop_threshold`` (the card's decode default); None keeps it."""
+    quantize: str | None = "postnet"
+    """``postnet``, ``decoder`` or both (comma list): also write int8 variants of those graphs, which the
+    runtime picks on the CPU (trtgen_export.quantize); None or ``none``: float32 only. The postnet's is the
+    default: its fidelity holds on every model measured, the decoder's does not (benchmarks/RESULTS.md, "Reduced precision")."""
 
 
 @dataclass
@@ -206,7 +210,9 @@ def run_export(request: ExportRequest, log: Callable[[str], None] = logger.info)
     :class:`~trtgen.errors.UsageError` for a bad checkpoint or option, :class:`ParityError` when the graphs
     disagree with TensorFlow, :class:`~trtgen.engine.backends.BackendUnavailable` when TensorRT is missing."""
     from trtgen_export.onnx_export import ExportOptions, export_model
+    from trtgen_export.quantize import QuantizeOptions, parse_quantize, quantize_model
 
+    parse_quantize(request.quantize)  # a bad --quantize fails before the export, not after it
     started = time.perf_counter()
     weights, config, source = load_weights(request)
     name = request.name or request.out.name
@@ -223,6 +229,9 @@ def run_export(request: ExportRequest, log: Callable[[str], None] = logger.info)
             f"the ONNX graphs disagree with TensorFlow (worst {parity.worst:.1e}; {detail}; stop steps "
             f"{'equal' if parity.same_lengths else 'differ'}); {request.out} is not usable (its {card_path.name} was removed)"
         )
+    graphs = parse_quantize(request.quantize)
+    if graphs:
+        quantize_model(request.out, QuantizeOptions(graphs=graphs), log=log)
     files = [(p.name, p.stat().st_size) for p in sorted(request.out.iterdir()) if p.is_file()]
     report = ExportReport(request.out, name, config.name, parameters, parity, request.verify_steps, export_seconds, files)
     if request.tensorrt:

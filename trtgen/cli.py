@@ -158,6 +158,9 @@ def export(
     stop_threshold: Optional[float] = typer.Option(
         None, "--stop-threshold", help="Stop probability that ends an utterance, recorded in the card (tune it with trtgen eval --stop-threshold). Default: the config's."
     ),
+    quantize: str = typer.Option(
+        "postnet", "--quantize", help="int8 variants to write beside the float graphs, run on the CPU by default: postnet, decoder, postnet,decoder or none (calibrated on held-out sentences; the decoder's moves stop steps)."
+    ),
 ) -> None:
     """Turn a trained checkpoint into a model directory of ONNX graphs (and TensorRT engines)."""
     from trtgen.commands.export import run_export_command
@@ -167,6 +170,7 @@ def export(
         lambda message: console.print(message, markup=False, highlight=False),
         checkpoint=checkpoint, out=out, config=config, random_init=random_init, seed=seed, opset=opset, chunk_steps=chunk_steps,
         name=name, tensorrt=tensorrt, fp16=fp16, attention_window=attention_window, stop_threshold=stop_threshold,
+        quantize=quantize,
     ))
     render_export(report)
 
@@ -183,7 +187,7 @@ def generate(
     backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime or tensorrt."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     gl_iters: Optional[int] = typer.Option(None, "--gl-iters", help="Griffin-Lim iterations (default: the vocoder preset's)."),
-    vocoder: str = typer.Option("default", "--vocoder", help="Griffin-Lim preset: default (fast GL) or openseq2seq (4 classic iterations)."),
+    vocoder: str = typer.Option("default", "--vocoder", help="Griffin-Lim preset: default (6 fast iterations), quality (24 fast: for a GPU) or openseq2seq (4 classic iterations)."),
     vocoder_device: Optional[str] = typer.Option(None, "--vocoder-device", help="cpu or cuda (CuPy) for Griffin-Lim (default: --device)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: generate rows whose index is I modulo N (one process per GPU)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N rows of the list."),

@@ -94,16 +94,45 @@ def test_decoder_report_compares_modes_within_the_run_and_plots(benchmarks, tmp_
 def test_targets_state_each_miss_with_its_cause(benchmarks):
     run_all = benchmarks["run_all"]
     decoder = {"timings": [_timing("small", "ort-chunk", 8, 1.0, 0.9), _timing("openseq2seq", "ort-chunk", 8, 1.0, 0.99)], "sweep": [], "skipped": []}
+
+    def result(method, utt_per_s, wall, stages, cpu=None):
+        return {"config": "voice-trained", "method": method, "utterances": 10, "utterances_per_s": utt_per_s, "audio_seconds_per_s": 12.0 * utt_per_s,
+                "wall_s": wall, "cpu_s": cpu, "batch_size": 32, "stages": stages}
+
     e2e = {"results": [
-        {"config": "small", "method": "original", "utterances_per_s": 1.0, "audio_seconds_per_s": 12.0, "wall_s": 10.0, "batch_size": 32,
-         "stages": {"decoder": 5.0, "vocoder": 4.0}},
-        {"config": "small", "method": "trtgen-openseq2seq", "utterances": 10, "utterances_per_s": 2.0, "audio_seconds_per_s": 24.0, "wall_s": 5.0, "batch_size": 32,
-         "stages": {"decoder": 3.0, "vocoder": 1.0}},
+        result("original", 1.0, 10.0, {"decoder": 5.0, "vocoder": 4.0}),
+        result("trtgen-openseq2seq", 2.0, 5.0, {"decoder": 3.0, "vocoder": 1.0}, cpu=9.0),
+        result("trtgen-default", 2.5, 4.0, {"decoder": 3.0, "vocoder": 3.0}),
+        result("original-equal-quality", 0.5, 20.0, {"decoder": 5.0, "vocoder": 14.0}) | {"gl_iters": 16},
+    ]}
+    quality = {"rows": [
+        {"momentum": 0.0, "iterations": 4, "sc": 0.30, "mcd_db": 0.55, "cpu_s": 0.1},
+        {"momentum": 0.99, "iterations": 6, "sc": 0.21, "mcd_db": 0.41, "cpu_s": 0.15},
     ]}
     vocoder = {"rows": [{"iterations": 4, "batch": 1, "librosa_form": "librosa-calls", "seconds": {"trtgen": 1.0, "trtgen-1-thread": 2.0, "librosa-calls": 2.5}}]}
-    text = "\n".join(run_all.target_lines(decoder, vocoder, e2e))
-    assert "| 2.00x | MISSED |" in text and "decoder 5.0 s -> 3.0 s (1.67x)" in text and "What would close it: the decoder" in text
+    text = "\n".join(run_all.target_lines(decoder, vocoder, e2e, quality))
+    assert "| 2.00x | MISSED by 50% |" in text and "decoder busy 5.0 s -> 3.0 s (1.67x)" in text
+    assert "The target needs 2.5 s of wall time; trtgen took 5.0 s with 9.0 CPU s" in text
+    assert "| 2.50x; audio SC 0.210 vs 0.300, MCD 0.41 vs 0.55 dB | met |" in text
+    assert "the original with 16 classic iterations against trtgen's defaults (`voice-trained`) | 5.00x |" in text
     assert "worst 10.0% (batch 8) | MISSED |" in text and "worst 1.0% (batch 8) | met |" in text
     assert "worst 2.50x (4 it, batch 1) | met |" in text
     projection = "\n".join(run_all.projection_lines(e2e))
     assert "3.3 days" in projection and "40.0 h" in projection  # 960 h of audio at 12 and 24 audio-s/s
+
+
+def test_the_vocoder_rule_picks_the_fewest_iterations_a_clear_margin_better_than_the_original(benchmarks):
+    import bench_vocoder
+
+    rows = [
+        {"momentum": 0.0, "iterations": 4, "sc": 0.30, "mcd_db": 0.55},
+        {"momentum": 0.0, "iterations": 16, "sc": 0.19, "mcd_db": 0.35},
+        {"momentum": 0.9, "iterations": 4, "sc": 0.26, "mcd_db": 0.49},  # better, but not by 25% on both
+        {"momentum": 0.9, "iterations": 6, "sc": 0.215, "mcd_db": 0.41},
+        {"momentum": 0.99, "iterations": 6, "sc": 0.212, "mcd_db": 0.41},
+        {"momentum": 0.99, "iterations": 8, "sc": 0.19, "mcd_db": 0.36},
+    ]
+    quality = {"rows": rows}
+    pick = bench_vocoder.choose_default(quality)
+    assert (pick["iterations"], pick["momentum"]) == (6, 0.99)
+    assert bench_vocoder.classic_iterations_to_match(quality, pick) == 16

@@ -23,6 +23,7 @@ from trtgen_export.train import SHIPPED_VOICE_CONFIG
 def test_the_shipped_voice_is_a_verified_model_directory():
     model = load_model(default_model_dir(), verify=True)
     assert model.card.model == model_preset(SHIPPED_VOICE_CONFIG)
+    assert set(model.card.quantized) == {"postnet"}, "the shipped voice carries the int8 postnet that CPU runs use"
     assert model.card.source["checkpoint_sha256"]
     size = sum(p.stat().st_size for p in model.directory.iterdir())
     assert size < 12e6
@@ -44,8 +45,10 @@ def _outputs(model_dir: Path) -> dict[str, np.ndarray]:
     for name, units in zip(model.card.prenet_masks, c.prenet_units):
         feeds[name] = np.full((model.card.chunk_steps, 2, units), 2.0, np.float32)
     chunk = backend.load("decoder_chunk").run(feeds)
-    post = backend.load("postnet").run({"mel": rng.normal(-3, 1, (2, 30, 80)).astype(np.float32), "mel_len": np.array([30, 12], np.int32)})
-    return {"style": style, "memory": encoded["memory"], "frames": chunk["frames"], "magnitude": post["magnitude"]}
+    mel = {"mel": rng.normal(-3, 1, (2, 30, 80)).astype(np.float32), "mel_len": np.array([30, 12], np.int32)}
+    post = backend.load("postnet").run(mel)
+    int8 = OnnxRuntimeBackend(model.with_precision("int8")).load("postnet").run(mel)
+    return {"style": style, "memory": encoded["memory"], "frames": chunk["frames"], "magnitude": post["magnitude"], "int8 magnitude": int8["magnitude"]}
 
 
 def test_the_shipped_voice_is_the_export_of_the_shipped_checkpoint(tmp_path):
@@ -54,7 +57,10 @@ def test_the_shipped_voice_is_the_export_of_the_shipped_checkpoint(tmp_path):
     assert result.exit_code == 0, result.output
     shipped, again = _outputs(default_model_dir()), _outputs(tmp_path / "voice")
     for name in shipped:
-        np.testing.assert_allclose(again[name], shipped[name], rtol=0, atol=1e-5 * np.abs(shipped[name]).max(), err_msg=name)
+        # The int8 postnet's scales come from a calibration run in float32, whose last bits may differ
+        # between machines; a scale that moves changes outputs by up to a quantisation step.
+        tolerance = 2e-2 if name.startswith("int8") else 1e-5
+        np.testing.assert_allclose(again[name], shipped[name], rtol=0, atol=tolerance * np.abs(shipped[name]).max(), err_msg=name)
 
 
 def test_demo_speaks_every_style_in_two_copies(tmp_path):

@@ -65,6 +65,41 @@ def test_audio_does_not_depend_on_the_thread_count(voice) -> None:
         np.testing.assert_array_equal(speech.audio, one_thread[speech.id])
 
 
+def test_audio_does_not_depend_on_overlap_or_the_threads_of_each_stage(voice) -> None:
+    from trtgen import Row, Voice
+    from trtgen.engine.synthesis import SynthesisOptions
+    from trtgen.engine.vocoder import GriffinLimOptions
+
+    rows = [Row(f"o{i}-{clip.stem}", text, clip, 0.5, 9) for i, text in enumerate(demo_sentences()[:3]) for clip in demo_styles()]
+    small_groups = dict(batch_size=3, encoder_batch_size=2, postnet_batch_size=2)
+    serial = Voice.load(threads=2, options=SynthesisOptions(overlap=False, **small_groups))
+    assert serial.options.overlap is False
+    reference = {s.id: s.audio for s in serial.stream(rows, batch_size=3)}
+    assert voice.options.overlap is True  # the CPU default
+    layouts = [
+        SynthesisOptions(**small_groups),
+        SynthesisOptions(decoder_threads=2, postnet_threads=1, vocoder=GriffinLimOptions(threads=1), **small_groups),
+        SynthesisOptions(decoder_threads=1, postnet_threads=2, vocoder=GriffinLimOptions(threads=2), **small_groups),
+    ]
+    for options in layouts:
+        overlapped = {s.id: s.audio for s in Voice.load(threads=2, options=options).stream(rows, batch_size=3)}
+        assert set(overlapped) == set(reference)
+        for key, audio in reference.items():
+            np.testing.assert_array_equal(overlapped[key], audio)
+
+
+def test_the_cpu_runs_the_shipped_int8_postnet_unless_float32_is_asked_for(voice) -> None:
+    from trtgen import Voice
+
+    assert voice.precision == "int8" and voice.model.graph_path("postnet").name == "postnet.int8.onnx"
+    float32 = Voice.load(precision="float32", threads=2)
+    assert float32.precision == "float32" and float32.model.digest != voice.model.digest
+    text, clip = demo_sentences()[0], demo_styles()[0]
+    int8, reference = (v.synthesize(text, clip, seed=2, utterance_id="p") for v in (voice, float32))
+    assert int8.frames == reference.frames  # the decoder is float32 in both
+    assert not np.array_equal(int8.audio, reference.audio)
+
+
 def test_a_style_embedding_stands_for_its_clip(voice) -> None:
     clip = demo_styles()[2]
     embedding = voice.style_embedding(clip)
@@ -84,16 +119,18 @@ def test_stream_is_lazy_and_yields_results_as_they_finish() -> None:
     clip = demo_styles()[0]
 
     def rows():
-        for i in range(12):
+        for i in range(40):
             pulled.append(i)
             yield Row(f"lazy{i}", demo_sentences()[i % 3], clip)
 
     stream = voice.stream(rows(), batch_size=2, lookahead=2)
     first = next(stream)
     assert first.id.startswith("lazy")
-    assert len(pulled) < 12, "the stream read every row before speaking the first"
+    # Overlapped stages read ahead by a bounded amount: the lookahead, an encoder and a decoder batch,
+    # and one group of 2 in each stage and queue (trtgen.engine.overlap): 16 rows here, never all 40.
+    assert len(pulled) <= 16, "the stream read far ahead of what it spoke"
     rest = list(stream)
-    assert len(pulled) == 12 and len(rest) == 11
+    assert len(pulled) == 40 and len(rest) == 39
 
 
 def test_rows_that_cannot_be_spoken_are_yielded_as_rejects_and_the_rest_is_spoken(voice, tmp_path: Path) -> None:

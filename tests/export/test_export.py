@@ -109,7 +109,7 @@ def full_case(tmp_path_factory):
     case = Case("openseq2seq", seed=5)
     root = tmp_path_factory.mktemp("full")
     prefix = write_checkpoint(case.weights, root / "ckpt" / "model.ckpt-1000", global_step=1000)
-    result = CliRunner().invoke(app, ["export", str(prefix), "--out", str(root / "model"), "--config", "openseq2seq"])
+    result = CliRunner().invoke(app, ["export", str(prefix), "--out", str(root / "model"), "--config", "openseq2seq", "--quantize", "none"])
     assert result.exit_code == 0, result.output
     return case, load_model(root / "model")
 

@@ -33,12 +33,17 @@ __all__ = [
     "load_model",
     "default_model_dir",
     "SHIPPED_VOICE",
+    "PRECISIONS",
+    "resolve_precision",
 ]
 
 CARD_NAME = "model.json"
 SCHEMA_VERSION = 1
 GRAPH_NAMES = ("style_encoder", "text_encoder", "decoder_step", "decoder_chunk", "postnet")
 """Every model directory holds these graphs (see README "The model directory")."""
+PRECISIONS = ("float32", "int8")
+"""``float32``: the exported graphs; ``int8``: the card's statically quantised variants where it has them
+(``trtgen export --quantize``, docs/throughput.md), float32 for the other graphs."""
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -122,6 +127,10 @@ class ModelCard:
     """Where the weights came from: checkpoint path and digest, or the random-init seed."""
     defaults: dict[str, Any] = field(default_factory=dict)
     """Inference defaults (e.g. TensorRT optimisation-profile bounds)."""
+    quantized: dict[str, GraphSpec] = field(default_factory=dict)
+    """int8 variants of some graphs (graph name -> its int8 file), run on the CPU by default (:func:`resolve_precision`)."""
+    quantization: dict[str, Any] = field(default_factory=dict)
+    """How the int8 variants were made: method, calibration sentences, quantised nodes per graph."""
     schema_version: int = SCHEMA_VERSION
     trtgen_version: str = __version__
 
@@ -162,7 +171,7 @@ class ModelCard:
             "prenet_masks": list(self.prenet_masks),
             "source": self.source,
             "defaults": self.defaults,
-        }
+        } | ({"quantized": {name: spec.to_json() for name, spec in self.quantized.items()}, "quantization": self.quantization} if self.quantized else {})
 
     def write(self, directory: Path) -> Path:
         path = Path(directory) / CARD_NAME
@@ -193,6 +202,8 @@ class ModelCard:
                 external_data=dict(data.get("external_data", {})),
                 source=dict(data.get("source", {})),
                 defaults=dict(data.get("defaults", {})),
+                quantized={name: GraphSpec.from_json(spec) for name, spec in data.get("quantized", {}).items()},
+                quantization=dict(data.get("quantization", {})),
                 schema_version=version,
                 trtgen_version=data.get("trtgen_version", "unknown"),
             )
@@ -210,6 +221,8 @@ class Model:
 
     directory: Path
     card: ModelCard
+    precision: str = "float32"
+    """What :meth:`with_precision` made of it: ``int8`` when the card's int8 variants run."""
 
     def graph_path(self, name: str) -> Path:
         return self.directory / self.card.graphs[name].file
@@ -220,6 +233,7 @@ class Model:
         such as the stop threshold): names the model in outputs, so a resumed run cannot mix two models."""
         parts = sorted(f"{n}:{g.sha256}" for n, g in self.card.graphs.items())
         parts += sorted(f"{n}:{d}" for n, d in self.card.external_data.items())
+        parts += sorted(f"int8 {n}:{g.sha256}" for n, g in self.card.quantized.items())
         configs = {"model": to_dict(self.card.model), "audio": to_dict(self.card.audio), "text": to_dict(self.card.text)}
         parts.append("configs:" + json.dumps(configs, sort_keys=True))
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
@@ -227,7 +241,32 @@ class Model:
     def with_stop_threshold(self, threshold: float) -> Model:
         """The same graphs decoded with another stop threshold (the files on disk are untouched)."""
         config = dataclasses.replace(self.card.model, stop_threshold=float(threshold))
-        return Model(directory=self.directory, card=dataclasses.replace(self.card, model=config))
+        return dataclasses.replace(self, card=dataclasses.replace(self.card, model=config))
+
+    def with_precision(self, precision: str) -> Model:
+        """The model as it runs at ``precision``: for ``int8`` the card's int8 variants stand in for their
+        float graphs. The result lists no variants, so its :attr:`digest` names the graphs that run."""
+        if precision not in PRECISIONS:
+            raise UsageError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        graphs = dict(self.card.graphs)
+        if precision == "int8":
+            if not self.card.quantized:
+                raise UsageError(f"{self.directory}: the model has no int8 graphs (export it with trtgen export --quantize)")
+            graphs.update(self.card.quantized)
+        return Model(self.directory, dataclasses.replace(self.card, graphs=graphs, quantized={}), precision)
+
+
+def resolve_precision(card: ModelCard, device: str, precision: str | None = None) -> str:
+    """The precision a model runs at: ``precision`` when given; else int8 on the CPU when the card has
+    int8 variants (their fidelity is measured at export, docs/throughput.md), float32 otherwise. The
+    int8 variants are for ONNX Runtime's CPU kernels: a GPU runs float32."""
+    if precision is None:
+        return "int8" if card.quantized and device == "cpu" else "float32"
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision == "int8" and device != "cpu":
+        raise UsageError("int8 graphs run on the CPU (ONNX Runtime); on a GPU use float32 (or TensorRT's --fp16 engines)")
+    return precision
 
 
 SHIPPED_VOICE = Path(__file__).resolve().parent.parent / "voices" / "default"
@@ -258,7 +297,7 @@ def load_model(directory: str | Path, *, verify: bool = True) -> Model:
     missing = [name for name in GRAPH_NAMES if name not in card.graphs]
     if missing:
         raise ModelError(f"{card_path}: graphs missing from the card: {', '.join(missing)}")
-    files = {spec.file: spec.sha256 for spec in card.graphs.values()} | dict(card.external_data)
+    files = {spec.file: spec.sha256 for spec in (*card.graphs.values(), *card.quantized.values())} | dict(card.external_data)
     for file, expected in files.items():
         path = directory / file
         if not path.is_file():

@@ -4,11 +4,20 @@ Stages: text encoder (batched, shared by utterances that differ only in dropout)
 loop (:mod:`trtgen.engine.decode`), postnet + magnitude branch (batched by similar length, each item masked
 to its own length), Griffin-Lim (:mod:`trtgen.engine.vocoder`). Every stage runs through the backend's
 graph runners, so the same code serves ONNX Runtime (CPU, CUDA) and TensorRT.
+
+By default the stages overlap (:mod:`trtgen.engine.overlap`): while the decoder decodes one group of
+utterances, the postnet runs on the group before and Griffin-Lim on the one before that, each stage
+with its own thread count (docs/throughput.md). Groups are formed in the decoder's completion order
+and every stage treats an utterance on its own, so the audio is the same, byte for byte, with or
+without overlap and whatever the thread counts (tests/engine/test_voice_api.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -20,13 +29,15 @@ import numpy as np
 from trtgen.engine.artifact import Model
 from trtgen.engine.audio import AudioError, pad_style_batch, style_features
 from trtgen.engine.backends.base import Backend, GraphRunner
+from trtgen.engine.cost import work_per_frame
 from trtgen.engine.decode import ChunkedDecoder, DecodeRequest, DecodeStats, DecodedUtterance
+from trtgen.engine.overlap import overlapped
 from trtgen.engine.vocoder import GriffinLimOptions, griffin_lim, vocoder_array_module
 from trtgen.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SynthesisOptions", "Utterance", "SynthesizedUtterance", "StageTimes", "Synthesizer", "StyleBank"]
+__all__ = ["SynthesisOptions", "Utterance", "SynthesizedUtterance", "StageTimes", "Synthesizer", "StyleBank", "stage_threads", "overlap_pays"]
 
 
 @dataclass(frozen=True)
@@ -41,11 +52,24 @@ class SynthesisOptions:
     """``cpu`` or ``cuda`` (CuPy) for Griffin-Lim; None: where the backend's outputs live."""
     keep_alignments: bool = False
     keep_mels: bool = False
+    overlap: bool | None = None
+    """Decoder, postnet and vocoder of successive groups run at the same time (threads); the audio is
+    the same either way. False: one stage after another, each on all of the backend's threads. None:
+    on the CPU where it pays (:func:`overlap_pays`: not when the decoder is nearly all the work); on a
+    GPU not yet (never run there, docs/gpu.md)."""
+    decoder_threads: int | None = None
+    """ONNX Runtime threads of the text encoder and decoder on the CPU; None: :func:`stage_threads`."""
+    postnet_threads: int | None = None
+    """ONNX Runtime threads of the postnet on the CPU; None: :func:`stage_threads`."""
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "encoder_batch_size", "postnet_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise UsageError(f"{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        for name in ("decoder_threads", "postnet_threads"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise UsageError(f"{name.replace('_', '-')} must be at least 1, not {value}")
         if self.vocoder_device not in (None, "cpu", "cuda"):
             raise UsageError(f"unknown vocoder device {self.vocoder_device!r} (cpu or cuda)")
 
@@ -79,12 +103,15 @@ class SynthesizedUtterance:
 
 @dataclass
 class StageTimes:
-    """Wall seconds per stage, for the end-of-run table."""
+    """Wall seconds per stage, for the end-of-run table. With overlapping stages their sum exceeds the
+    run's wall time: each figure is the time that stage was busy."""
 
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] += seconds
+        with self._lock:
+            self.seconds[stage] += seconds
 
     def total(self) -> float:
         return sum(self.seconds.values())
@@ -150,6 +177,39 @@ class StyleBank:
         return found, errors
 
 
+DECODER_SCALING = 1.5
+"""The decoder's speed-up from one thread to two on the project's CPU (1.4-1.6x, benchmarks/RESULTS.md "Limits")."""
+
+
+def overlap_pays(model: Model, options: SynthesisOptions) -> bool:
+    """Whether overlapped stages beat one stage after another for ``model``: not when its decoder sets the pace.
+
+    On two cores, overlapped, the decoder has one core and needs ``W_d`` (its work, in seconds of one
+    core) while the postnet and vocoder (``W_pv``) run beside it: about ``max(W_d, (W_d + W_pv) / 2)``.
+    One after another, the decoder has both cores, ``W_d / s`` (``s`` = :data:`DECODER_SCALING`), and
+    the rest follows, about ``W_pv / 2``. Overlap wins when ``W_pv > 2 W_d (1 - 1/s)``: for the shipped
+    voice and the small model, whose postnet and vocoder outweigh their decoder, not for the full-size
+    model (decoder 80% of the work; measured slower overlapped, with one decoder thread or two). Work
+    counted by :func:`trtgen.engine.cost.work_per_frame`; docs/throughput.md.
+    """
+    w_d, w_pv = work_per_frame(model.card, options.vocoder.n_iter, model.precision == "int8")
+    return w_pv >= 2 * w_d * (1 - 1 / DECODER_SCALING)
+
+
+def stage_threads(options: SynthesisOptions, cores: int) -> tuple[int | None, int | None]:
+    """ONNX Runtime threads of (decoder, postnet); None: the backend's own setting.
+
+    Overlapping stages share ``cores``: half each for the decoder (with the text encoder, on its thread)
+    and the postnet, at least one, and Griffin-Lim's task pool takes what they leave idle. Measured on
+    two cores (docs/throughput.md): from one thread to two the decoder gains 1.4-1.6x and Griffin-Lim
+    1.35x, so one thread each, side by side, keeps both cores busier than two threads taking turns.
+    """
+    if not options.overlap:
+        return options.decoder_threads, options.postnet_threads
+    half = max(1, cores // 2)
+    return options.decoder_threads or half, options.postnet_threads or half
+
+
 class Synthesizer:
     """Runs the model directory's graphs on a backend."""
 
@@ -163,9 +223,14 @@ class Synthesizer:
         self.vocoder_xp = self.xp if device is None else vocoder_array_module(device)
         self.vocoder_device = "cpu" if self.vocoder_xp is np else "cuda"
         self.times = StageTimes()
-        self.text_encoder = _TimedRunner(backend.load("text_encoder"), self.times, "text encoder")
-        self.decoder_runner = _TimedRunner(backend.load("decoder_chunk"), self.times, "decoder")
-        self.postnet = _TimedRunner(backend.load("postnet"), self.times, "postnet")
+        if self.options.overlap is None:
+            self.options = dataclasses.replace(self.options, overlap=backend.device == "cpu" and overlap_pays(model, self.options))
+        decoder_threads, postnet_threads = stage_threads(self.options, backend.threads or _available_cores())
+        # Overlapping stages share the cores: an idle worker sleeps instead of spinning.
+        spinning = not self.options.overlap
+        self.text_encoder = _TimedRunner(backend.load("text_encoder", threads=decoder_threads, spinning=spinning), self.times, "text encoder")
+        self.decoder_runner = _TimedRunner(backend.load("decoder_chunk", threads=decoder_threads, spinning=spinning), self.times, "decoder")
+        self.postnet = _TimedRunner(backend.load("postnet", threads=postnet_threads, spinning=spinning), self.times, "postnet")
         self.decode_stats = DecodeStats()
 
     def style_bank(self) -> StyleBank:
@@ -208,17 +273,22 @@ class Synthesizer:
         if batch:
             yield from flush()
 
-    def _finish(
-        self, decoded: list[DecodedUtterance], vocoder_keys: dict[int, int], options: SynthesisOptions
-    ) -> list[SynthesizedUtterance]:
-        """Postnet + Griffin-Lim for a group of decoded utterances."""
+    def _postnet(self, decoded: list[DecodedUtterance]) -> tuple[list[DecodedUtterance], dict[str, Any]]:
+        """Postnet + magnitude branch for a group of decoded utterances (sorted by length: less padding)."""
         xp = self.xp
         decoded = sorted(decoded, key=lambda d: d.num_frames)
         lengths = np.array([d.num_frames for d in decoded], np.int32)
         mels = xp.zeros((len(decoded), int(lengths.max()), self.card.model.num_mels), xp.float32)
         for row, d in enumerate(decoded):
             mels[row, : d.num_frames] = d.frames
-        out = self.postnet.run({"mel": mels, "mel_len": xp.asarray(lengths)}, ["mel_postnet", "magnitude"])
+        return decoded, self.postnet.run({"mel": mels, "mel_len": xp.asarray(lengths)}, ["mel_postnet", "magnitude"])
+
+    def _vocode(
+        self, group: tuple[list[DecodedUtterance], dict[str, Any]], vocoder_keys: dict[int, int], options: SynthesisOptions
+    ) -> list[SynthesizedUtterance]:
+        """Griffin-Lim for a group that went through the postnet."""
+        decoded, out = group
+        xp = self.xp
         vocodable = [row for row, d in enumerate(decoded) if d.num_frames > 2]
         started = time.perf_counter()
         magnitude, vxp = out["magnitude"], self.vocoder_xp
@@ -248,9 +318,9 @@ class Synthesizer:
     def run(self, utterances: Iterable[Utterance], options: SynthesisOptions | None = None) -> Iterator[SynthesizedUtterance]:
         """Synthesise a stream of utterances; results come in completion order.
 
-        ``options`` overrides the constructor's for this call (batch sizes, vocoder, what to keep); the
-        vocoder's device is the constructor's. For the least padding, feed utterances sorted by text
-        length, longest first.
+        ``options`` overrides the constructor's for this call (batch sizes, vocoder, what to keep,
+        overlap); the vocoder's device and the stages' thread counts are the constructor's. For the
+        least padding, feed utterances sorted by text length, longest first.
         """
         options = options or self.options
         vocoder_keys: dict[int, int] = {}
@@ -261,17 +331,36 @@ class Synthesizer:
             batch_size=options.batch_size,
             keep_alignments=options.keep_alignments,
         )
-        pending: list[DecodedUtterance] = []
+        groups = _groups(decoder.decode(self._requests(utterances, vocoder_keys, options)), options.postnet_batch_size)
+
+        def vocode(group: tuple[list[DecodedUtterance], dict[str, Any]]) -> list[SynthesizedUtterance]:
+            return self._vocode(group, vocoder_keys, options)
+
         try:
-            for decoded in decoder.decode(self._requests(utterances, vocoder_keys, options)):
-                pending.append(decoded)
-                if len(pending) >= options.postnet_batch_size:
-                    yield from self._finish(pending, vocoder_keys, options)
-                    pending = []
-            if pending:
-                yield from self._finish(pending, vocoder_keys, options)
+            if options.overlap if options.overlap is not None else self.options.overlap:
+                for results in overlapped(groups, [self._postnet, vocode]):
+                    yield from results
+            else:
+                for group in groups:
+                    yield from vocode(self._postnet(group))
         finally:
             self.decode_stats.merge(decoder.stats)
+
+
+def _groups(decoded: Iterable[DecodedUtterance], size: int) -> Iterator[list[DecodedUtterance]]:
+    """Decoded utterances in groups of ``size``, in the decoder's completion order (the last may be smaller)."""
+    group: list[DecodedUtterance] = []
+    for item in decoded:
+        group.append(item)
+        if len(group) >= size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _to_host(array: Any, xp: Any) -> np.ndarray:

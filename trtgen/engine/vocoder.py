@@ -52,15 +52,17 @@ _CHUNK_ROWS = 512
 class GriffinLimOptions:
     """How many Griffin-Lim iterations, with which update and initial phase.
 
-    The default (24 iterations, momentum 0.9) comes from the measurement in
-    ``benchmarks/results/vocoder.md`` on real speech: it is the fewest iterations whose spectral
-    convergence is within 5 % of the best measured (fast or classic, up to 100 iterations); classic
-    Griffin-Lim needs about 100 iterations for the same value, OpenSeq2Seq's 4 are far from it.
+    The default (6 iterations, momentum 0.99) comes from the measurement in
+    ``benchmarks/RESULTS.md`` ("Quality against iterations") on real speech: the fewest iterations whose spectral convergence
+    and MCD to the best reconstruction are both at least 25% better than OpenSeq2Seq's 4 classic
+    iterations (classic Griffin-Lim needs 16 to be as good), at 1.5x their cost: better audio than
+    the original, and a generator that is still faster than it end to end (benchmarks/RESULTS.md).
+    The preset ``quality`` (24 iterations, momentum 0.9, within 5% of the floor) is for a GPU.
     """
 
-    n_iter: int = 24
+    n_iter: int = 6
     """stft/istft rounds after the first istft (OpenSeq2Seq's synthetic-data script uses 4)."""
-    momentum: float = 0.9
+    momentum: float = 0.99
     """Fast Griffin-Lim momentum (librosa's form, whose default is 0.99); 0 is classic Griffin-Lim."""
     init: str = "random"
     """``"random"``: phase ``exp(2πi·U)`` from the utterance key; ``"zeros"``: phase 0 (librosa ``init=None``)."""
@@ -91,11 +93,14 @@ GRIFFIN_LIM_PRESETS: dict[str, GriffinLimOptions] = {
     # run.py --mode=infer writes its samples with 50 classic iterations (docs/openseq2seq-notes.md §6.2).
     "openseq2seq-infer": GriffinLimOptions(n_iter=50, momentum=0.0),
     "default": GriffinLimOptions(),
+    # The default until 2026-12 (issue 25): the fewest iterations within 5% of the lowest spectral convergence.
+    "quality": GriffinLimOptions(n_iter=24, momentum=0.9),
 }
 
 
 def griffin_lim_preset(name: str) -> GriffinLimOptions:
-    """A named preset: ``openseq2seq`` (4 classic iterations), ``openseq2seq-infer`` (50), ``default``."""
+    """A named preset: ``openseq2seq`` (4 classic iterations), ``openseq2seq-infer`` (50), ``default``
+    (6 fast iterations), ``quality`` (24 fast)."""
     try:
         return GRIFFIN_LIM_PRESETS[name]
     except KeyError:

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
-from trtgen.engine.artifact import Model, default_model_dir, load_model
+from trtgen.engine.artifact import Model, default_model_dir, load_model, resolve_precision
 from trtgen.engine.audio import AudioError
 from trtgen.engine.backends import create_backend
 from trtgen.engine.randomness import utterance_key
@@ -139,15 +139,19 @@ class Voice:
         vocoder_device: str | None = None,
         options: SynthesisOptions | None = None,
         stop_threshold: float | None = None,
+        precision: str | None = None,
         verify: bool = True,
     ) -> Voice:
         """Load ``model_dir`` (None: the shipped voice) on ``backend`` (auto, onnxruntime, tensorrt) and
-        ``device`` (cpu, cuda). ``vocoder`` is a Griffin-Lim preset name (``default``, ``openseq2seq``)
-        or options; ``vocoder_device`` runs Griffin-Lim elsewhere (CuPy); ``stop_threshold`` decodes
-        with another threshold than the card's; ``verify`` re-hashes every file against the card."""
+        ``device`` (cpu, cuda). ``vocoder`` is a Griffin-Lim preset name (``default``, ``quality``,
+        ``openseq2seq``) or options; ``vocoder_device`` runs Griffin-Lim elsewhere (CuPy); ``stop_threshold`` decodes
+        with another threshold than the card's; ``precision`` is ``float32`` or ``int8`` (None: int8 on
+        the CPU when the card has int8 graphs, :func:`~trtgen.engine.artifact.resolve_precision`);
+        ``verify`` re-hashes every file against the card."""
         model = load_model(Path(model_dir) if model_dir is not None else default_model_dir(), verify=verify)
         if stop_threshold is not None:
             model = model.with_stop_threshold(stop_threshold)
+        model = model.with_precision(resolve_precision(model.card, device, precision))
         vocoder_options = griffin_lim_preset(vocoder) if isinstance(vocoder, str) else vocoder
         options = dataclasses.replace(options or SynthesisOptions(), vocoder=vocoder_options)
         if vocoder_device is not None:
@@ -168,9 +172,14 @@ class Voice:
     def decode_stats(self) -> Any:
         return self.synthesizer.decode_stats
 
+    @property
+    def precision(self) -> str:
+        """``int8`` when the card's int8 graphs run (:meth:`~trtgen.engine.artifact.Model.with_precision`), else ``float32``."""
+        return self.model.precision
+
     def describe(self) -> str:
-        """Backend, device and vocoder in one line (for reports)."""
-        return f"{self.synthesizer.backend.describe()}, vocoder {self.synthesizer.vocoder_device}"
+        """Backend, device, precision and vocoder in one line (for reports)."""
+        return f"{self.synthesizer.backend.describe()}, {self.precision}, vocoder {self.synthesizer.vocoder_device}"
 
     # ------------------------------------------------------------------ single pieces
     def encode(self, text: str) -> EncodedText:
@@ -225,8 +234,8 @@ class Voice:
         pending: dict[int, tuple[Row, EncodedText, float]] = {}
         utterances = self._prepare((_as_row(r) for r in rows), lookahead, pending, rejected)
         for result in self.synthesizer.run(utterances, options):
-            yield from rejected
-            rejected.clear()
+            while rejected:  # filled by _prepare, which may run on the decoder's thread (overlapped stages)
+                yield rejected.pop(0)
             row, encoded, dropout = pending.pop(result.index)
             speech = Speech(
                 id=row.id, audio=np.zeros(0, np.float32) if result.audio is None else result.audio, sample_rate=self.sample_rate,

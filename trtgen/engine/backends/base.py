@@ -35,9 +35,12 @@ class Backend(Protocol):
     device: str
     xp: Any
     """numpy or cupy: the module whose arrays this backend consumes and returns."""
+    threads: int | None
+    """CPU threads the backend was given (None: all cores)."""
 
-    def load(self, graph: str, *, threads: int | None = None) -> GraphRunner:
-        """A runner for one graph of the model directory; ``threads`` (CPU only) overrides the backend's."""
+    def load(self, graph: str, *, threads: int | None = None, spinning: bool = True) -> GraphRunner:
+        """A runner for one graph of the model directory; ``threads`` (CPU only) overrides the backend's;
+        ``spinning=False`` lets idle worker threads sleep (for graphs that share the cores with others)."""
         ...
 
     def describe(self) -> str:

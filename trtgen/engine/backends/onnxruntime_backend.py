@@ -122,17 +122,22 @@ class OnnxRuntimeBackend:
         self.options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.options.intra_op_num_threads = threads or 0
         self.options.log_severity_level = 3
+        self.threads = threads
         self._ort = ort
 
-    def load(self, graph: str, *, threads: int | None = None) -> Any:
-        """A runner for ``graph``; ``threads`` overrides the backend's intra-op thread count for it."""
+    def load(self, graph: str, *, threads: int | None = None, spinning: bool = True) -> Any:
+        """A runner for ``graph``; ``threads`` overrides the backend's intra-op thread count for it;
+        ``spinning=False``: its idle workers sleep (ONNX Runtime's ``allow_spinning``), for a graph that
+        runs beside others. Neither changes a result (docs/throughput.md)."""
         path = self.model.graph_path(graph)
         options = self.options
-        if threads is not None:
+        if threads is not None or not spinning:
             options = self._ort.SessionOptions()
             options.graph_optimization_level = self.options.graph_optimization_level
             options.log_severity_level = self.options.log_severity_level
-            options.intra_op_num_threads = threads
+            options.intra_op_num_threads = self.options.intra_op_num_threads if threads is None else threads
+            if not spinning:
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = self._ort.InferenceSession(os.fspath(path), options, providers=self.providers)
         if self.device == "cuda":
             if "CUDAExecutionProvider" not in session.get_providers():

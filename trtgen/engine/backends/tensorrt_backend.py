@@ -519,6 +519,7 @@ class TensorRTBackend:
 
     name = "tensorrt"
     device = "cuda"
+    threads = None
 
     def __init__(self, model: Model, options: EngineOptions | None = None, *, device_id: int = 0) -> None:
         self._trt = _import_tensorrt()
@@ -553,7 +554,7 @@ class TensorRTBackend:
         data, record = self._build(graph, key, paths)
         return data, EngineRecord(graph, paths.engine, paths.record, record.build_seconds, built=True)
 
-    def load(self, graph: str, *, threads: int | None = None) -> _EngineRunner:  # threads: a CPU setting, unused here
+    def load(self, graph: str, *, threads: int | None = None, spinning: bool = True) -> _EngineRunner:  # CPU settings, unused here
         data, _ = self.ensure_engine(graph)
         with self.xp.cuda.Device(self.device_id):
             engine = self._runtime.deserialize_cuda_engine(data)
