@@ -214,23 +214,31 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         print(_RESULT + json.dumps(child(json.loads(args.child))), flush=True)
         return
+    started, machine_info = now(), machine()
+    body = ray_lines(Path(args.work_dir), args.utterances, args.repeats)
+    lines = header_lines(
+        "trtgen generate --ray: overhead and a cluster model", command_line("benchmarks/bench_ray.py", argv or sys.argv[1:]), started,
+        machine_info, versions(("numpy", "onnxruntime", "ray", "trtgen")), load_after=machine()["load_average"],
+    )
+    write_report(args.output, lines + [""] + body)
+    print("\n".join(lines + [""] + body))
+
+
+def ray_lines(work_dir: Path, utterances: int = 256, repeats: int = 2) -> list[str]:
+    """The measurements (overhead, driver cost, Ray Data vs Core) and the projection, as markdown."""
     from bench_end_to_end import prepare_voice_inputs
 
-    started, machine_info = now(), machine()
-    work = Path(args.work_dir) / "ray"
+    work = Path(work_dir) / "ray"
     work.mkdir(parents=True, exist_ok=True)
-    list_path = prepare_voice_inputs(work, args.utterances)
-    measured = overhead(list_path, work, args.repeats)
+    list_path = prepare_voice_inputs(work, utterances)
+    measured = overhead(list_path, work, repeats)
     blocks = driver_cost([16, 64, 256])
     engines = data_versus_core()
     single, ray_run = measured["median"]["single"], measured["median"]["ray"]
     single_work = single["wall_s"] - single["startup_s"]
     per_utterance = min(b["seconds_per_block"] / b["block"] for b in blocks if b["block"] == 256)
-    lines = header_lines(
-        "trtgen generate --ray: overhead and a cluster model", command_line("benchmarks/bench_ray.py", argv or sys.argv[1:]), started,
-        machine_info, versions(("numpy", "onnxruntime", "ray", "trtgen")), load_after=machine()["load_average"],
-    )
-    lines += ["", f"### Overhead: {single['utterances']} utterances, shipped voice, one copy, medians of {args.repeats} interleaved rounds", ""]
+    lines: list[str] = []
+    lines += [f"### Overhead: {single['utterances']} utterances, shipped voice, one copy, medians of {repeats} interleaved rounds", ""]
     rows = []
     for name, r in (("one process, 2 threads", single), ("--ray local --workers 2, 1 thread each", ray_run)):
         work_s = r["wall_s"] - r["startup_s"]
@@ -286,8 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{gpu_seconds / driver_s:,.0f} for the driver (one Python process writing every record). Below those, a copy's wall "
         "time is the compute time plus the one-time start-up (seconds to a minute: workers load the model in parallel).",
     ]
-    write_report(args.output, lines)
-    print("\n".join(lines))
+    return lines
 
 
 if __name__ == "__main__":

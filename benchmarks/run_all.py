@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small settings: checks the scripts in minutes")
     parser.add_argument("--output", type=Path, help="markdown report (default benchmarks/RESULTS.md; quick: benchmarks/results/quick/RESULTS.md)")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="exported benchmark models and scratch output")
-    parser.add_argument("--skip", default="", help="comma list of sections to skip: limits, decoder, vocoder, quality, precision, e2e")
+    parser.add_argument("--skip", default="", help="comma list of sections to skip: limits, decoder, vocoder, quality, precision, e2e, ray")
     parser.add_argument("--threads", type=int, help="ONNX Runtime / TensorFlow threads of the decoder benchmark (default: all cores)")
     args = parser.parse_args(argv)
     argv_used = sys.argv[1:] if argv is None else argv
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     from bench_limits import LimitSettings, run_limits
     from bench_precision import PrecisionSettings, precision_markdown, run_precision_bench
 
-    limits = decoder = vocoder = quality = precision = e2e = None
+    limits = decoder = vocoder = quality = precision = e2e = ray = None
     if "limits" not in skip:
         limits = run_limits(LimitSettings.quick(work_dir=args.work_dir) if args.quick else LimitSettings(work_dir=args.work_dir))
     if "decoder" not in skip:
@@ -347,6 +347,10 @@ def main(argv: list[str] | None = None) -> None:
         settings_e2e = (EndToEndSettings.quick(work_dir=args.work_dir, equal_quality_iterations=equal) if args.quick
                         else EndToEndSettings(work_dir=args.work_dir, repeats=3, equal_quality_iterations=equal))
         e2e = run_end_to_end(settings_e2e)
+    if "ray" not in skip:
+        from bench_ray import ray_lines
+
+        ray = ray_lines(args.work_dir, 32 if args.quick else 256, 1 if args.quick else 2)
     load_after = os.getloadavg()
     version_info = versions()
 
@@ -385,6 +389,8 @@ def main(argv: list[str] | None = None) -> None:
         ]
     if precision:
         lines += ["## Reduced precision: int8 against float32", "", *precision_markdown(precision)]
+    if ray:
+        lines += ["## Ray: `trtgen generate --ray`", "", *ray, ""]
     if vocoder or quality:
         lines += ["## Vocoder: Griffin-Lim", ""]
         if vocoder:

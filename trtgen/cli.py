@@ -195,6 +195,7 @@ def generate(
     sample_format: str = typer.Option("pcm16", "--format", help="pcm16 or float32 WAV."),
     naming: str = typer.Option("id", "--naming", help="id (<utterance-id>.wav) or openseq2seq (sample_step0_{N}_syn.wav)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime (default: all cores; with --ray: per worker, default 1)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="float32 or int8 (default: int8 on the CPU where the model has int8 graphs, float32 on a GPU)."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Render on Ray: local (a private instance), auto (the cluster `ray start` set up) or ray://HOST:PORT."),
     workers: int = typer.Option(1, "--workers", help="With --ray: workers, each holding one model (one GPU each with --device cuda)."),
     block_size: Optional[int] = typer.Option(None, "--block-size", help="With --ray: utterances per block sent to a worker (default: chosen from the list)."),
@@ -206,7 +207,7 @@ def generate(
     options = _run("generate", lambda: generate_options(
         list_path=list_path, out_dir=out, model_dir=model, style_root=style_root, copies=copies, seed=seed, batch_size=batch_size,
         backend=backend, device=device, gl_iters=gl_iters, vocoder=vocoder, vocoder_device=vocoder_device, shard=shard, limit=limit,
-        resume=resume, sample_format=sample_format, naming=naming, threads=threads, ray=ray, workers=workers, block_size=block_size,
+        resume=resume, sample_format=sample_format, naming=naming, threads=threads, ray=ray, workers=workers, block_size=block_size, precision=precision,
     ))
     with _StopOnSignal() as stop, BarProgress() as progress:
         report = _run("generate", lambda: run_generate(options, progress, stop.requested), partial=render_generate)

@@ -21,6 +21,7 @@ size or the order blocks finish in.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -87,16 +88,19 @@ class _RenderWorker:
 
         self.options = options
         self.staging = staging
+        threads = options.threads or 1
+        # Griffin-Lim keeps to the worker's CPUs too (its result does not depend on its thread count).
+        vocoder = dataclasses.replace(options.synthesis.vocoder, threads=threads)
         self.voice = Voice.load(
-            options.model_dir, backend=options.backend, device=options.device, threads=options.threads or 1,
-            vocoder=options.synthesis.vocoder, options=options.synthesis, verify=False,
+            options.model_dir, backend=options.backend, device=options.device, threads=threads,
+            vocoder=vocoder, options=options.synthesis, precision=options.precision, verify=False,
         )
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def describe(self) -> tuple[str, str, int]:
-        """(backend name for the copies' settings, backend line for the report, process id)."""
+        """(backend name and precision for the copies' settings, backend line for the report, process id)."""
         backend = self.voice.synthesizer.backend
-        return f"{backend.name}-{backend.device}", self.voice.describe(), os.getpid()
+        return f"{backend.name}-{backend.device} {self.voice.precision}", self.voice.describe(), os.getpid()
 
     def render(self, jobs: Sequence[Job]) -> _Block:
         started = time.perf_counter()
@@ -130,6 +134,7 @@ class RayRenderer:
     run: str
     """Names this run's workers and their staging directories (``ray-<run>-<i>``)."""
     backend_name: str
+    precision: str
     backend_line: str
     startup_seconds: float
     connect_seconds: float
@@ -183,13 +188,15 @@ class RayRenderer:
                 raise UsageError(f"the Ray workers could not load the model: {error}") from None
             names = {name for name, _, _ in described}
             if len(names) != 1:
-                raise UsageError(f"the workers resolved --backend {options.backend} differently ({sorted(names)}): name the backend")
+                raise UsageError(f"the workers resolved --backend/--precision differently ({sorted(names)}): name them")
+            backend_name, _, precision = names.pop().partition(" ")
         except BaseException:
             if started_ray:
                 ray.shutdown()
             raise
         return cls(
-            options=options, cluster=cluster, ray=ray, actors=actors, run=run, backend_name=names.pop(), backend_line=described[0][1],
+            options=options, cluster=cluster, ray=ray, actors=actors, run=run, backend_name=backend_name, precision=precision,
+            backend_line=described[0][1],
             startup_seconds=time.perf_counter() - started, connect_seconds=connected, started_ray=started_ray,
         )
 

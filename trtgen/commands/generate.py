@@ -26,7 +26,7 @@ from trtgen.commands.writers import (
 )
 from trtgen.corpora.base import Reject, log_rejects
 from trtgen.corpora.infer_list import InferRow, read_infer_list
-from trtgen.engine.artifact import Model, default_model_dir, load_model, sha256_file
+from trtgen.engine.artifact import PRECISIONS, Model, default_model_dir, load_model, sha256_file
 from trtgen.engine.backends import BACKENDS
 from trtgen.engine.vocoder import griffin_lim_preset
 from trtgen.engine.decode import DecodeStats
@@ -136,6 +136,8 @@ class GenerateOptions:
     threads: int | None = None
     cluster: ClusterOptions | None = None
     """Render on Ray workers instead of in this process (same files)."""
+    precision: str | None = None
+    """``float32`` or ``int8``; None: int8 on the CPU where the model has int8 graphs (docs/throughput.md)."""
 
     def __post_init__(self) -> None:
         """Every option is checked here, before anything is written (a refused run leaves ``out_dir`` untouched)."""
@@ -151,6 +153,8 @@ class GenerateOptions:
             raise UsageError(f"--backend {self.backend!r}: choose {', '.join(BACKENDS)}")
         if self.device not in ("cpu", "cuda"):
             raise UsageError(f"--device {self.device!r}: choose cpu or cuda")
+        if self.precision not in (None, *PRECISIONS):
+            raise UsageError(f"--precision {self.precision!r}: choose {' or '.join(PRECISIONS)}")
         if not Path(self.list_path).is_file():
             raise MissingInputError(f"--list {self.list_path}: no such file")
         if self.style_root is not None and not Path(self.style_root).is_dir():
@@ -237,7 +241,7 @@ class GenerateReport:
         return sum(c.audio_seconds for c in self.copies)
 
 
-def _settings(model: Model, copy: CopySpec, options: GenerateOptions, backend: str) -> dict[str, Any]:
+def _settings(model: Model, copy: CopySpec, options: GenerateOptions, backend: str, precision: str) -> dict[str, Any]:
     """What must be equal for outputs to be combined in one copy directory."""
     vocoder = asdict(options.synthesis.vocoder)
     vocoder.pop("threads", None)
@@ -246,6 +250,7 @@ def _settings(model: Model, copy: CopySpec, options: GenerateOptions, backend: s
         "model": model.card.name,
         "model_digest": model.digest,
         "backend": backend,
+        "precision": precision,
         "copy": copy.name,
         "dropout": copy.dropout,
         "seed": copy.seed,
@@ -383,6 +388,8 @@ class Renderer(Protocol):
 
     backend_name: str
     """``<backend>-<device>`` as the copies' settings record it."""
+    precision: str
+    """``float32`` or ``int8``: which graphs run (the copies' settings record it too)."""
     times: StageTimes
     decode_stats: DecodeStats
     startup_seconds: float
@@ -402,10 +409,11 @@ class LocalRenderer:
         self.options = options
         self.voice = Voice.load(
             options.model_dir, backend=options.backend, device=options.device, threads=options.threads,
-            vocoder=options.synthesis.vocoder, options=options.synthesis, verify=False,
+            vocoder=options.synthesis.vocoder, options=options.synthesis, precision=options.precision, verify=False,
         )
         backend = self.voice.synthesizer.backend
         self.backend_name = f"{backend.name}-{backend.device}"
+        self.precision = self.voice.precision
         self.times = self.voice.times
         self.decode_stats = self.voice.decode_stats
         self.startup_seconds = time.perf_counter() - started
@@ -437,7 +445,7 @@ def _generate(
     all_rejects: list[Reject] = []
     try:
         for copy in copies:
-            settings = _settings(model, copy, options, renderer.backend_name)
+            settings = _settings(model, copy, options, renderer.backend_name, renderer.precision)
             writer = CopyWriter(options.out_dir / copy.name, settings, shard=options.shard, naming=options.naming)
             writers.append(writer)
             expected.append({
