@@ -447,7 +447,6 @@ def end_to_end_markdown(data: dict[str, Any]) -> list[str]:
     columns = ["method", "N", "batch", "wall s", "CPU s", "utt/s", "audio-s/s", "x original", "peak RSS MiB", "wasted decoder work", "busy"]
     for config in dict.fromkeys(r["config"] for r in data["results"]):
         rows = [r for r in data["results"] if r["config"] == config]
-        original = next((r for r in rows if r["method"] == "original"), None)
         table = []
         for r in rows:
             stages = sorted(r["stages"].items(), key=lambda kv: -kv[1])[:4]

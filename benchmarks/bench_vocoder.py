@@ -342,7 +342,6 @@ def main(argv: list[str] | None = None) -> None:
     load_after = os.getloadavg()
 
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/bench_vocoder.py", *sys.argv[1:]])
-    total_s = sum(AUDIO.hop_length * (m.shape[0] - 1) for m in clips) / AUDIO.sample_rate
     lines = [
         "# Griffin-Lim vocoder benchmark",
         "",

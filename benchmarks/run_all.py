@@ -191,7 +191,7 @@ def target_lines(decoder: dict[str, Any] | None, vocoder: dict[str, Any] | None,
                 notes.append(f"- `{config}` like for like: " + _end_to_end_cause(original, ours, goal if ratio >= target and goal else target))
             int8 = by.get((config, "trtgen-openseq2seq-int8"))
             if int8:
-                rows.append([f"the same with the int8 decoder option (`{config}`; not a default: 'Reduced precision' below",
+                rows.append([f"the same with the int8 decoder option (`{config}`; not a default: 'Reduced precision' below)",
                              f"{ratio_to_original(e2e, config, 'trtgen-openseq2seq-int8'):.2f}x", "for information"])
         original, default = by.get((TRAINED_VOICE, "original")), by.get((TRAINED_VOICE, "trtgen-default"))
         if original and default:

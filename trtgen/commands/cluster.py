@@ -5,7 +5,7 @@ already cut into self-contained blocks of :class:`~trtgen.commands.generate.Job`
 pure function of its job), the results are a few numbers per utterance, and the driver must write the
 records itself under the copy's lock. On this project's 2-core machine Ray Data's streaming executor
 (Arrow blocks in and out, a busy thread in the driver) added several seconds more to the same job than
-the actor pool does (``benchmarks/results/ray.md``, "Ray Data or Ray Core"). What Ray gives here:
+the actor pool does (``benchmarks/RESULTS.md``, section "Ray", "Ray Data or Ray Core"). What Ray gives here:
 
 * scheduling: one actor per GPU (``num_gpus=1``) or per ``--threads`` CPUs, on any node of the cluster;
 * back-pressure: the pool sends an actor its next block only when it has returned the last one;
