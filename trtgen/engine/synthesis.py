@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 import time
 from collections import defaultdict
@@ -32,7 +31,7 @@ from trtgen.engine.backends.base import Backend, GraphRunner
 from trtgen.engine.cost import work_per_frame
 from trtgen.engine.decode import ChunkedDecoder, DecodeRequest, DecodeStats, DecodedUtterance
 from trtgen.engine.overlap import overlapped
-from trtgen.engine.vocoder import GriffinLimOptions, griffin_lim, vocoder_array_module
+from trtgen.engine.vocoder import GriffinLimOptions, available_cores, griffin_lim, vocoder_array_module
 from trtgen.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -223,7 +222,7 @@ class Synthesizer:
         self.vocoder_xp = self.xp if device is None else vocoder_array_module(device)
         self.vocoder_device = "cpu" if self.vocoder_xp is np else "cuda"
         self.times = StageTimes()
-        cores = backend.threads or _available_cores()
+        cores = backend.threads or available_cores()
         if self.options.overlap is None:
             # Overlap needs a core per stage: with one (a cluster worker with --threads 1, say) its stages
             # would only take turns on it (measured 10-15% slower than one stage after another).
@@ -361,10 +360,6 @@ def _groups(decoded: Iterable[DecodedUtterance], size: int) -> Iterator[list[Dec
             group = []
     if group:
         yield group
-
-
-def _available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _to_host(array: Any, xp: Any) -> np.ndarray:

@@ -39,6 +39,7 @@ __all__ = [
     "vocoder_array_module",
     "sharpened_magnitude",
     "spectral_convergence",
+    "available_cores",
 ]
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,12 @@ _CHUNK_ROWS = 512
 """Frames (rows) per CPU task: items are grouped so a task's buffers (~1.6 MB each) stay in cache."""
 
 
+
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity (what a cluster scheduler grants), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class GriffinLimOptions:
     """How many Griffin-Lim iterations, with which update and initial phase.
@@ -55,7 +62,7 @@ class GriffinLimOptions:
     The default (6 iterations, momentum 0.99) comes from the measurement in
     ``benchmarks/RESULTS.md`` ("Quality against iterations") on real speech: the fewest iterations whose spectral convergence
     and MCD to the best reconstruction are both at least 25% better than OpenSeq2Seq's 4 classic
-    iterations (classic Griffin-Lim needs 16 to be as good), at 1.5x their cost: better audio than
+    iterations (classic Griffin-Lim needs 14 to be as good), at 1.5x their cost: better audio than
     the original, and a generator that is still faster than it end to end (benchmarks/RESULTS.md).
     The preset ``quality`` (24 iterations, momentum 0.9, within 5% of the floor) is for a GPU.
     """
@@ -191,7 +198,7 @@ class _BatchPlan:
             g1 = min(g0 + group, self.batch)
             for k, t0 in enumerate(range(0, max(frames[g0:g1]), chunk)):
                 self.tasks[k % 2].append((g0, g1, t0, min(t0 + chunk, self.frames)))
-        threads = (options.threads or os.cpu_count() or 1) if xp is np else 1
+        threads = (options.threads or available_cores()) if xp is np else 1
         self.threads = max(1, min(threads, len(self.tasks[0])))
         # In a threaded pass each task's FFT is single-threaded; otherwise scipy.fft may thread it.
         self.fft_workers = 1 if self.threads > 1 else (options.threads or -1)
