@@ -14,7 +14,7 @@ same with as many classic iterations as the vocoder study says it needs to be as
 default vocoder.
 
 trtgen runs ``run_generate`` (ONNX Runtime on the CPU, the same batch size, float32 WAVs) in the ways
-listed in :data:`METHODS`: as it was before overlapped stages and int8 (``trtgen-serial``), like for
+listed in :data:`METHODS`: without overlapped stages and int8 (``trtgen-serial``), like for
 like (``trtgen-openseq2seq``: OpenSeq2Seq's 4 classic iterations, everything else trtgen's defaults),
 with the int8 decoder option, and with all its defaults (``trtgen-default``).
 
@@ -82,7 +82,7 @@ METHODS = {
     for m in (
         Method("original", "original", "TF2 reference + librosa.griffinlim, 4 classic iterations (OpenSeq2Seq's recipe)"),
         Method("original-equal-quality", "original", "the original with as many classic iterations as it needs to match trtgen's default vocoder", gl_iters=None),
-        Method("trtgen-serial", "trtgen", "trtgen as it was (121fc6f): float32, stages one after another, 4 classic iterations", quantize=(), overlap=False),
+        Method("trtgen-serial", "trtgen", "trtgen without overlap and int8: float32, stages one after another (each on both cores), 4 classic iterations", quantize=(), overlap=False),
         Method("trtgen-openseq2seq", "trtgen", "trtgen, like for like: 4 classic iterations; its defaults otherwise (overlapped stages, int8 postnet)"),
         Method("trtgen-openseq2seq-int8", "trtgen", "as trtgen-openseq2seq with the int8 decoder too (an export option, not a default)", quantize=("postnet", "decoder_chunk")),
         Method("trtgen-default", "trtgen", "trtgen with all its defaults (vocoder: 6 fast Griffin-Lim iterations)", vocoder="default"),

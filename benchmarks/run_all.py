@@ -168,7 +168,10 @@ def _end_to_end_cause(original: dict[str, Any], ours: dict[str, Any], target: fl
     return text + "."
 
 
-def target_lines(decoder: dict[str, Any] | None, vocoder: dict[str, Any] | None, e2e: dict[str, Any] | None, quality: dict[str, Any] | None = None) -> list[str]:
+def target_lines(
+    decoder: dict[str, Any] | None, vocoder: dict[str, Any] | None, e2e: dict[str, Any] | None, quality: dict[str, Any] | None = None,
+    limits: dict[str, Any] | None = None,
+) -> list[str]:
     """Issue 25's targets, each met or missed, with the cause of a miss; and the standing targets of the decoder and vocoder."""
     import bench_vocoder as bv
 
@@ -189,6 +192,15 @@ def target_lines(decoder: dict[str, Any] | None, vocoder: dict[str, Any] | None,
             rows.append([label, f"{ratio:.2f}x", status])
             if ratio < target or (goal and ratio < goal):
                 notes.append(f"- `{config}` like for like: " + _end_to_end_cause(original, ours, goal if ratio >= target and goal else target))
+                if limits and ratio < target:
+                    from bench_limits import stage_limit_audio_rate
+
+                    limit = stage_limit_audio_rate(limits, config, "openseq2seq")
+                    needed = target * original["audio_seconds_per_s"]
+                    if limit is not None and limit < needed:
+                        notes.append(f"  Out of reach in float32 on this machine: with every stage at its limit (decoder and postnet at the "
+                                     f"FLOP rate, Griffin-Lim at its bare FFTs, nothing else) both cores give {limit:.0f} audio-s/s, "
+                                     f"{limit / original['audio_seconds_per_s']:.2f}x the original; {target:g}x needs {needed:.0f}.")
             int8 = by.get((config, "trtgen-openseq2seq-int8"))
             if int8:
                 rows.append([f"the same with the int8 decoder option (`{config}`; not a default: 'Reduced precision' below)",
@@ -365,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
         "H100 and H200, with the vocoder default of the time (24 fast iterations); they were not rerun.",
         "",
     ]
-    lines += ["## Targets", "", *target_lines(decoder, vocoder, e2e, quality)]
+    lines += ["## Targets", "", *target_lines(decoder, vocoder, e2e, quality, limits)]
     if limits:
         lines += ["## Limits: each stage against what this machine can do", "", *limit_lines(limits, e2e)]
     lines += ["## Projection: one LibriSpeech-size copy", "", *projection_lines(e2e)]

@@ -36,7 +36,7 @@ from trtgen_export.variables import (
 )
 from trtgen.engine.config import ModelConfig
 
-__all__ = ["TacotronGST", "DecoderState", "same_padding", "state_names", "attention_window_mask", "MASKED_SCORE"]
+__all__ = ["TacotronGST", "DecoderState", "same_padding", "state_names", "MASKED_SCORE"]
 
 MASKED_SCORE = -1.0e4
 """Attention score beyond an item's text length: exp() of it underflows to exactly 0 in float32 (as
@@ -60,14 +60,6 @@ def state_names(config: ModelConfig) -> list[str]:
     if config.attention_window is not None:
         names.append("previous_alignment")
     return names
-
-
-def attention_window_mask(previous_alignment: tf.Tensor, behind: int, ahead: int) -> tf.Tensor:
-    """1 on the symbols ``[peak - behind, peak + ahead]`` around each row's previous attention peak, else 0
-    (``ModelConfig.attention_window``). The first step's previous alignment is all zeros: peak 0, ``<s>``."""
-    peak = tf.argmax(previous_alignment, axis=1, output_type=tf.int32)[:, None]
-    position = tf.range(tf.shape(previous_alignment)[1])[None, :]
-    return tf.cast(tf.logical_and(position >= peak - behind, position <= peak + ahead), tf.float32)
 
 
 def _sequence_mask(lengths: tf.Tensor, maxlen: tf.Tensor) -> tf.Tensor:
@@ -330,10 +322,11 @@ class TacotronGST(tf.Module):
             layer_input = self._dropout(hidden, 0.1, training)
         query = layer_input
         if c.attention_window is not None:
-            mask = mask * attention_window_mask(state["previous_alignment"], *c.attention_window)
-        alignment = self._location_attention(query, state["cumulative_alignment"], keys, mask)
-        # A batched [1, T] x [T, M] product: the memory is read in place, never transposed per step.
-        context = tf.squeeze(tf.matmul(tf.expand_dims(alignment, 1), memory), 1)
+            alignment, context = self._windowed_attention(query, state, keys, memory, mask)
+        else:
+            alignment = self._location_attention(query, state["cumulative_alignment"], keys, mask)
+            # A batched [1, T] x [T, M] product: the memory is read in place, never transposed per step.
+            context = tf.squeeze(tf.matmul(tf.expand_dims(alignment, 1), memory), 1)
         output = tf.concat([query, context], axis=-1)
         frames = tf.matmul(output, self.w(DECODER + "decoder/output_proj/kernel")) + self.w(
             DECODER + "decoder/output_proj/bias"
@@ -368,22 +361,62 @@ class TacotronGST(tf.Module):
         export): one Conv node per step instead of a conv, a transpose and a projection.
         """
         c = self.config
-        conv_kernel = self.w(LOCATION + "location_conv/kernel")[:, 0, :]  # [k, filters]
-        dense = self.w(LOCATION + "location_dense/kernel")[0]  # [filters, attention]
-        kernel = tf.reshape(tf.matmul(conv_kernel, dense), [1, c.location_kernel, 1, c.attention_dim])
-        bias = tf.linalg.matvec(dense, self.w(LOCATION + "location_conv/bias"), transpose_a=True)
-        bias = bias + self.w(LOCATION + "attention_bias")
+        kernel, bias = self._location_kernel()
         before, after = same_padding(1, c.location_kernel)
         batch, time = tf.shape(cumulative)[0], tf.shape(cumulative)[1]
         image = tf.reshape(cumulative, [batch, 1, time, 1])
+        kernel = tf.reshape(kernel, [1, c.location_kernel, 1, c.attention_dim])
         location = tf.nn.conv2d(image, kernel, 1, [[0, 0], [0, 0], [before, after], [0, 0]])[:, 0]  # [B, T, A]
+        return tf.nn.softmax(self._attention_scores(query, keys, location + bias, mask), axis=-1)
+
+    def _location_kernel(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """location_conv then location_dense as one kernel ``[k, attention]`` and its bias (with the attention bias)."""
+        conv_kernel = self.w(LOCATION + "location_conv/kernel")[:, 0, :]  # [k, filters]
+        dense = self.w(LOCATION + "location_dense/kernel")[0]  # [filters, attention]
+        bias = tf.linalg.matvec(dense, self.w(LOCATION + "location_conv/bias"), transpose_a=True)
+        return tf.matmul(conv_kernel, dense), bias + self.w(LOCATION + "attention_bias")
+
+    def _attention_scores(self, query: tf.Tensor, keys: tf.Tensor, location: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """``v . tanh(keys + W query + location)`` per position, masked positions at :data:`MASKED_SCORE`."""
         processed_query = tf.expand_dims(tf.matmul(query, self.w(LOCATION + "query_layer/kernel")), 1)
-        energies = tf.tanh(keys + processed_query + location + bias)
+        energies = tf.tanh(keys + processed_query + location)
         scores = tf.squeeze(tf.matmul(energies, tf.expand_dims(self.w(LOCATION + "attention_v"), 1)), 2)
         # Beyond an item's text: a score whose exp() is exactly 0 (mask is 1 or 0, so valid scores
         # are unchanged bit for bit).
-        scores = scores + (mask - 1.0) * -MASKED_SCORE
-        return tf.nn.softmax(scores, axis=-1)
+        return scores + (mask - 1.0) * -MASKED_SCORE
+
+    def _windowed_attention(
+        self, query: tf.Tensor, state: DecoderState, keys: tf.Tensor, memory: tf.Tensor, mask: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Location-sensitive attention computed only inside ``attention_window`` (alignment [B, T], context [B, M]).
+
+        The same weights as attending over every symbol with the others masked (their exp() is exactly
+        0), at the cost of ``behind + ahead + 1`` positions instead of the text's length: the window's
+        keys, memory and cumulative-alignment taps are gathered, the fused location kernel applied to the
+        taps, and the weights put back at their positions. Window positions outside the text (before its
+        start, past its end) are masked.
+        """
+        c = self.config
+        behind, ahead = c.attention_window
+        cumulative = state["cumulative_alignment"]
+        time = tf.shape(cumulative)[1]
+        peak = tf.argmax(state["previous_alignment"], axis=1, output_type=tf.int32)
+        positions = peak[:, None] - behind + tf.range(behind + ahead + 1)[None, :]  # [B, W]
+        index = tf.clip_by_value(positions, 0, time - 1)
+        inside = tf.cast(tf.logical_and(positions >= 0, positions < time), tf.float32)
+        kernel, bias = self._location_kernel()
+        before, _ = same_padding(1, c.location_kernel)
+        taps = positions[:, :, None] - before + tf.range(c.location_kernel)[None, None, :]  # [B, W, k]
+        tap_inside = tf.cast(tf.logical_and(taps >= 0, taps < time), tf.float32)
+        values = tf.gather(cumulative, tf.clip_by_value(taps, 0, time - 1), batch_dims=1) * tap_inside
+        location = tf.matmul(values, kernel) + bias  # [B, W, A]
+        window_mask = tf.gather(mask, index, batch_dims=1) * inside
+        scores = self._attention_scores(query, tf.gather(keys, index, batch_dims=1), location, window_mask)
+        weights = tf.nn.softmax(scores, axis=-1)  # [B, W]
+        context = tf.squeeze(tf.matmul(tf.expand_dims(weights, 1), tf.gather(memory, index, batch_dims=1)), 1)
+        # Back to [B, T]: each position receives its window weight (masked positions add exact zeros).
+        alignment = tf.reduce_sum(tf.expand_dims(weights, 2) * tf.one_hot(index, time), axis=1)
+        return alignment, context
 
     def decode(
         self,

@@ -21,3 +21,14 @@ def test_the_postnet_counts_each_convolution_as_a_product_over_its_kernel() -> N
     assert products[0] == (20, c.num_mels * c.postnet_kernel, c.postnet_channels[0])
     assert products[-1] == (20, c.magnitude_conv_channels[-1], c.num_freq)
     assert len(products) == len(c.postnet_channels) + 1 + len(c.magnitude_conv_channels) + 1
+
+
+def test_a_windowed_attention_costs_its_window_whatever_the_text_length() -> None:
+    import dataclasses
+
+    from trtgen.engine.config import model_preset
+
+    plain = model_preset("small")
+    windowed = dataclasses.replace(plain, attention_window=(1, 3))
+    assert flops(decoder_products(windowed, 1, 40)) == flops(decoder_products(windowed, 1, 400)) == flops(decoder_products(plain, 1, 5))
+    assert flops(decoder_products(plain, 1, 400)) > flops(decoder_products(plain, 1, 40))

@@ -12,7 +12,7 @@ import soundfile
 
 from tests.conftest import cupy_with_gpu
 from trtgen.engine.config import AudioConfig
-from trtgen.engine.randomness import uniform
+from trtgen.engine.randomness import draws16
 from trtgen.engine.vocoder import (
     GRIFFIN_LIM_PRESETS,
     GriffinLimOptions,
@@ -83,15 +83,25 @@ def test_hop_that_does_not_divide_n_fft_matches_librosa(speech_magnitudes: list[
     assert relative_error(ours, librosa_gl(mag.astype(np.float64) ** 1.5, 3, 0.0, cfg)) < 2e-5
 
 
-def test_random_initial_phase_is_the_keyed_uniform(speech_magnitudes: list[np.ndarray]) -> None:
-    """With 0 iterations the output is istft(S * exp(2πi U(key, frame*F + bin)))."""
+def test_random_initial_phase_is_the_keyed_draw(speech_magnitudes: list[np.ndarray]) -> None:
+    """With 0 iterations the output is istft(S * exp(2πi k / 65536)), k = draws16(key, frame)[bin]."""
     mag, key = speech_magnitudes[0], 0x1234_5678_9ABC_DEF0
     ours = griffin_lim([mag], [key], GriffinLimOptions(n_iter=0))[0]
     frames, bins = mag.shape
-    counters = np.arange(frames * bins, dtype=np.uint64).reshape(frames, bins)
-    phase = np.exp(2j * np.pi * uniform(np.uint64(key), counters).astype(np.float64))
+    draws = draws16(np.uint64(key), np.arange(frames), bins)
+    assert draws.shape == (frames, bins) and draws.dtype == np.uint16
+    phase = np.exp(2j * np.pi * draws.astype(np.float64) / 65536)
     ref = librosa.istft(((mag.astype(np.float64) ** 1.5) * phase).T, hop_length=CFG.hop_length, n_fft=CFG.n_fft)
     assert relative_error(ours, ref) < 1e-5
+
+
+def test_draws16_are_uniform_and_keyed() -> None:
+    """Four 16-bit words per hash: every value about equally likely, other keys give other draws."""
+    draws = draws16(np.uint64(7), np.arange(2000), 401)
+    counts = np.bincount((draws >> 12).ravel(), minlength=16)  # 16 bins of 4096 values
+    expected = draws.size / 16
+    assert np.abs(counts - expected).max() < 5 * np.sqrt(expected)
+    assert (draws16(np.uint64(8), np.arange(2000), 401) != draws).mean() > 0.99
 
 
 @pytest.mark.parametrize("momentum,chunk_frames", [(0.0, 256), (0.99, 256), (0.9, 48)])
@@ -226,3 +236,13 @@ def test_cupy_matches_numpy(speech_magnitudes: list[np.ndarray]) -> None:
         for a, b in zip(on_cpu, on_gpu):
             assert isinstance(b, cupy.ndarray) and b.dtype == cupy.float32
             assert relative_error(cupy.asnumpy(b), a) < 1e-3
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 150, 200, 399, 400, 401, 1000])
+def test_reflect_index_is_where_numpy_reflect_padding_reads(length: int) -> None:
+    from trtgen.engine.spectral import reflect_index
+
+    pad = 400
+    padded = np.pad(np.arange(length), pad, mode="reflect")
+    positions = np.arange(-pad, length + pad)
+    np.testing.assert_array_equal(reflect_index(positions, length), padded)

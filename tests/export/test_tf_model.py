@@ -249,3 +249,31 @@ def test_seeded_dropout_changes_output_and_is_repeatable(setup, batch):
     again = model.decode(memory, keys, text_len, model.prenet_masks_from(rate=0.5, seed=3, batch=3), max_steps=5)
     assert not np.allclose(on["frames"].numpy(), off)
     np.testing.assert_array_equal(on["frames"].numpy(), again["frames"].numpy())
+
+
+@pytest.mark.parametrize("time", [2, 5, 9, 40])
+def test_windowed_attention_equals_attention_over_every_symbol_with_the_rest_masked(time):
+    """The window is computed at its own positions only; the weights, context and cumulative update must be
+    those of scoring every symbol with the ones outside ``[peak - 1, peak + 3]`` (or the text) masked."""
+    config = dataclasses.replace(model_preset("small"), attention_window=(1, 3))
+    model = TacotronGST(config, random_weights(config, seed=5, stop_never_fires=False))
+    rng = np.random.default_rng(time)
+    batch = 6
+    lengths = np.minimum(rng.integers(1, time + 1, batch), time)
+    lengths[0] = time
+    mask = (np.arange(time)[None, :] < lengths[:, None]).astype(np.float32)
+    peaks = np.array([0, time - 1, min(1, time - 1), *rng.integers(0, time, batch - 3)])
+    peaks = np.minimum(peaks, lengths - 1)
+    previous = np.zeros((batch, time), np.float32)
+    previous[np.arange(batch), peaks] = 1.0
+    state = {"previous_alignment": tf.constant(previous), "cumulative_alignment": tf.constant(rng.uniform(0, 3, (batch, time)).astype(np.float32))}
+    query = tf.constant(rng.normal(0, 1, (batch, config.decoder_lstm_units)).astype(np.float32))
+    keys = tf.constant(rng.normal(0, 1, (batch, time, config.attention_dim)).astype(np.float32))
+    memory = tf.constant(rng.normal(0, 1, (batch, time, config.memory_dim)).astype(np.float32))
+    alignment, context = model._windowed_attention(query, state, keys, memory, tf.constant(mask))
+    position = np.arange(time)[None, :]
+    window = ((position >= peaks[:, None] - 1) & (position <= peaks[:, None] + 3)).astype(np.float32)
+    expected = model._location_attention(query, state["cumulative_alignment"], keys, tf.constant(mask * window)).numpy()
+    assert_close(alignment, expected, "alignment", 1e-6)
+    assert float(np.abs(alignment.numpy() * (1 - mask * window)).max()) == 0.0  # nothing outside, exactly
+    assert_close(context, np.einsum("bt,btm->bm", expected, memory.numpy()), "context", 1e-6)

@@ -8,17 +8,17 @@ The mixer is SplitMix64's finaliser (Steele, Lea & Flood 2014), which passes Big
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
 import numpy as np
 
-__all__ = ["utterance_key", "uniform", "keep_masks", "GOLDEN_GAMMA"]
+__all__ = ["utterance_key", "draws16", "unit_phasors", "keep_masks", "GOLDEN_GAMMA"]
 
 GOLDEN_GAMMA = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9
 _MIX2 = 0x94D049BB133111EB
-_FLOAT24 = np.float32(1.0 / (1 << 24))
 
 
 def utterance_key(copy_seed: int, utterance_id: str, stream: str) -> int:
@@ -27,10 +27,31 @@ def utterance_key(copy_seed: int, utterance_id: str, stream: str) -> int:
     return int.from_bytes(digest, "little")
 
 
-def uniform(keys: Any, counters: Any, xp: Any = np) -> Any:
-    """Uniform float32 in [0, 1) for each broadcast pair of uint64 ``keys`` and ``counters``."""
-    z = xp.asarray(counters, dtype=xp.uint64) * xp.uint64(GOLDEN_GAMMA) + xp.asarray(keys, dtype=xp.uint64)
-    return (_mix(z, xp) >> xp.uint64(40)).astype(xp.float32) * _FLOAT24
+def draws16(keys: Any, rows: Any, width: int, xp: Any = np) -> Any:
+    """``width`` uniform 16-bit draws (uint16) per row for each broadcast pair of uint64 ``keys`` and ``rows``.
+
+    Row ``r`` hashes the counters ``r * ceil(width / 4) + j`` and splits each 64-bit hash into four
+    16-bit words, low to high (little-endian, whatever the machine): a quarter of the hashing of one
+    draw per hash, which is where the time goes in numpy. Shape ``broadcast(keys, rows) + (width,)``.
+    """
+    per_row = -(-width // 4)
+    counters = xp.asarray(rows, dtype=xp.uint64)[..., None] * xp.uint64(per_row) + xp.arange(per_row, dtype=xp.uint64)
+    z = counters * xp.uint64(GOLDEN_GAMMA) + xp.asarray(keys, dtype=xp.uint64)[..., None]
+    return _mix(z, xp).astype("<u8").view("<u2")[..., :width]
+
+
+@functools.lru_cache(maxsize=4)
+def _unit_phasors_np() -> np.ndarray:
+    angles = np.arange(1 << 16, dtype=np.float64) * (2.0 * np.pi / (1 << 16))
+    table = np.exp(1j * angles).astype(np.complex64)
+    table.setflags(write=False)
+    return table
+
+
+def unit_phasors(xp: Any = np) -> Any:
+    """``exp(2πi k / 65536)`` for k in 0..65535 (complex64): a 16-bit draw as a random phase, looked
+    up instead of computing a cosine and a sine per value (phase steps of 1e-4 rad)."""
+    return _unit_phasors_np() if xp is np else xp.asarray(_unit_phasors_np())
 
 
 def _mix(z: Any, xp: Any) -> Any:
@@ -57,11 +78,7 @@ def keep_masks(keys: Any, steps: Any, rates: Any, widths: tuple[int, ...], xp: A
     steps = xp.asarray(steps, dtype=xp.uint64)
     rates = xp.asarray(rates, dtype=xp.float32)
     total = sum(widths)
-    hashes_per_step = -(-total // 4)
-    counters = steps[:, :, None] * xp.uint64(hashes_per_step) + xp.arange(hashes_per_step, dtype=xp.uint64)
-    z = counters * xp.uint64(GOLDEN_GAMMA)
-    z += keys[None, :, None]
-    draws = _mix(z, xp).astype("<u8").view("<u2")[:, :, :total]
+    draws = draws16(keys[None, :], steps, total, xp)
     thresholds = xp.rint(rates * 65536.0).astype(xp.int32)[None, :, None]
     scale = xp.where(rates < 1.0, 1.0 / (1.0 - rates), 0.0).astype(xp.float32)[None, :, None]
     masks = []

@@ -24,6 +24,7 @@ __all__ = [
     "frame_view",
     "num_frames",
     "reflect_pad",
+    "reflect_index",
     "rfft",
     "irfft",
     "stft",
@@ -106,6 +107,16 @@ def reflect_pad(y: np.ndarray, pad: int) -> np.ndarray:
     """``np.pad(y, pad, mode="reflect")`` on the last axis (librosa's centring pad)."""
     widths = [(0, 0)] * (y.ndim - 1) + [(pad, pad)]
     return np.pad(y, widths, mode="reflect")
+
+
+def reflect_index(positions: np.ndarray, length: int) -> np.ndarray:
+    """Where ``np.pad(y, pad, mode="reflect")`` takes each of ``positions`` (counted from ``y[0]``, so the
+    left pad is negative) in a signal of ``length`` samples: only the pads' sources, without padding a copy."""
+    if length < 2:
+        return np.zeros_like(positions)
+    period = 2 * (length - 1)
+    index = np.abs(positions) % period
+    return np.where(index >= length, period - index, index)
 
 
 def rfft(x: Any, n: int, xp: Any = np, workers: Optional[int] = -1) -> Any:

@@ -1,8 +1,8 @@
 """Text + style embedding -> waveform, for a stream of utterances: the inference pipeline.
 
 Stages: text encoder (batched, shared by utterances that differ only in dropout), the chunked decode
-loop (:mod:`trtgen.engine.decode`), postnet + magnitude branch (batched by similar length, each item masked
-to its own length), Griffin-Lim (:mod:`trtgen.engine.vocoder`). Every stage runs through the backend's
+loop (:mod:`trtgen.engine.decode`), postnet + magnitude branch (in sub-batches of similar length, each item
+masked to its own length), Griffin-Lim (:mod:`trtgen.engine.vocoder`). Every stage runs through the backend's
 graph runners, so the same code serves ONNX Runtime (CPU, CUDA) and TensorRT.
 
 By default the stages overlap (:mod:`trtgen.engine.overlap`): while the decoder decodes one group of
@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Hashable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -36,7 +36,15 @@ from trtgen.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SynthesisOptions", "Utterance", "SynthesizedUtterance", "StageTimes", "Synthesizer", "StyleBank", "stage_threads", "overlap_pays"]
+__all__ = ["SynthesisOptions", "Utterance", "SynthesizedUtterance", "StageTimes", "Synthesizer", "StyleBank", "stage_threads", "overlap_pays", "postnet_batches"]
+
+
+PostnetGroup = tuple[list[DecodedUtterance], list[Any], list[Any]]
+"""Utterances sorted by length, with their postnet mels and linear magnitudes (each ``[frames, ...]``)."""
+
+_POSTNET_CALL_FRAMES = {"cpu": 16}
+"""A postnet call's fixed cost in frames of work, by device (ONNX Runtime on the project's CPU: about
+0.15 ms a call against 12 us a frame, docs/throughput.md); a device not named runs a group as one call."""
 
 
 @dataclass(frozen=True)
@@ -117,10 +125,20 @@ class StageTimes:
 
 
 class _TimedRunner:
-    """A graph runner that adds its wall time to a stage."""
+    """A graph runner that adds its wall time to a stage.
 
-    def __init__(self, runner: GraphRunner, times: StageTimes, stage: str) -> None:
+    With ``wide`` (the same graph on more threads) and ``alone`` (whether the other stages are idle),
+    each call runs on ``wide`` while nothing else works: the decoder takes both cores while the
+    pipeline fills and whenever the postnet and vocoder have caught up. ONNX Runtime gives the same
+    bytes on one thread or two (tests/engine/test_voice_api.py), so which one ran does not show.
+    """
+
+    def __init__(
+        self, runner: GraphRunner, times: StageTimes, stage: str, wide: GraphRunner | None = None, alone: Callable[[], bool] | None = None
+    ) -> None:
         self.runner = runner
+        self.wide = wide
+        self.alone = alone
         self.times = times
         self.stage = stage
         self.name = runner.name
@@ -128,11 +146,27 @@ class _TimedRunner:
         self.output_names = runner.output_names
 
     def run(self, feeds: Mapping[str, Any], outputs: Sequence[str] | None = None) -> dict[str, Any]:
+        runner = self.wide if self.wide is not None and self.alone is not None and self.alone() else self.runner
         started = time.perf_counter()
         try:
-            return self.runner.run(feeds, outputs)
+            return runner.run(feeds, outputs)
         finally:
             self.times.add(self.stage, time.perf_counter() - started)
+
+
+class _InFlight:
+    """Groups handed from the decoder to the postnet and not yet through the vocoder."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def add(self, change: int) -> None:
+        with self._lock:
+            self._count += change
+
+    def idle(self) -> bool:
+        return self._count == 0
 
 
 class StyleBank:
@@ -231,8 +265,15 @@ class Synthesizer:
         decoder_threads, postnet_threads = stage_threads(self.options, cores)
         # Overlapping stages share the cores: an idle worker sleeps instead of spinning.
         spinning = not self.options.overlap
-        self.text_encoder = _TimedRunner(backend.load("text_encoder", threads=decoder_threads, spinning=spinning), self.times, "text encoder")
-        self.decoder_runner = _TimedRunner(backend.load("decoder_chunk", threads=decoder_threads, spinning=spinning), self.times, "decoder")
+        self.in_flight = _InFlight()
+        widen = bool(self.options.overlap) and self.options.decoder_threads is None and decoder_threads is not None and decoder_threads < cores
+
+        def decoder_stage(graph: str, stage: str) -> _TimedRunner:
+            wide = backend.load(graph, threads=cores, spinning=False) if widen else None
+            return _TimedRunner(backend.load(graph, threads=decoder_threads, spinning=spinning), self.times, stage, wide, lambda: self.in_flight.idle())
+
+        self.text_encoder = decoder_stage("text_encoder", "text encoder")
+        self.decoder_runner = decoder_stage("decoder_chunk", "decoder")
         self.postnet = _TimedRunner(backend.load("postnet", threads=postnet_threads, spinning=spinning), self.times, "postnet")
         self.decode_stats = DecodeStats()
 
@@ -276,43 +317,51 @@ class Synthesizer:
         if batch:
             yield from flush()
 
-    def _postnet(self, decoded: list[DecodedUtterance]) -> tuple[list[DecodedUtterance], dict[str, Any]]:
-        """Postnet + magnitude branch for a group of decoded utterances (sorted by length: less padding)."""
+    def _postnet(self, decoded: list[DecodedUtterance]) -> PostnetGroup:
+        """Postnet + magnitude branch for a group of decoded utterances, in sub-batches of similar length.
+
+        The group is sorted by length and cut where :func:`postnet_batches` says padding would cost more
+        than another call: on the CPU nearly every utterance runs alone (a call costs about 12 frames'
+        work, the shipped voice's held-out sentences padded to their group's longest would waste 23%);
+        on a GPU the group is one call. Each row is masked to its own length, so its output does not
+        depend on its batch mates (tests/engine/test_synthesis.py).
+        """
         xp = self.xp
         decoded = sorted(decoded, key=lambda d: d.num_frames)
-        lengths = np.array([d.num_frames for d in decoded], np.int32)
-        mels = xp.zeros((len(decoded), int(lengths.max()), self.card.model.num_mels), xp.float32)
-        for row, d in enumerate(decoded):
-            mels[row, : d.num_frames] = d.frames
-        return decoded, self.postnet.run({"mel": mels, "mel_len": xp.asarray(lengths)}, ["mel_postnet", "magnitude"])
+        lengths = [d.num_frames for d in decoded]
+        mels_out: list[Any] = []
+        magnitudes: list[Any] = []
+        for start, end in postnet_batches(lengths, _POSTNET_CALL_FRAMES.get(self.backend.device)):
+            rows = decoded[start:end]
+            longest = lengths[end - 1]
+            mels = xp.zeros((len(rows), longest, self.card.model.num_mels), xp.float32)
+            for row, d in enumerate(rows):
+                mels[row, : d.num_frames] = d.frames
+            out = self.postnet.run({"mel": mels, "mel_len": xp.asarray(np.array(lengths[start:end], np.int32))}, ["mel_postnet", "magnitude"])
+            for row, d in enumerate(rows):
+                mels_out.append(out["mel_postnet"][row, : d.num_frames])
+                magnitudes.append(out["magnitude"][row, : d.num_frames])
+        return decoded, mels_out, magnitudes
 
-    def _vocode(
-        self, group: tuple[list[DecodedUtterance], dict[str, Any]], vocoder_keys: dict[int, int], options: SynthesisOptions
-    ) -> list[SynthesizedUtterance]:
+    def _vocode(self, group: PostnetGroup, vocoder_keys: dict[int, int], options: SynthesisOptions) -> list[SynthesizedUtterance]:
         """Griffin-Lim for a group that went through the postnet."""
-        decoded, out = group
+        decoded, mels, magnitudes = group
         xp = self.xp
         vocodable = [row for row, d in enumerate(decoded) if d.num_frames > 2]
         started = time.perf_counter()
-        magnitude, vxp = out["magnitude"], self.vocoder_xp
+        vxp = self.vocoder_xp
+        targets = [magnitudes[row][: decoded[row].num_frames - 1] for row in vocodable]
         if vxp is not xp:
-            magnitude = vxp.asarray(_to_host(magnitude, xp))
-        waves = griffin_lim(
-            [magnitude[row, : decoded[row].num_frames - 1] for row in vocodable],
-            [vocoder_keys[decoded[row].index] for row in vocodable],
-            options.vocoder,
-            self.card.audio,
-            vxp,
-        )
+            targets = [vxp.asarray(_to_host(t, xp)) for t in targets]
+        waves = griffin_lim(targets, [vocoder_keys[decoded[row].index] for row in vocodable], options.vocoder, self.card.audio, vxp)
         audio = {row: _to_host(w, vxp) for row, w in zip(vocodable, waves)}
         self.times.add("vocoder", time.perf_counter() - started)
         results = []
         for row, d in enumerate(decoded):
-            mel = _to_host(out["mel_postnet"][row, : d.num_frames], xp) if options.keep_mels else None
             results.append(
                 SynthesizedUtterance(
                     index=d.index, audio=audio.get(row), num_frames=d.num_frames, stopped=d.stopped,
-                    steps=d.steps, mel=mel, alignment=d.alignment,
+                    steps=d.steps, mel=_to_host(mels[row], xp) if options.keep_mels else None, alignment=d.alignment,
                 )
             )
             vocoder_keys.pop(d.index, None)
@@ -326,6 +375,7 @@ class Synthesizer:
         least padding, feed utterances sorted by text length, longest first.
         """
         options = options or self.options
+        in_flight = self.in_flight = _InFlight()  # a run given up half way leaves its count behind: start afresh
         vocoder_keys: dict[int, int] = {}
         decoder = ChunkedDecoder(
             self.decoder_runner,
@@ -334,10 +384,13 @@ class Synthesizer:
             batch_size=options.batch_size,
             keep_alignments=options.keep_alignments,
         )
-        groups = _groups(decoder.decode(self._requests(utterances, vocoder_keys, options)), options.postnet_batch_size)
+        groups = _groups(decoder.decode(self._requests(utterances, vocoder_keys, options)), options.postnet_batch_size, in_flight)
 
-        def vocode(group: tuple[list[DecodedUtterance], dict[str, Any]]) -> list[SynthesizedUtterance]:
-            return self._vocode(group, vocoder_keys, options)
+        def vocode(group: PostnetGroup) -> list[SynthesizedUtterance]:
+            try:
+                return self._vocode(group, vocoder_keys, options)
+            finally:
+                in_flight.add(-1)
 
         try:
             if options.overlap if options.overlap is not None else self.options.overlap:
@@ -350,15 +403,40 @@ class Synthesizer:
             self.decode_stats.merge(decoder.stats)
 
 
-def _groups(decoded: Iterable[DecodedUtterance], size: int) -> Iterator[list[DecodedUtterance]]:
-    """Decoded utterances in groups of ``size``, in the decoder's completion order (the last may be smaller)."""
+def postnet_batches(lengths: Sequence[int], call_frames: int | None) -> list[tuple[int, int]]:
+    """Cut ascending ``lengths`` into runs ``[start, end)`` that minimise the postnet's work.
+
+    A run costs ``rows x its longest`` padded frames plus ``call_frames`` for the call itself; an
+    exact dynamic programme over the cut points (groups are tens of utterances). ``call_frames`` None:
+    one run (a GPU, where a call costs a launch sequence and padding is nearly free).
+    """
+    count = len(lengths)
+    if call_frames is None or count <= 1:
+        return [(0, count)] if count else []
+    best = [0.0] * (count + 1)
+    cut = [0] * (count + 1)
+    for end in range(1, count + 1):
+        best[end], cut[end] = min((best[start] + (end - start) * lengths[end - 1] + call_frames, start) for start in range(end))
+    runs = []
+    end = count
+    while end:
+        runs.append((cut[end], end))
+        end = cut[end]
+    return runs[::-1]
+
+
+def _groups(decoded: Iterable[DecodedUtterance], size: int, in_flight: _InFlight) -> Iterator[list[DecodedUtterance]]:
+    """Decoded utterances in groups of ``size``, in the decoder's completion order (the last may be
+    smaller); each group counts as in flight from here until the vocoder is done with it."""
     group: list[DecodedUtterance] = []
     for item in decoded:
         group.append(item)
         if len(group) >= size:
+            in_flight.add(1)
             yield group
             group = []
     if group:
+        in_flight.add(1)
         yield group
 
 

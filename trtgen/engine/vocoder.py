@@ -4,8 +4,9 @@ Semantics follow OpenSeq2Seq ``save_audio`` / ``griffin_lim`` on librosa 0.6.3 (
 ``[0, 255]``, sharpen with ``** 1.5``, random initial phase, then alternate istft / stft. Two changes
 that matter for a dataset generator:
 
-* the initial phase is a pure function of the utterance key (``trtgen.engine.randomness.uniform`` with
-  counter ``frame * num_freq + bin``), so an utterance sounds the same in any batch, shard or resume;
+* the initial phase is a pure function of the utterance key (a 16-bit draw per frame and bin,
+  ``trtgen.engine.randomness.draws16``, as a phase in steps of 2π/65536), so an utterance sounds the
+  same in any batch, shard or resume;
 * the fast Griffin-Lim update of Perraudin, Balazs & Søndergaard (2013) in librosa's ``momentum``
   form is available; ``momentum=0`` is classic Griffin-Lim.
 
@@ -27,8 +28,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from trtgen.engine.config import AudioConfig
-from trtgen.engine.randomness import uniform
-from trtgen.engine.spectral import frame_view, hann_window, irfft, overlap_add, rfft, stft, window_sumsquare
+from trtgen.engine.randomness import draws16, unit_phasors
+from trtgen.engine.spectral import frame_view, hann_window, irfft, overlap_add, reflect_index, rfft, stft, window_sumsquare
 from trtgen.errors import UsageError
 
 __all__ = [
@@ -72,7 +73,7 @@ class GriffinLimOptions:
     momentum: float = 0.99
     """Fast Griffin-Lim momentum (librosa's form, whose default is 0.99); 0 is classic Griffin-Lim."""
     init: str = "random"
-    """``"random"``: phase ``exp(2πi·U)`` from the utterance key; ``"zeros"``: phase 0 (librosa ``init=None``)."""
+    """``"random"``: phase ``exp(2πi·k/65536)``, ``k`` a 16-bit draw keyed by the utterance; ``"zeros"``: phase 0 (librosa ``init=None``)."""
     threads: Optional[int] = None
     """CPU threads (None: all cores); ignored on CuPy. The result does not depend on it."""
     chunk_frames: Optional[int] = 256
@@ -183,7 +184,8 @@ class _BatchPlan:
         self.window = hann_window(audio, xp)
         self.lengths = [hop * (t - 1) for t in frames]
         """Output samples of each item: ``hop * (frames - 1)`` (istft with centre trimming)."""
-        self.keys = None if keys is None else xp.asarray(np.asarray(keys, dtype=np.uint64))[:, None, None]
+        self.keys = None if keys is None else xp.asarray(np.asarray(keys, dtype=np.uint64))[:, None]
+        self.phasors = unit_phasors(xp)
         self._build_normalisers(frames, audio)
         self.signals = [xp.zeros((self.batch, self.padded_len), dtype=xp.float32) for _ in range(2)]
 
@@ -222,10 +224,9 @@ class _BatchPlan:
             # librosa divides only where the window sum is not ~0 (istft "approx_nonzero_indices").
             divisor[b, : wss.size] = np.where(wss > tiny, wss, np.float32(1.0))
             # stft's centring pad of the istft output: reflect around this item's own ends.
-            source = self.half + np.pad(np.arange(length), self.half, mode="reflect")
             edges = np.r_[0 : self.half, self.half + length : length + 2 * self.half]
             dst.append(b * self.padded_len + edges)
-            src.append(b * self.padded_len + source[edges])
+            src.append(b * self.padded_len + self.half + reflect_index(edges - self.half, length))
         self.divisor = self.xp.asarray(divisor)
         self.edge_dst = self.xp.asarray(np.concatenate(dst))
         self.edge_src = self.xp.asarray(np.concatenate(src))
@@ -300,18 +301,14 @@ class _BatchPlan:
         overlap_add(frames_out, self.hop, blocks[g0:g1, t0 : t1 - 1 + self.blocks_per_frame], xp)
 
     def _initial_spectrum(self, g0: int, g1: int, t0: int, t1: int) -> Any:
-        """``S * exp(2πi·U(key, frame * F + bin))``, or ``S`` itself for the zero-phase init."""
+        """``S * exp(2πi·k / 65536)`` with ``k`` the 16-bit draw ``(key, frame)[bin]``, or ``S`` itself for the zero-phase init."""
         xp = self.xp
         target = self.target[g0:g1, t0:t1]
         if self.keys is None:
             return target.astype(xp.complex64)
-        counters = xp.arange(t0 * self.num_freq, t1 * self.num_freq, dtype=xp.uint64).reshape(1, t1 - t0, -1)
-        angle = uniform(self.keys[g0:g1], counters, xp)
-        angle *= xp.float32(2.0 * np.pi)
-        spec = xp.empty(target.shape, dtype=xp.complex64)
-        parts = spec.view(xp.float32).reshape(target.shape + (2,))
-        xp.multiply(target, xp.cos(angle), out=parts[..., 0])
-        xp.multiply(target, xp.sin(angle), out=parts[..., 1])
+        frames = xp.arange(t0, t1, dtype=xp.uint64)[None, :]
+        spec = xp.take(self.phasors, draws16(self.keys[g0:g1], frames, self.num_freq, xp))
+        spec *= target
         return spec
 
 
