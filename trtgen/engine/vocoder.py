@@ -63,7 +63,7 @@ class GriffinLimOptions:
     The default (6 iterations, momentum 0.99) comes from the measurement in
     ``benchmarks/RESULTS.md`` ("Quality against iterations") on real speech: the fewest iterations whose spectral convergence
     and MCD to the best reconstruction are both at least 25% better than OpenSeq2Seq's 4 classic
-    iterations (classic Griffin-Lim needs 14 to be as good), at 1.5x their cost: better audio than
+    iterations (classic Griffin-Lim needs 12 to be as good), at 1.5x their cost: better audio than
     the original, and a generator that is still faster than it end to end (benchmarks/RESULTS.md).
     The preset ``quality`` (24 iterations, momentum 0.9, within 5% of the floor) is for a GPU.
     """
