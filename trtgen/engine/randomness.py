@@ -40,7 +40,7 @@ def draws16(keys: Any, rows: Any, width: int, xp: Any = np) -> Any:
     return _mix(z, xp).astype("<u8").view("<u2")[..., :width]
 
 
-@functools.lru_cache(maxsize=4)
+@functools.cache
 def _unit_phasors_np() -> np.ndarray:
     angles = np.arange(1 << 16, dtype=np.float64) * (2.0 * np.pi / (1 << 16))
     table = np.exp(1j * angles).astype(np.complex64)

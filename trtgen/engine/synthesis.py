@@ -134,7 +134,7 @@ class _TimedRunner:
     """
 
     def __init__(
-        self, runner: GraphRunner, times: StageTimes, stage: str, wide: GraphRunner | None = None, alone: Callable[[], bool] | None = None
+        self, runner: GraphRunner, times: StageTimes, stage: str, wide: GraphRunner | None = None, alone: Callable[[], bool] = lambda: False
     ) -> None:
         self.runner = runner
         self.wide = wide
@@ -146,7 +146,7 @@ class _TimedRunner:
         self.output_names = runner.output_names
 
     def run(self, feeds: Mapping[str, Any], outputs: Sequence[str] | None = None) -> dict[str, Any]:
-        runner = self.wide if self.wide is not None and self.alone is not None and self.alone() else self.runner
+        runner = self.wide if self.wide is not None and self.alone() else self.runner
         started = time.perf_counter()
         try:
             return runner.run(feeds, outputs)

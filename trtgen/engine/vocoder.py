@@ -50,7 +50,6 @@ _CHUNK_ROWS = 512
 """Frames (rows) per CPU task: items are grouped so a task's buffers (~1.6 MB each) stay in cache."""
 
 
-
 def available_cores() -> int:
     """The cores this process may run on: its CPU affinity (what a cluster scheduler grants), not the machine's count."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
