@@ -237,7 +237,8 @@ def manifest(
     duration_tolerance: float = typer.Option(0.02, "--duration-tolerance", help="Seconds a file's duration may differ from its record."),
 ) -> None:
     """Write training manifests that mix real and synthetic audio."""
-    from trtgen.commands.manifests import ManifestOptions, check_synthetic, write_manifests
+    from trtgen.commands.manifests import ManifestOptions, write_manifests
+    from trtgen.commands.synthetic_check import check_synthetic
     from trtgen.console import BarProgress, render_check, render_manifests
 
     copy_names = tuple(c.strip() for c in copies.split(",") if c.strip()) if copies else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["Progress", "NoProgress"]
+__all__ = ["Progress", "NoProgress", "StepProgress"]
 
 
 class Progress(Protocol):
@@ -29,3 +29,18 @@ class NoProgress:
 
     def advance(self, count: int = 1, audio_seconds: float = 0.0) -> None:
         pass
+
+
+class StepProgress:
+    """Counts one unit at a time and reports to a :class:`Progress` every ``every`` units and at the end
+    (per-file loops over hundreds of thousands of files, where a report per file would cost more than the file)."""
+
+    def __init__(self, progress: Progress | None, description: str, total: int, every: int = 256) -> None:
+        self.progress, self.total, self.every, self.done, self.reported = progress or NoProgress(), total, every, 0, 0
+        self.progress.start(description, total)
+
+    def step(self) -> None:
+        self.done += 1
+        if self.done % self.every == 0 or self.done == self.total:
+            self.progress.advance(self.done - self.reported)
+            self.reported = self.done

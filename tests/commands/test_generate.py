@@ -23,7 +23,7 @@ from tests.conftest import cupy_with_gpu, generate_shipped_voice
 from trtgen.cli import app
 from trtgen.commands.demo import demo_rows, demo_styles
 from trtgen.commands.generate import GenerateOptions, parse_copies, run_generate
-from trtgen.commands.manifests import check_synthetic
+from trtgen.commands.synthetic_check import check_synthetic
 from trtgen.engine.artifact import default_model_dir
 from trtgen.fileio import write_jsonl
 from trtgen.engine.synthesis import SynthesisOptions

@@ -42,16 +42,13 @@ from typing import Any, Sequence
 import numpy as np
 import soundfile as sf
 
-from trtgen.commands.copylock import lock_holders
-from trtgen.commands.writers import STAGING
-from trtgen.engine.artifact import sha256_file
-from trtgen.engine.config import AudioConfig
+from trtgen.commands.synthetic_check import AudioInfo, AudioProbeError, expected_rate, file_problem, probe_audio
 from trtgen.corpora.base import Reject, log_rejects, write_rejects
 from trtgen.corpora.librispeech import LibriUtterance, read_librispeech
 from trtgen.corpora.synthetic import SyntheticCopy, SyntheticRecord, read_synthetic
-from trtgen.fileio import TEMPORARY_GLOB, atomic_path, atomic_write, write_jsonl
+from trtgen.fileio import atomic_path, atomic_write, write_jsonl
 from trtgen.errors import UsageError
-from trtgen.progress import NoProgress, Progress
+from trtgen.progress import Progress, StepProgress
 
 logger = logging.getLogger(__name__)
 
@@ -59,17 +56,11 @@ __all__ = [
     "FORMATS",
     "ManifestOptions",
     "ManifestResult",
-    "AudioInfo",
-    "AudioProbeError",
     "DamagedAudioError",
-    "probe_audio",
     "nsr_normalize",
     "MixDraw",
     "plan_mix",
     "write_manifests",
-    "CheckProblem",
-    "CheckReport",
-    "check_synthetic",
 ]
 
 FORMATS: tuple[str, ...] = ("openseq2seq", "nemo", "lhotse")
@@ -78,7 +69,6 @@ OPENSEQ2SEQ_HEADER = "wav_filename,wav_filesize,transcript"
 REAL_WAV_DIR = "real_wav"
 """Where ``flac_to_wav`` puts WAV copies of real FLAC files, inside the manifests' directory."""
 
-_PROGRESS_EVERY = 256
 
 # Spec §7.1 (NSR L13-31): ’ “ ” -> ', à â -> a, è é ê -> e, ü -> u, and every ASCII punctuation
 # character except the apostrophe deleted. The ASCII double quote is in both lists; deletion wins.
@@ -115,82 +105,8 @@ class ManifestOptions:
     """Seconds a synthetic file's duration may differ from its record."""
 
 
-@dataclass(frozen=True)
-class AudioInfo:
-    """What the header of an audio file says."""
-
-    sample_rate: int
-    num_samples: int
-    channels: int
-    size_bytes: int
-
-    @property
-    def duration_s(self) -> float:
-        return self.num_samples / self.sample_rate
-
-
-class AudioProbeError(Exception):
-    """An audio file that is missing or cannot be read; ``kind`` is ``missing`` or ``unreadable``."""
-
-    def __init__(self, path: Path, kind: str, detail: str = "") -> None:
-        self.path = path
-        self.kind = kind
-        self.detail = detail
-        super().__init__(f"{kind}: {path}" + (f" ({detail})" if detail else ""))
-
-
-def probe_audio(path: str | Path) -> AudioInfo:
-    """Sample rate, length and size of an audio file from its header (no samples are decoded)."""
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-    except FileNotFoundError:
-        raise AudioProbeError(p, "missing") from None
-    except OSError as exc:
-        raise AudioProbeError(p, "unreadable", str(exc)) from None
-    try:
-        info = sf.info(str(p))
-    except (RuntimeError, sf.LibsndfileError, OSError) as exc:  # LibsndfileError subclasses RuntimeError
-        raise AudioProbeError(p, "unreadable", str(exc).strip()) from None
-    if info.frames <= 0 or info.samplerate <= 0:
-        raise AudioProbeError(p, "unreadable", f"{info.frames} samples at {info.samplerate} Hz")
-    return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels), size)
-
-
 class DamagedAudioError(UsageError):
     """Synthetic files missing, unreadable or not matching their records: no manifest is written (exit 2)."""
-
-
-def _expected_rate(copy: SyntheticCopy) -> int:
-    """The copy's sample rate from its ``settings.json`` (16 kHz if it names none)."""
-    if copy.sample_rate is None:
-        logger.info("copy %s: no sample rate in settings.json, expecting %d Hz", copy.name, AudioConfig().sample_rate)
-        return AudioConfig().sample_rate
-    return copy.sample_rate
-
-
-def _file_problem(
-    record: SyntheticRecord, path: Path, sample_rate: int, tolerance_s: float, *, digest: bool
-) -> tuple[AudioInfo | None, str | None]:
-    """The file's header and what is wrong with it against its record (None: nothing): missing,
-    unreadable, another sample rate, wrong length or size, or (``digest``) altered content."""
-    try:
-        info = probe_audio(path)
-    except AudioProbeError as exc:
-        return None, f"{exc.kind} ({exc.detail})" if exc.detail else exc.kind
-    if info.sample_rate != sample_rate:
-        return info, f"sample rate {info.sample_rate} Hz, expected {sample_rate} Hz"
-    if record.duration_s is not None and abs(info.duration_s - record.duration_s) > tolerance_s:
-        return info, f"wrong length: {info.duration_s:.3f} s in the file, {record.duration_s:.3f} s in the record"
-    if record.audio_bytes is not None and info.size_bytes != record.audio_bytes:
-        return info, f"wrong size: {info.size_bytes} bytes in the file, {record.audio_bytes} in the record"
-    if digest and record.audio_sha256 is not None:
-        try:
-            if sha256_file(path) != record.audio_sha256:
-                return info, "altered content: the file's SHA-256 is not the record's"
-        except OSError as error:
-            return info, f"unreadable ({error.strerror or error})"
-    return info, None
 
 
 @dataclass(frozen=True)
@@ -250,20 +166,6 @@ class ManifestResult:
     counts: dict[str, Any] = field(default_factory=dict)
 
 
-class _Progress:
-    """Reports to a :class:`~trtgen.progress.Progress` every few hundred files and at the end."""
-
-    def __init__(self, progress: Progress | None, description: str, total: int) -> None:
-        self.progress, self.total, self.done, self.reported = progress or NoProgress(), total, 0, 0
-        self.progress.start(description, total)
-
-    def step(self) -> None:
-        self.done += 1
-        if self.done % _PROGRESS_EVERY == 0 or self.done == self.total:
-            self.progress.advance(self.done - self.reported)
-            self.reported = self.done
-
-
 class _Paths:
     """Renders paths absolute, or relative to ``relative_to``, always with ``/``."""
 
@@ -287,16 +189,16 @@ def _style_speaker(style: str | None) -> str | None:
 def _scan_copies(copies: list[SyntheticCopy], tolerance_s: float, progress: Progress | None) -> list[dict[str, _SynFile]]:
     """Per copy: id -> file, its header checked against its record; raises :class:`DamagedAudioError`
     naming the files that are missing, unreadable or disagree with their records."""
-    bar = _Progress(progress, "reading synthetic audio headers", sum(len(c.records) for c in copies))
+    bar = StepProgress(progress, "reading synthetic audio headers", sum(len(c.records) for c in copies))
     result = []
     damaged: list[str] = []
     for copy in copies:
         files: dict[str, _SynFile] = {}
-        sample_rate = _expected_rate(copy)
+        sample_rate = expected_rate(copy)
         for record in copy.records.values():
             path = copy.directory / record.audio
             bar.step()
-            info, problem = _file_problem(record, path, sample_rate, tolerance_s, digest=False)
+            info, problem = file_problem(record, path, sample_rate, tolerance_s, digest=False)
             if problem is not None or info is None:
                 damaged.append(f"{path}: {problem}")
                 continue
@@ -345,7 +247,7 @@ def _read_real(
     corpus = read_librispeech(sources, splits)
     rejects.extend(corpus.rejects)
     csvs = [s for s in corpus.sources if s.endswith(".csv")]
-    bar = _Progress(progress, "reading real audio headers", len(corpus.utterances)) if need_info else None
+    bar = StepProgress(progress, "reading real audio headers", len(corpus.utterances)) if need_info else None
     real: list[_RealFile] = []
     for utt in corpus.utterances:
         if not need_info:
@@ -516,7 +418,7 @@ def _convert_to_wav(real_files: list[_RealFile], directory: Path, progress: Prog
     """WAV copies (same samples, same bit depth) of the real files that are not WAV, for OpenSeq2Seq;
     a copy already there with the right length is kept, so a rerun converts nothing again."""
     todo = [r for r in real_files if r.utterance.audio is not None and r.utterance.audio.suffix.lower() != ".wav"]
-    bar = _Progress(progress, "converting real audio to WAV", len(todo))
+    bar = StepProgress(progress, "converting real audio to WAV", len(todo))
     directory.mkdir(parents=True, exist_ok=True)
     converted: list[_RealFile] = []
     for r in real_files:
@@ -632,71 +534,3 @@ def _lhotse_real_supervision(r: _RealFile, language: str) -> dict[str, Any]:
     if r.utterance.speaker:
         row["speaker"] = r.utterance.speaker
     return row
-
-
-@dataclass(frozen=True)
-class CheckProblem:
-    """A record whose file does not match it, a stray WAV, a temporary leftover, or a copy being written."""
-
-    copy: str
-    id: str
-    path: str
-    problem: str
-
-
-@dataclass
-class CheckReport:
-    checked: int = 0
-    problems: list[CheckProblem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def check_synthetic(
-    synthetic_dir: str | Path,
-    copies: Sequence[str] | None = None,
-    *,
-    duration_tolerance_s: float = 0.02,
-    progress: Progress | None = None,
-) -> CheckReport:
-    """Every record whose file is missing, unreadable, at another sample rate, of another length or size,
-    or whose content no longer has the record's SHA-256; malformed record lines; WAVs no record names
-    (strays) and temporary files a killed run left behind. A copy being written now is named, not checked.
-
-    The expected rate is the copy's ``settings.json`` rate (default 16 kHz); the duration is compared
-    with the record's ``duration_s`` within ``duration_tolerance_s``."""
-    report = CheckReport()
-    selected = read_synthetic(Path(synthetic_dir).expanduser().absolute(), copies)
-    bar = _Progress(progress, "checking synthetic audio", sum(len(c.records) for c in selected))
-    for copy in selected:
-        holders = lock_holders(copy.directory)
-        if holders:
-            report.problems.append(CheckProblem(
-                copy.name, "-", str(copy.directory),
-                f"being written now ({'; '.join(str(h) for h in holders)}): check it when that run has finished",
-            ))
-            for _ in copy.records:
-                bar.step()
-            continue
-        for reject in copy.rejects:
-            report.problems.append(CheckProblem(copy.name, reject.item, reject.source, f"line {reject.line}: {reject.reason}"))
-        sample_rate = _expected_rate(copy)
-        for record in copy.records.values():
-            bar.step()
-            report.checked += 1
-            path = copy.directory / record.audio
-            _, problem = _file_problem(record, path, sample_rate, duration_tolerance_s, digest=True)
-            if problem is not None:
-                report.problems.append(CheckProblem(copy.name, record.id, str(path), problem))
-        named = {record.audio for record in copy.records.values()}
-        for path in sorted(copy.directory.glob("*.wav")):
-            if path.name not in named:
-                report.problems.append(CheckProblem(copy.name, path.stem, str(path), "stray: no record names this file"))
-        leftovers = [*copy.directory.glob(TEMPORARY_GLOB), *(p for p in (copy.directory / STAGING).rglob("*") if p.is_file())]
-        for path in sorted(leftovers):
-            report.problems.append(CheckProblem(
-                copy.name, "-", str(path), "temporary file left by a run that was killed (trtgen generate --resume removes it)",
-            ))
-    return report
