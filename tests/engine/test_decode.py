@@ -8,6 +8,7 @@ an utterance gets, where it stops, when it is capped, how slots are refilled and
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -135,3 +136,22 @@ def test_alignments_are_kept_per_utterance_and_trimmed_to_its_text() -> None:
 def test_batch_size_must_be_positive() -> None:
     with pytest.raises(ValueError):
         ChunkedDecoder(FakeChunk(), CARD, batch_size=0)
+
+
+def test_attention_over_padding_counts_what_the_step_attends() -> None:
+    # Both rows stop in the first chunk, so exactly one chunk of K steps is decoded on texts of 3 and 40.
+    requests = [request(0, 3, 2), request(1, 40, 2)]
+    window = CARD.model.attention_positions
+    assert window == 5, "the shipped voice attends a window of (1, 3) around the previous peak"
+    _, runner, windowed = decode(requests, batch_size=2)
+    assert len(runner.calls) == 1
+    # The window's 5 positions per row, of which 2 lie past the 3-symbol text; the padded text axis is never read.
+    assert windowed.stats.attention_positions == K * 2 * window
+    assert windowed.stats.padding_fraction == pytest.approx(1 - (3 + 5) / 10)
+
+    whole_text = dataclasses.replace(CARD, model=dataclasses.replace(CARD.model, attention_window=None))
+    everywhere = ChunkedDecoder(FakeChunk(), whole_text, batch_size=2)
+    list(everywhere.decode(iter(requests)))
+    # Without a window every step scores the padded text axis (40 positions) for both rows.
+    assert everywhere.stats.attention_positions == K * 2 * 40
+    assert everywhere.stats.padding_fraction == pytest.approx(1 - (3 + 40) / 80)

@@ -188,6 +188,11 @@ class ModelConfig:
         return 2 * self.encoder_lstm_units + self.style_attention_dim
 
     @property
+    def attention_positions(self) -> int | None:
+        """Symbols a decoder step attends to with an ``attention_window`` (``behind + ahead + 1``); None: the whole text."""
+        return None if self.attention_window is None else sum(self.attention_window) + 1
+
+    @property
     def style_dim(self) -> int:
         return self.style_attention_dim
 

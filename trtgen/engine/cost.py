@@ -28,8 +28,8 @@ def decoder_products(c: ModelConfig, batch: int, text_len: int) -> list[tuple[in
     with a constant right-hand side, or ``(B, 1, T, D)`` for the batched read of the attention memory.
     With an attention window the attention is computed at the window's positions only, whatever ``text_len``."""
     h, a = c.decoder_lstm_units, c.attention_dim
-    if c.attention_window is not None:
-        text_len = sum(c.attention_window) + 1
+    if c.attention_positions is not None:
+        text_len = c.attention_positions
     widths = (c.num_mels, *c.prenet_units)
     products: list[tuple[int, ...]] = [(batch, widths[i], widths[i + 1]) for i in range(len(c.prenet_units))]
     products.append((batch, c.prenet_units[-1] + c.memory_dim + h, 4 * h))

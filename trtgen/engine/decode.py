@@ -72,7 +72,8 @@ class DecodeStats:
     useful_steps: int = 0
     """Steps each utterance needed (up to its stop or cap)."""
     attention_positions: int = 0
-    """Encoder positions attended, summed over computed steps (padding included)."""
+    """Encoder positions attended, summed over computed steps (padding included; with an attention
+    window, the window's positions whatever the text's length)."""
     useful_attention_positions: int = 0
     utterances: int = 0
     runtime_seconds: float = 0.0
@@ -305,8 +306,13 @@ class ChunkedDecoder:
                 slots.alignments[row].append(alignments[:usable, row, : slots.text_len[row]])
         self.stats.chunks += 1
         self.stats.slot_steps += rows * k
-        self.stats.attention_positions += rows * k * slots.time
-        self.stats.useful_attention_positions += k * int(slots.text_len.sum())
+        window = self.card.model.attention_positions
+        if window is None:  # every step scores the whole padded text
+            self.stats.attention_positions += rows * k * slots.time
+            self.stats.useful_attention_positions += k * int(slots.text_len.sum())
+        else:  # the window's positions, of which those past a shorter text are masked
+            self.stats.attention_positions += rows * k * window
+            self.stats.useful_attention_positions += k * int(np.minimum(slots.text_len, window).sum())
         slots.steps += k
         finished = [(row, int(lengths[row]), bool(any_fired[row])) for row in np.flatnonzero(done)]
         for row, num_frames, _ in finished:
