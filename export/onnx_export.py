@@ -34,7 +34,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from trtgen_export.tf_model import TacotronGST, state_names
 from trtgen_export.variables import WeightDict
-from trtgen.engine.artifact import GraphSpec, ModelCard, StateTensor, TensorSpec, sha256_file
+from trtgen.engine.artifact import GraphSpec, ModelCard, StateTensor, TensorSpec
+from trtgen.fileio import sha256_file
 from trtgen.engine.config import AudioConfig, ModelConfig, TextConfig, text_config_for
 
 logger = logging.getLogger(__name__)

@@ -32,7 +32,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import onnx
 
-from trtgen.engine.artifact import GraphSpec, ModelCard, load_model, sha256_file
+from trtgen.engine.artifact import GraphSpec, ModelCard, load_model
+from trtgen.fileio import sha256_file
 from trtgen.errors import UsageError
 
 logger = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ file system, so the rename is atomic) and renamed over the destination only when
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 import os
@@ -21,12 +22,21 @@ from trtgen.errors import OutputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TEMPORARY_GLOB", "atomic_path", "atomic_write", "write_jsonl", "iter_jsonl", "Line", "iter_lines", "JsonLine"]
+__all__ = ["TEMPORARY_GLOB", "sha256_file", "atomic_path", "atomic_write", "write_jsonl", "iter_jsonl", "Line", "iter_lines", "JsonLine"]
 
 PathLike = str | os.PathLike[str]
 
 TEMPORARY_GLOB = ".*.tmp-*"
 """Matches the temporary files of :func:`atomic_path` (what a process killed while writing leaves)."""
+
+
+def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (model graphs, style clips, written audio), read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _temporary_name(path: Path) -> Path:

@@ -4,6 +4,7 @@ text espeak-ng would not speak as written refused (labels must match the audio).
 from __future__ import annotations
 
 import dataclasses
+import sys
 import unicodedata
 
 import pytest
@@ -12,7 +13,8 @@ from trtgen_export.train.sentences import SentenceSettings, generate_texts
 from trtgen.engine import phonemes
 from trtgen.engine.config import IPA_SYMBOLS, MODEL_PRESETS, TEXT_FRONTENDS, text_config_for
 from trtgen.engine.phonemes import (
-    SILENT_PUNCTUATION, EspeakPhonemizer, PhonemizerError, UnspeakableTextError, parse_phonemizer, unspeakable_characters,
+    SILENT_PUNCTUATION, EspeakPhonemizer, PhonemizerError, UnspeakableTextError, is_format_character, parse_phonemizer,
+    remove_format_characters, unspeakable_characters,
 )
 from trtgen.engine.text import TextEncoder, TextError, is_spoken_symbol, last_spoken_index
 
@@ -97,10 +99,53 @@ def test_other_scripts_emoji_and_language_switches_are_refused(phonemizer: Espea
     assert caught.value.switches == ("hi",)
 
 
+def test_control_characters_are_refused_not_read_as_spaces(phonemizer: EspeakPhonemizer) -> None:
+    """espeak-ng would read "a\x01b" as "a b" while the label kept the control character: refused, as the
+    letter front end refuses it; white-space controls (tab, form feed) stay white space."""
+    for control in ("\x00", "\x01", "\x08", "\x1b", "\x7f"):
+        with pytest.raises(UnspeakableTextError):
+            TextEncoder(PHONEMES).encode(f"one{control}two")
+    assert TextEncoder(PHONEMES).encode_with_info("one\ttwo\x0cthree").spoken == "one two three"
+
+
 def test_nothing_to_speak(phonemizer: EspeakPhonemizer) -> None:
     assert phonemizer.phonemize("   \t ") == ""
     with pytest.raises(TextError, match="nothing to speak"):
         TextEncoder(PHONEMES).encode("...")
+    with pytest.raises(TextError, match="nothing to speak"):
+        TextEncoder(PHONEMES).encode("\u200b\ufeff\u202e")  # only invisible characters
+
+
+@pytest.mark.parametrize(
+    "text, cleaned",
+    [("foo\u200bbar", "foobar"), ("co\u00adoperate", "cooperate"), ("\ufeffHello", "Hello"), ("a\u202eb", "ab"),
+     ("\u200eSeven\u2066 eight\u2069\u200f, nine\U000e0041.", "Seven eight, nine.")],
+)
+def test_format_characters_are_deleted_before_espeak_reads_the_text(
+    phonemizer: EspeakPhonemizer, text: str, cleaned: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The IPA the model reads is that of the cleaned text, and so is the label: espeak-ng, left alone,
+    reads a zero-width space or a bidi override as a word break that the label would not show."""
+    encoder = TextEncoder(PHONEMES)
+    info, expected = encoder.encode_with_info(text), encoder.encode_with_info(cleaned)
+    assert info.spoken == cleaned and not any(is_format_character(c) for c in info.spoken)
+    assert info.text == expected.text and (info.ids == expected.ids).all()
+    removed = {c: text.count(c) for c in text if unicodedata.category(c) == "Cf"}
+    assert {(s.original, s.replacement): s.count for s in info.substitutions} == {(c, ""): n for c, n in removed.items()}
+    assert unspeakable_characters(text, "en-us") == []  # deleted, not refused
+    monkeypatch.setattr(phonemes, "remove_format_characters", lambda raw: (raw, {}))  # what espeak-ng reads unchecked
+    if text in ("foo\u200bbar", "a\u202eb"):
+        assert phonemizer.phonemize(text) != expected.text
+
+
+def test_every_format_character_is_deleted(phonemizer: EspeakPhonemizer) -> None:
+    characters = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"]
+    assert len(characters) > 150 and all(is_format_character(c) for c in characters)
+    assert remove_format_characters("".join(f"a{c}" for c in characters)) == ("a" * len(characters), {c: 1 for c in characters})
+    assert remove_format_characters("plain text") == ("plain text", {}) and not is_format_character("a")
+    plain = phonemizer.phonemize("seveneight")
+    for char in characters:
+        assert phonemizer.phonemize(f"seven{char}eight") == plain, f"U+{ord(char):04X}"
 
 
 def test_encoder_turns_text_into_ipa_ids() -> None:

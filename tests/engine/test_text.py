@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import unicodedata
+
 import numpy as np
 import pytest
 
@@ -75,7 +78,45 @@ def test_unmappable_characters_are_listed_with_positions(encoder: TextEncoder) -
     assert "U+20AC" in str(error)
 
 
-@pytest.mark.parametrize("text", ["", "   ", "\u200b\u00ad", "\n\t"])
+FORMAT_CHARACTERS = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"]
+"""Every Unicode format character (category Cf) this Python knows: zero-width spaces, soft hyphen, BOM,
+bidi controls, tag characters..."""
+
+
+def _has_format_character(text: str) -> bool:
+    return any(unicodedata.category(c) == "Cf" for c in text)
+
+
+@pytest.mark.parametrize(
+    "text, cleaned",
+    [("foo\u200bbar", "foobar"), ("co\u00adoperate", "cooperate"), ("\ufeffHello", "Hello"), ("a\u202eb", "ab"),
+     ("\u200eLeft\u2066 right\u2069\u200f and \U000e0065\U000e006ean\U000e007f end.", "Left right and an end.")],
+)
+def test_format_characters_are_deleted_from_what_is_read_and_the_label(encoder: TextEncoder, text: str, cleaned: str) -> None:
+    """The model reads the ids of the cleaned text, and the label (``spoken``) is that text: no invisible character."""
+    info = encoder.encode_with_info(text)
+    expected = encoder.encode_with_info(cleaned)
+    assert info.spoken == expected.spoken == cleaned and not _has_format_character(info.spoken + info.text)
+    assert info.text == expected.text
+    np.testing.assert_array_equal(info.ids, expected.ids)
+    removed = {c: text.count(c) for c in text if unicodedata.category(c) == "Cf"}
+    assert {(s.original, s.replacement): s.count for s in info.substitutions} == {(c, ""): n for c, n in removed.items()}
+
+
+def test_every_format_character_is_deleted(encoder: TextEncoder) -> None:
+    assert len(FORMAT_CHARACTERS) > 150 and {"\u200b", "\u00ad", "\ufeff", "\u202e", "\u2066", "\U000e0001"} <= set(FORMAT_CHARACTERS)
+    for char in FORMAT_CHARACTERS:
+        info = encoder.encode_with_info(f"a{char}b")
+        assert (info.text, info.spoken) == ("ab", "ab"), f"U+{ord(char):04X}"
+
+
+def test_positions_of_unmappable_characters_count_in_the_cleaned_text(encoder: TextEncoder) -> None:
+    with pytest.raises(UnmappableTextError) as caught:
+        encoder.encode("\u200ba\u00ad & b")
+    assert caught.value.unmappable == ((2, "&"),) and caught.value.text[2] == "&"
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\u200b\u00ad", "\n\t", "\ufeff\u202e \u2066"])
 def test_empty_text_is_an_error(encoder: TextEncoder, text: str) -> None:
     with pytest.raises(TextError, match="empty"):
         encoder.encode(text)
@@ -140,3 +181,14 @@ def test_real_transcripts(shared_data, encoder: TextEncoder) -> None:
     assert len(failures) == 1
     number, unmappable = failures[0]
     assert number == 343 and [c for _, c in unmappable] == ["&"]
+
+
+def test_text_errors_survive_pickling() -> None:
+    """A cluster worker's text error reaches the driver whole (Ray pickles it)."""
+    import pickle
+
+    from trtgen.engine.phonemes import UnspeakableTextError
+
+    for error in (UnmappableTextError("ab", [(0, "x")]), UnspeakableTextError("en-us", [(1, "y")]), UnspeakableTextError("en-us", (), ("hi",))):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)

@@ -46,7 +46,8 @@ def test_parse_quantize_names_the_graphs_and_refuses_others() -> None:
 def test_the_card_lists_the_int8_variants_with_their_digests(quantized_dir) -> None:
     import onnx
 
-    from trtgen.engine.artifact import load_model, sha256_file
+    from trtgen.engine.artifact import load_model
+    from trtgen.fileio import sha256_file
 
     model = load_model(quantized_dir)  # verifies every file named in the card, the variants included
     assert set(model.card.quantized) == {"postnet", "decoder_chunk"}

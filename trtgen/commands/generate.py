@@ -26,7 +26,8 @@ from trtgen.commands.writers import (
 )
 from trtgen.corpora.base import Reject, log_rejects
 from trtgen.corpora.infer_list import InferRow, read_infer_list
-from trtgen.engine.artifact import PRECISIONS, Model, default_model_dir, load_model, sha256_file
+from trtgen.engine.artifact import PRECISIONS, Model, default_model_dir, load_model
+from trtgen.fileio import sha256_file
 from trtgen.engine.backends import BACKENDS
 from trtgen.engine.vocoder import griffin_lim_preset
 from trtgen.engine.decode import DecodeStats

@@ -17,7 +17,7 @@ import soundfile as sf
 from trtgen.commands.copylock import lock_holders
 from trtgen.commands.writers import STAGING
 from trtgen.corpora.synthetic import SyntheticCopy, SyntheticRecord, read_synthetic
-from trtgen.engine.artifact import sha256_file
+from trtgen.fileio import sha256_file
 from trtgen.engine.config import AudioConfig
 from trtgen.fileio import TEMPORARY_GLOB
 from trtgen.progress import Progress, StepProgress

@@ -31,7 +31,7 @@ import soundfile as sf
 
 from trtgen.commands.copylock import CopyLock
 from trtgen.corpora.base import Reject
-from trtgen.engine.artifact import sha256_file
+from trtgen.fileio import sha256_file
 from trtgen.errors import OutputError, UsageError
 from trtgen.fileio import TEMPORARY_GLOB, atomic_write, iter_jsonl, write_jsonl
 from trtgen.progress import NoProgress, Progress

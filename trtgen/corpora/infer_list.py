@@ -12,16 +12,24 @@
 The row index N counts non-blank lines in both formats, malformed ones included, so that it stays
 equal to OpenSeq2Seq's numbering. The style root is, in order: the ``style_root`` argument, the
 ``mailabs_root`` recorded in ``prepare.json`` beside the list, the list's own directory.
+
+A list is UTF-8 (a leading UTF-8 byte-order mark is allowed). One in UTF-16, UTF-32 or a legacy
+encoding, or one without a row, is refused as a whole before any row is read (exit 2): read line by
+line it would give a garbled reject for every row.
 """
 
 from __future__ import annotations
 
+import codecs
+import gzip
 import json
 import logging
+import shlex
 import unicodedata
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal
+from typing import IO, Any, Iterable, Iterator, Literal
 
 from trtgen.corpora.base import Reject, shorten
 from trtgen.fileio import atomic_write, iter_lines, write_jsonl
@@ -35,6 +43,7 @@ __all__ = [
     "PREPARE_SETTINGS",
     "csv_row_id",
     "infer_list_format",
+    "check_list_file",
     "resolve_style_root",
     "iter_infer_list",
     "read_infer_list",
@@ -156,6 +165,9 @@ def _file_name_problem(name: str) -> str | None:
     controls = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) in ("Cc", "Cs") or c in "\u2028\u2029"})
     if controls:
         return f"holds control or invalid characters ({', '.join(controls)})"
+    invisible = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) == "Cf"})
+    if invisible:
+        return f"holds invisible format characters ({', '.join(invisible)})"
     forbidden = sorted({c for c in name if c in "/\\" or c in _WINDOWS_FORBIDDEN})
     if forbidden:
         return f"holds {' '.join(repr(c) for c in forbidden)}, which some systems forbid in file names"
@@ -185,18 +197,143 @@ def _iter_jsonl_rows(path: Path) -> Iterator[tuple[int, int, Any, str | None, st
         yield index, line.number, value, None, line.text
 
 
+_BLOCK_BYTES = 1 << 23
+"""The encoding check decodes a list in 8 MiB blocks: one pass over a LibriSpeech-size list, bounded memory."""
+_BYTE_ORDER_MARKS = (  # UTF-32's little-endian mark starts with UTF-16's: the longer ones first
+    (codecs.BOM_UTF32_LE, "UTF-32", "little-endian"),
+    (codecs.BOM_UTF32_BE, "UTF-32", "big-endian"),
+    (codecs.BOM_UTF16_LE, "UTF-16", "little-endian"),
+    (codecs.BOM_UTF16_BE, "UTF-16", "big-endian"),
+)
+
+
+def _printable(text: str) -> str:
+    """``text`` with what a terminal would not show as itself (controls, NUL, format characters,
+    undecodable file-name bytes) escaped, so that a message stays one readable line."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def _conversion(path: Path, encoding: str) -> str:
+    """The command that writes a UTF-8 copy of the list at ``path`` beside it (``infer.utf8.jsonl``)."""
+    name = path.name[: -len(".gz")] if path.name.endswith(".gz") else path.name
+    stem, dot, suffix = name.rpartition(".")
+    target = path.with_name(f"{stem}.utf8.{suffix}" if dot and stem else f"{name}.utf8")
+    source, destination = shlex.quote(_printable(str(path))), shlex.quote(_printable(str(target)))
+    if path.name.endswith(".gz"):
+        return f"gunzip -c {source} | iconv -f {encoding} -t UTF-8 > {destination}"
+    return f"iconv -f {encoding} -t UTF-8 {source} > {destination}"
+
+
+def _wide_encoding(sample: bytes) -> str | None:
+    """UTF-16LE, UTF-16BE, UTF-32LE or UTF-32BE if ``sample`` (the list's first bytes) looks like mostly
+    ASCII text in it, written without a byte-order mark: NUL bytes at every other (or 3 in 4) position."""
+    usable = len(sample) - len(sample) % 4
+    units = usable // 4
+    if units == 0:
+        return None
+    zeros = [sample[offset:usable:4].count(0) for offset in range(4)]
+    mostly = [count >= 0.9 * units for count in zeros]
+    rarely = [count <= 0.1 * units for count in zeros]
+    patterns = {
+        "UTF-32LE": (rarely[0], mostly[1], mostly[2], mostly[3]), "UTF-32BE": (mostly[0], mostly[1], mostly[2], rarely[3]),
+        "UTF-16LE": (rarely[0], mostly[1], rarely[2], mostly[3]), "UTF-16BE": (mostly[0], rarely[1], mostly[2], rarely[3]),
+    }
+    return next((encoding for encoding, pattern in patterns.items() if all(pattern)), None)
+
+
+def _open_list(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def check_list_file(path: Path) -> None:
+    """Refuse, with :class:`UsageError` (exit 2), a list that is not UTF-8 or holds no row.
+
+    One pass over the bytes, before any row is read: a UTF-16 or UTF-32 byte-order mark, a NUL byte
+    (UTF-16 without a mark, or a binary file), an invalid UTF-8 sequence (a legacy encoding such as
+    Windows-1252) or no non-blank line. The message names the file and the cure in one line."""
+    shown = _printable(str(path))
+    try:
+        with _open_list(path) as handle:
+            first = handle.read(_BLOCK_BYTES)
+            for mark, encoding, order in _BYTE_ORDER_MARKS:
+                if first.startswith(mark):
+                    raise UsageError(
+                        f"list {shown} is {encoding} ({order} byte-order mark), not UTF-8: convert it, e.g. "
+                        f"{_conversion(path, encoding)}"
+                    )
+            blocks = _blocks(handle, first[len(codecs.BOM_UTF8):] if first.startswith(codecs.BOM_UTF8) else first)
+            has_bytes, has_rows = _check_utf8(path, blocks, first[:4096])
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise UsageError(f"list {shown} is not a readable gzip file ({error})") from None
+    if not has_rows:
+        raise UsageError(f"list {shown} holds no rows: {'every line is blank' if has_bytes else 'it is empty'}")
+
+
+def _blocks(handle: IO[bytes], first: bytes) -> Iterator[bytes]:
+    """``first``, then the rest of ``handle`` in :data:`_BLOCK_BYTES` blocks, then ``b""`` (the end)."""
+    block = first
+    while block:
+        yield block
+        block = handle.read(_BLOCK_BYTES)
+    yield b""
+
+
+def _check_utf8(path: Path, blocks: Iterator[bytes], head: bytes) -> tuple[bool, bool]:
+    """Raise :class:`UsageError` at the first NUL byte or invalid UTF-8; else (any byte, any non-blank line).
+
+    A character cut by a block's end waits for the next block; a block costs a decode and a count of
+    its newlines (the line a problem is on)."""
+    shown = _printable(str(path))
+    pending = b""
+    lines_before = 0
+    has_bytes = has_rows = False
+    for block in blocks:
+        data = pending + block if pending else block
+        nul = data.find(b"\0")
+        if nul >= 0:
+            wide = _wide_encoding(head)
+            if wide is not None:
+                raise UsageError(
+                    f"list {shown} is not UTF-8: it holds NUL bytes and looks like {wide} without a byte-order mark; "
+                    f"convert it, e.g. {_conversion(path, wide)}"
+                )
+            number = lines_before + data.count(b"\n", 0, nul) + 1
+            raise UsageError(f"list {shown} is not UTF-8 text: line {number} holds a NUL byte (a binary file?)")
+        try:
+            text, consumed = codecs.utf_8_decode(data, "strict", not block)
+        except UnicodeDecodeError as error:
+            number = lines_before + data.count(b"\n", 0, error.start) + 1
+            raise UsageError(
+                f"list {shown} is not UTF-8: line {number} has byte 0x{data[error.start]:02X} (Latin-1 or Windows-1252?); "
+                f"convert it, e.g. {_conversion(path, 'WINDOWS-1252')}"
+            ) from None
+        has_bytes = has_bytes or bool(data)
+        has_rows = has_rows or (bool(text) and not text.isspace())
+        lines_before += data.count(b"\n", 0, consumed)
+        pending = data[consumed:]
+    return has_bytes, has_rows
+
+
 def iter_infer_list(
     path: str | Path, style_root: str | Path | None = None, *, check_style: bool = True
 ) -> Iterator[InferRow | Reject]:
     """Stream the rows of ``infer.jsonl`` or ``generate.csv``; malformed rows come as :class:`Reject`.
 
     Never raises for a row: a bad line, a missing field, a duplicate id or (with ``check_style``) a
-    style clip that does not exist are rejects naming file, line and reason.
+    style clip that does not exist are rejects naming file, line and reason. The list as a whole is
+    checked when this is called, before any row is read: a missing file raises
+    :class:`~trtgen.errors.MissingInputError`, one that is not UTF-8 or holds no row
+    :class:`~trtgen.errors.UsageError` (:func:`check_list_file`).
     """
     list_path = Path(path).expanduser().absolute()
     if not list_path.is_file():
         raise MissingInputError(f"infer list {list_path} does not exist")
+    check_list_file(list_path)
     root = resolve_style_root(list_path, style_root)
+    return _iter_rows(list_path, root, check_style)
+
+
+def _iter_rows(list_path: Path, root: Path, check_style: bool) -> Iterator[InferRow | Reject]:
     source = str(list_path)
     fmt = infer_list_format(list_path)
     seen: dict[str, int] = {}

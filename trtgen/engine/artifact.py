@@ -17,7 +17,7 @@ from typing import Any
 from trtgen import __version__
 from trtgen.engine.config import AudioConfig, ModelConfig, TextConfig, from_dict, to_dict
 from trtgen.errors import ModelError, UsageError
-from trtgen.fileio import atomic_write
+from trtgen.fileio import atomic_write, sha256_file
 
 __all__ = [
     "CARD_NAME",
@@ -29,7 +29,6 @@ __all__ = [
     "StateTensor",
     "ModelCard",
     "Model",
-    "sha256_file",
     "load_model",
     "default_model_dir",
     "SHIPPED_VOICE",
@@ -44,14 +43,6 @@ GRAPH_NAMES = ("style_encoder", "text_encoder", "decoder_step", "decoder_chunk",
 PRECISIONS = ("float32", "int8")
 """``float32``: the exported graphs; ``int8``: the card's statically quantised variants where it has them
 (``trtgen export --quantize``, docs/throughput.md), float32 for the other graphs."""
-
-
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ Labels must match audio, so text espeak-ng would not speak as written is refused
 (:func:`unspeakable_characters`, docs/text-front-ends.md): espeak-ng reads a character of another
 script, an emoji or a symbol out by its name ("chinese letter", "grinning face", "copyright", "euro")
 while the transcript keeps the character, and it switches language for some scripts ("(hi)").
+Invisible format characters (zero-width spaces, soft hyphens, byte-order marks, bidi controls) are
+removed before anything else, by both front ends (:func:`remove_format_characters`): espeak-ng reads a
+zero-width space as a word break that the label would not show.
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ import re
 import threading
 import unicodedata
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from trtgen.errors import TextError, UsageError
 
 __all__ = [
     "PhonemizerError", "UnspeakableTextError", "EspeakPhonemizer", "phonemizer_for", "parse_phonemizer", "ordinary_case",
-    "unspeakable_characters", "SILENT_PUNCTUATION",
+    "unspeakable_characters", "SILENT_PUNCTUATION", "is_format_character", "remove_format_characters",
 ]
 
 PREFIX = "espeak-ng:"
@@ -64,7 +67,11 @@ class UnspeakableTextError(TextError):
                       f"(another script, an emoji, or a symbol espeak-ng reads out as a word): {shown}{more}")
         else:
             reason = f"espeak-ng's {voice} voice switched to language {', '.join(self.switches)}: the audio would not match the text"
+        self.voice = voice
         super().__init__(reason)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.voice, self.characters, self.switches)  # picklable: a cluster worker's error reaches the driver
 
 
 SILENT_PUNCTUATION = frozenset(
@@ -74,7 +81,6 @@ SILENT_PUNCTUATION = frozenset(
 )
 """Punctuation espeak-ng reads as a pause or not at all (tests/engine/test_phonemes.py checks each); the
 others (``# $ % & * + / = @ \\ ~ © € £ ° § ×``...) it reads out as words that no transcript holds."""
-_INVISIBLE = frozenset("\u00ad\u200b\u200c\u200d\u2060\ufeff")
 _LATIN_LETTERS_END = 0x0180
 """Latin letters espeak-ng reads within words: Basic Latin, Latin-1 and Latin Extended-A. Beyond, it
 spells most of them out ("letter 1e01" for Latin Extended Additional, "g hook" in Extended-B)."""
@@ -82,6 +88,29 @@ _LETTERS_READ_AS_NAMES = frozenset("\u00aa\u00b5\u00ba")
 """Latin-1 letters espeak-ng reads as a word of their own: ª, µ ("micro"), º."""
 _VOICE_SCRIPTS = {"el": "GREEK", "ru": "CYRILLIC", "uk": "CYRILLIC", "bg": "CYRILLIC", "mk": "CYRILLIC", "be": "CYRILLIC"}
 """Voices whose letters are not Latin (the rest, English among them, read the Latin script)."""
+
+
+def is_format_character(char: str) -> bool:
+    """Unicode category Cf: invisible characters that shape how text is shown, not what it says
+    (U+200B zero-width space, U+200C/U+200D joiners, U+2060, U+FEFF, U+00AD soft hyphen, bidi controls,
+    tag characters)."""
+    return unicodedata.category(char) == "Cf"
+
+
+def remove_format_characters(text: str) -> tuple[str, dict[str, int]]:
+    """``text`` without its format characters (:func:`is_format_character`), and how many of each were
+    removed. Both front ends call this before anything else, so the model, espeak-ng and the label read
+    the same text (docs/text-front-ends.md): ``"foo\\u200bbar"`` is ``"foobar"`` for all three."""
+    if text.isascii():  # no format character is ASCII: the common case costs one scan
+        return text, {}
+    removed: dict[str, int] = {}
+    kept: list[str] = []
+    for char in text:
+        if is_format_character(char):
+            removed[char] = removed.get(char, 0) + 1
+        else:
+            kept.append(char)
+    return ("".join(kept), removed) if removed else (text, {})
 
 
 def _speakable_letter(char: str, script: str) -> bool:
@@ -97,16 +126,19 @@ def unspeakable_characters(text: str, voice: str) -> list[tuple[int, str]]:
     written: letters of other scripts, emoji, symbols it reads out by name, digits other than 0-9.
 
     Kept: letters of the voice's script (with combining accents), digits 0-9 (read as numbers, as a
-    transcript's normaliser expects), white space, and :data:`SILENT_PUNCTUATION`."""
+    transcript's normaliser expects), white space, :data:`SILENT_PUNCTUATION`, and the format characters
+    that :func:`remove_format_characters` deletes before espeak-ng reads the text."""
     script = _VOICE_SCRIPTS.get(voice.split("-")[0], "LATIN")
     refused = []
     previous_letter = False
     for position, char in enumerate(text):
+        if is_format_character(char):
+            continue  # deleted before espeak-ng reads the text
         if _speakable_letter(char, script):
             previous_letter = True
             continue
         accent = previous_letter and unicodedata.category(char) == "Mn"
-        if not (accent or char.isspace() or "0" <= char <= "9" or char in SILENT_PUNCTUATION or char in _INVISIBLE or _CONTROL.match(char)):
+        if not (accent or char.isspace() or "0" <= char <= "9" or char in SILENT_PUNCTUATION):
             refused.append((position, char))
         previous_letter = accent
     return refused
@@ -162,7 +194,9 @@ class EspeakPhonemizer:
     def phonemize(self, text: str) -> str:
         """Clauses of IPA separated by their punctuation and a space; words separated by a space.
 
-        Raises :class:`UnspeakableTextError` for text espeak-ng would not speak as written."""
+        Format characters are removed first (:func:`remove_format_characters`); raises
+        :class:`UnspeakableTextError` for text espeak-ng would not speak as written."""
+        text, _ = remove_format_characters(text)
         refused = unspeakable_characters(text, self.voice)
         if refused:
             raise UnspeakableTextError(self.voice, refused)

@@ -4,7 +4,9 @@ OpenSeq2Seq maps every character with ``char2idx[c]`` and a single unknown chara
 KeyError that fails the whole inference batch (docs/openseq2seq-notes.md §2.2). trtgen keeps the exact ids for text that
 is in the 94-symbol table, normalises what it safely can (curly quotes, dashes, odd spaces,
 accented letters outside the table), records each substitution so callers can log it, and rejects
-the rest with :class:`UnmappableTextError` naming the characters and their positions.
+the rest with :class:`UnmappableTextError` naming the characters and their positions. Invisible format
+characters (Unicode category Cf) are deleted first, for letters and phonemes alike
+(docs/text-front-ends.md).
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import logging
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from trtgen.engine.config import TextConfig
-from trtgen.engine.phonemes import phonemizer_for
+from trtgen.engine.phonemes import phonemizer_for, remove_format_characters
 from trtgen.errors import TextError, UsageError
 
 logger = logging.getLogger(__name__)
@@ -42,11 +44,16 @@ class UnmappableTextError(TextError):
 
     def __init__(self, text: str, unmappable: Sequence[tuple[int, str]]) -> None:
         self.text = text
+        """The text the positions count in: the input without its format characters (or, for a phoneme
+        model, espeak-ng's IPA)."""
         self.unmappable: tuple[tuple[int, str], ...] = tuple(unmappable)
-        """(position in the original text, character) for every character that could not be mapped."""
+        """(position in :attr:`text`, character) for every character that could not be mapped."""
         shown = ", ".join(f"{ch!r} (U+{ord(ch):04X}) at {pos}" for pos, ch in self.unmappable[:10])
         more = f" and {len(self.unmappable) - 10} more" if len(self.unmappable) > 10 else ""
         super().__init__(f"{len(self.unmappable)} character(s) outside the symbol table: {shown}{more}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.text, self.unmappable)  # picklable: a cluster worker's error reaches the driver
 
 
 @dataclass(frozen=True)
@@ -104,8 +111,6 @@ _EXPLICIT: dict[str, str] = {
     "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-",
     "\u2212": "-", "\u2e3a": "-", "\u2e3b": "-",
     "\u2026": "...",
-    # Invisible characters: deleted.
-    "\u00ad": "", "\u200b": "", "\u200c": "", "\u200d": "", "\u2060": "", "\ufeff": "",
 }
 
 
@@ -129,16 +134,18 @@ class TextEncoder:
         return [(pos, ch) for pos, ch in enumerate(lowered) if ch not in self._char_to_id]
 
     def normalize(self, text: str) -> NormalizedText:
-        """Lowercase ASCII and replace characters outside the table; raise on what cannot be mapped.
+        """Delete format characters, lowercase ASCII and replace characters outside the table; raise on
+        what cannot be mapped. Each deletion and replacement is reported as a :class:`Substitution`.
 
         A phoneme model's text becomes espeak-ng's IPA here (the returned ``text`` is the IPA)."""
+        cleaned, removed = remove_format_characters(text)
+        changes: Counter[tuple[str, str]] = Counter({(char, ""): count for char, count in removed.items()})
         if self._phonemizer is not None:
-            return self._phonemize(text)
+            return self._phonemize(cleaned, changes)
         out: list[str] = []
         spoken: list[str] = []
         unmappable: list[tuple[int, str]] = []
-        changes: Counter[tuple[str, str]] = Counter()
-        for pos, ch in enumerate(text):
+        for pos, ch in enumerate(cleaned):
             low = self._lower(ch)
             if low in self._char_to_id:
                 out.append(low)
@@ -152,14 +159,14 @@ class TextEncoder:
             spoken.append(replacement)
             changes[(ch, self._lower(replacement))] += 1
         if unmappable:
-            raise UnmappableTextError(text, unmappable)
+            raise UnmappableTextError(cleaned, unmappable)
         normalized = "".join(out)
         if not normalized.strip():
             raise TextError(f"text is empty after normalisation: {text!r}")
-        substitutions = tuple(Substitution(a, b, n) for (a, b), n in changes.items())
-        return NormalizedText(normalized, substitutions, spoken=" ".join("".join(spoken).split()))
+        return NormalizedText(normalized, _substitutions(changes), spoken=" ".join("".join(spoken).split()))
 
-    def _phonemize(self, text: str) -> NormalizedText:
+    def _phonemize(self, text: str, changes: Counter[tuple[str, str]]) -> NormalizedText:
+        """espeak-ng's IPA for ``text`` (already without format characters); ``changes`` are reported."""
         assert self._phonemizer is not None
         phonemes = self._phonemizer.phonemize(text)
         if not phonemes.strip():
@@ -167,7 +174,7 @@ class TextEncoder:
         unmappable = self.unknown_characters(phonemes)
         if unmappable:
             raise UnmappableTextError(phonemes, unmappable)
-        return NormalizedText(phonemes, spoken=" ".join(text.split()))
+        return NormalizedText(phonemes, _substitutions(changes), spoken=" ".join(text.split()))
 
     def encode_with_info(self, text: str) -> EncodedText:
         """Normalise and encode; raises :class:`TextError` for empty, too long or unmappable text."""
@@ -211,6 +218,10 @@ class TextEncoder:
         # A full multiple still gets pad_multiple more pads (docs/openseq2seq-notes.md §2.2 step 3).
         num_pad = cfg.pad_multiple - (n % cfg.pad_multiple)
         return np.asarray([cfg.bos_id, *ids, cfg.eos_id] + [cfg.pad_id] * num_pad, dtype=np.int64)
+
+
+def _substitutions(changes: Counter[tuple[str, str]]) -> tuple[Substitution, ...]:
+    return tuple(Substitution(original, replacement, count) for (original, replacement), count in changes.items())
 
 
 _DEFAULT_ENCODER: TextEncoder | None = None
