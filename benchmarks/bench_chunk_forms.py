@@ -1,8 +1,8 @@
 """Decoder chunk forms: an ONNX Loop over the step graph vs K unrolled copies of it (ONNX Runtime).
 
-The issue asked to measure both and keep what earns its place. This script rebuilds both forms from
-an exported model's ``decoder_step.onnx`` and times them, with the per-step graph called from
-Python as the baseline, at several batch sizes; trtgen ships the unrolled form (export/onnx_export.py).
+This script rebuilds both forms from an exported model's ``decoder_step.onnx`` and times them, with
+the per-step graph called from Python as the baseline, at several batch sizes; trtgen ships the form
+that wins here, the unrolled one (export/onnx_export.py, benchmarks/results/chunk_forms.md).
 
     python benchmarks/bench_chunk_forms.py [--model DIR | --configs small,openseq2seq] [--batches 1,8,64] [--steps 8] \\
         [--output benchmarks/results/chunk_forms.md]

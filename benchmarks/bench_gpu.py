@@ -35,10 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO_ROOT, command_line, header_lines, machine, markdown_table, now, time_interleaved, versions  # noqa: E402
 
 from trtgen.engine.config import AudioConfig  # noqa: E402
-from trtgen.commands.demo import demo_rows, demo_styles  # noqa: E402
+from trtgen.commands.demo import demo_rows  # noqa: E402
+from trtgen.engine.shipped import shipped_styles  # noqa: E402
 from trtgen.fileio import write_jsonl  # noqa: E402
 from trtgen.commands.generate import GenerateOptions, parse_copies, run_generate  # noqa: E402
-from trtgen.engine.artifact import default_model_dir  # noqa: E402
+from trtgen.engine.voice import VoiceSpec  # noqa: E402
 from trtgen.engine.spectral import stft  # noqa: E402
 from trtgen.engine.synthesis import SynthesisOptions  # noqa: E402
 from trtgen.engine.vocoder import GriffinLimOptions, griffin_lim, vocoder_array_module  # noqa: E402
@@ -54,7 +55,7 @@ def log(message: str) -> None:
 
 def magnitudes_12s(count: int) -> list[np.ndarray]:
     """``count`` different 985-frame magnitudes: windows of the shipped style clips, concatenated and tiled."""
-    clips = [soundfile.read(str(p), dtype="float32")[0] for p in demo_styles()]
+    clips = [soundfile.read(str(p), dtype="float32")[0] for p in shipped_styles().values()]
     speech = np.concatenate(clips)
     samples = AUDIO.hop_length * (FRAMES - 1)
     speech = np.tile(speech, samples // speech.size + 2)
@@ -110,11 +111,9 @@ def generate_part(repeat: int, batch_size: int, configs: list[tuple[str, str]]) 
             label = f"decoder {decoder}, vocoder {vocoder}"
             out = Path(tmp) / "out"
             started = time.perf_counter()
+            voice = VoiceSpec(backend="onnxruntime", device=decoder, synthesis=SynthesisOptions(batch_size=batch_size, vocoder_device=vocoder))
             report = run_generate(GenerateOptions(
-                model_dir=default_model_dir(), list_path=listing, out_dir=out, backend="onnxruntime", device=decoder,
-                copies=tuple(parse_copies("copy:0.5:1", default_dropout=0.5, base_seed=0)),
-                synthesis=SynthesisOptions(batch_size=batch_size, vocoder_device=vocoder),
-                sample_format="float32",
+                list_path=listing, out_dir=out, voice=voice, copies=parse_copies("copy:0.5:1"), sample_format="float32",
             ))
             results[label] = (report, time.perf_counter() - started)
             waves[label] = {r["id"]: soundfile.read(str(out / "copy" / f"{r['id']}.wav"), dtype="float32")[0] for r in rows_in}

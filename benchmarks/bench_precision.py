@@ -52,7 +52,7 @@ from common import (  # noqa: E402
 
 DEFAULT_MAX_MCD_DB = 0.2
 DEFAULT_MIN_SAME_STOP = 0.99
-"""The issue's bar for an int8 graph to become the CPU default (same stop step within one step)."""
+"""The bar for an int8 graph to become the CPU default (same stop step within one step; docs/throughput.md, "int8 on the CPU")."""
 CALIBRATION_SENTENCES = QuantizeOptions().sentences
 VARIANTS = {"float32": (), "int8 postnet": ("postnet",), "int8 postnet + decoder": ("postnet", "decoder_chunk")}
 
@@ -91,11 +91,11 @@ def _voice(directory: Path, graphs: tuple[str, ...], options: Any) -> Any:
 
 def _rows(count: int) -> list[Any]:
     from trtgen import Row
-    from trtgen.commands.demo import demo_styles
+    from trtgen.engine.shipped import shipped_styles
     from trtgen_export.train.sentences import HELDOUT, generate_sentences
 
     sentences = [s for s in generate_sentences() if s.split == HELDOUT][CALIBRATION_SENTENCES : CALIBRATION_SENTENCES + count]
-    clips = demo_styles()
+    clips = list(shipped_styles().values())
     return [Row(f"fidelity{i:04d}", s.text, str(clips[i % len(clips)]), None, 11) for i, s in enumerate(sentences)]
 
 
@@ -119,7 +119,7 @@ def fidelity(directory: Path, rows: list[Any], trained: bool, log: Callable[[str
     from trtgen.engine.synthesis import SynthesisOptions
     from trtgen.engine.text import last_spoken_index
     from trtgen.engine.vocoder import griffin_lim_preset
-    from trtgen.evaluation.alignment import check_alignment
+    from trtgen.engine.alignment import check_alignment
     from trtgen_export.quantize import FeedRecorder
 
     options = SynthesisOptions(vocoder=griffin_lim_preset("openseq2seq"))

@@ -104,7 +104,7 @@ def driver_cost(block_sizes: list[int], rounds: int = 20) -> list[dict[str, floa
     from ray.util import ActorPool
 
     from trtgen.commands.cluster import _Block
-    from trtgen.commands.generate import Job, Outcome
+    from trtgen.commands.jobs import Job, Outcome
     from trtgen.commands.writers import CopyWriter, UtteranceRecord
     from trtgen.engine.decode import DecodeStats
 
@@ -125,6 +125,7 @@ def driver_cost(block_sizes: list[int], rounds: int = 20) -> list[dict[str, floa
                             f"{i:06d}.wav", "0" * 64) for i in range(size)]
                 writer = CopyWriter(Path(directory) / f"b{size}", {"sample_rate": 16000, "sample_format": "pcm16"}, shard=None, naming="id")
                 writer.open(resume=False, expected={})
+                writer.start()
                 list(pool.map_unordered(lambda a, b: a.render.remote(b), [jobs] * 2))  # warm
                 started = time.perf_counter()
                 for block in pool.map_unordered(lambda a, b: a.render.remote(b), [jobs] * rounds):

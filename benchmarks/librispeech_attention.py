@@ -5,7 +5,7 @@ Usage: python benchmarks/librispeech_attention.py [--model DIR ...] [--output PA
 The voice was trained on short sentences of a grammar; LibriSpeech transcripts are longer, in capitals,
 and full of words it never saw. No reference audio is needed for what is measured here: the share of
 utterances whose stop token fires before the cap and whose attention passes ``trtgen eval``'s alignment
-check (:func:`trtgen.evaluation.alignment.check_alignment`, default rule), and the output's length per symbol.
+check (:func:`trtgen.engine.alignment.check_alignment`, default rule), and the output's length per symbol.
 Transcripts: every LibriSpeech transcript in ../shared/data (the trans.txt files and OpenSeq2Seq's
 50-row librivox sample), each spoken in the four shipped style clips at dropout 0.5.
 
@@ -41,8 +41,8 @@ from common import (  # noqa: E402
 from trtgen import Rejected, Row, Voice  # noqa: E402
 from trtgen.engine.artifact import default_model_dir  # noqa: E402
 from trtgen.corpora.librispeech import read_librispeech  # noqa: E402
-from trtgen.commands.demo import demo_styles  # noqa: E402
-from trtgen.evaluation.alignment import check_alignment  # noqa: E402
+from trtgen.engine.shipped import shipped_styles  # noqa: E402
+from trtgen.engine.alignment import check_alignment  # noqa: E402
 from trtgen.engine.synthesis import SynthesisOptions  # noqa: E402
 from trtgen.engine.text import last_spoken_index  # noqa: E402
 
@@ -87,7 +87,7 @@ def decode_all(model_dir: Path, texts: list[tuple[str, str]]) -> tuple[list[Outc
     """Every transcript in every shipped style; returns the outcomes, the transcripts it could not speak, the voice."""
     voice = Voice.load(model_dir, backend="onnxruntime", options=SynthesisOptions(batch_size=16))
     card = voice.card
-    clips = demo_styles()
+    clips = list(shipped_styles().values())
     rows = [Row(f"{text_id}-{clip.stem}", text, clip, DROPOUT, SEED, tag=(text_id, clip)) for text_id, text in texts for clip in clips]
     outcomes: dict[str, Outcome] = {}
     rejected: dict[str, str] = {}
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     lines += [
         "",
         f"{len(texts)} LibriSpeech transcripts from ../shared/data ({min(lengths)}-{max(lengths)} symbols after the text front end, median "
-        f"{int(np.median(lengths))}), each in the {len(demo_styles())} shipped style clips, prenet dropout {DROPOUT}, the model's stop threshold. "
+        f"{int(np.median(lengths))}), each in the {len(shipped_styles())} shipped style clips, prenet dropout {DROPOUT}, the model's stop threshold. "
         "Aligned: `trtgen eval`'s check (monotonic within one symbol, no jump over 4, reaching the last spoken symbol). "
         "Frames per symbol: output length (12.5-ms frames) over text symbols.",
         "",

@@ -49,15 +49,15 @@ from common import (  # noqa: E402
 from bench_end_to_end import ratio_to_original  # noqa: E402
 
 TARGET_LIKE_FOR_LIKE = {TRAINED_VOICE: 4.0, "openseq2seq": 2.5}
-"""Issue 25: trtgen with OpenSeq2Seq's 4 classic iterations against the original way, end to end."""
+"""trtgen with OpenSeq2Seq's 4 classic iterations against the original way, end to end (docs/throughput.md, "Targets")."""
 GOAL_LIKE_FOR_LIKE = {TRAINED_VOICE: 5.0}
 TARGET_DEFAULTS = 2.0
-"""Issue 25: trtgen with all its defaults (the vocoder included) against the original, with better audio."""
+"""trtgen with all its defaults (the vocoder included) against the original, with better audio (docs/throughput.md, "Targets")."""
 TARGET_HOST_SHARE = 0.05
 TARGET_HOST_MIN_BATCH = 8
 TARGET_VOCODER = 2.0
 ORIGINAL_DAYS = 1.0
-"""The original pipeline's wall time for one LibriSpeech-size copy, as the issue states it (about a day)."""
+"""The original pipeline's wall time for one LibriSpeech-size copy (about a day on one GPU, README.md)."""
 
 
 # ---------------------------------------------------------------------------- vocoder
@@ -172,7 +172,8 @@ def target_lines(
     decoder: dict[str, Any] | None, vocoder: dict[str, Any] | None, e2e: dict[str, Any] | None, quality: dict[str, Any] | None = None,
     limits: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Issue 25's targets, each met or missed, with the cause of a miss; and the standing targets of the decoder and vocoder."""
+    """The end-to-end targets (docs/throughput.md, "Targets"), each met or missed, with the cause of a miss; and the standing
+    targets of the decoder and vocoder."""
     import bench_vocoder as bv
 
     rows = []

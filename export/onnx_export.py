@@ -6,10 +6,10 @@ Graphs (opset 17, every batch and time axis dynamic):
 - ``text_encoder``: text_ids, text_len, style_embedding -> memory, memory_keys, memory_mask.
 - ``decoder_step``: one decoder step; state in, next state out (names in the card).
 - ``decoder_chunk``: K copies of that step chained in one graph (K fixed at export, 8 by default),
-  so that one runtime call runs K decoder steps and the decode loop stays off the interpreter. The
-  copies share one set of weights, and both decoder graphs share one external weight file. (An ONNX
-  Loop over the step, which tf2onnx would also produce from a tf.while_loop, was slower on ONNX
-  Runtime: benchmarks/bench_chunk_forms.py.)
+  so that one runtime call runs K decoder steps and the Python decode loop (trtgen.engine.decode) turns
+  once per K steps. The copies share one set of weights, and both decoder graphs share one external
+  weight file. (An ONNX Loop over the step, which tf2onnx would also produce from a tf.while_loop, is
+  slower on ONNX Runtime: benchmarks/bench_chunk_forms.py.)
 - ``postnet``: mel, mel_len -> mel_postnet, magnitude.
 
 The encoder LSTM is written in TensorFlow with the fused ``BlockLSTM`` op; a custom tf2onnx handler

@@ -92,9 +92,9 @@ def quantized_nodes(model: onnx.ModelProto, graph: str) -> list[str]:
 
 def calibration_feeds(model_dir: Path, graphs: Sequence[str], options: QuantizeOptions) -> dict[str, list[dict[str, np.ndarray]]]:
     """The inputs each of ``graphs`` receives while the float model speaks the calibration sentences in
-    the shipped demo styles (through :class:`trtgen.Voice`, exactly as ``trtgen generate`` runs it)."""
-    from trtgen import Rejected, Row, Voice
-    from trtgen.commands.demo import demo_styles
+    the shipped style clips (through :class:`trtgen.Voice`, exactly as ``trtgen generate`` runs it)."""
+    from trtgen.engine.voice import Rejected, Row, Voice
+    from trtgen.engine.shipped import shipped_styles
     from trtgen.engine.synthesis import SynthesisOptions
     from trtgen.engine.vocoder import GriffinLimOptions
     from trtgen_export.train.sentences import HELDOUT, generate_sentences
@@ -109,7 +109,7 @@ def calibration_feeds(model_dir: Path, graphs: Sequence[str], options: QuantizeO
     recorders = {}
     for graph in graphs:
         recorders[graph] = runners[graph].runner = FeedRecorder(runners[graph].runner, limits[graph])
-    clips = demo_styles()
+    clips = list(shipped_styles().values())
     rows = [Row(f"calibration{i:04d}", s.text, str(clips[i % len(clips)]), None, CALIBRATION_SEED) for i, s in enumerate(sentences)]
     rejected = [r.id for r in voice.stream(rows, lookahead=None) if isinstance(r, Rejected)]
     if rejected:

@@ -13,7 +13,7 @@ check walks every node of every graph, subgraphs of ``Loop``/``If``/``Scan`` inc
   restriction can be decided from the graph alone, and ``unknown`` (with the reason) where it cannot.
 
 It does not run TensorRT's parser: passing here is necessary, not sufficient. The GPU test in
-``tests/test_tensorrt_backend.py`` builds the engines for real where TensorRT is installed.
+``tests/engine/test_tensorrt_backend.py`` builds the engines for real where TensorRT is installed.
 
 Regenerate the table from a copy of ``docs/operators.md``::
 

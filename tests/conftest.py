@@ -78,18 +78,22 @@ def assert_outputs_match(expected: dict[str, np.ndarray], actual: dict[str, np.n
 
 def generate_shipped_voice(out: Path, sentences: int, **options: Any) -> tuple[list[dict[str, str]], Any]:
     """``run_generate`` with the shipped voice on ``demo_rows(sentences)``, one copy ``copy`` (dropout 0.5,
-    seed 3) under ``out/copy``; ``options`` override GenerateOptions fields. Returns the rows and the report."""
+    seed 3) under ``out/copy``; ``options`` override GenerateOptions fields, or VoiceSpec fields
+    (``backend``, ``device``, ``synthesis``...). Returns the rows and the report."""
+    import dataclasses
+
     from trtgen.commands.demo import demo_rows
-    from trtgen.fileio import write_jsonl
     from trtgen.commands.generate import GenerateOptions, parse_copies, run_generate
-    from trtgen.engine.artifact import default_model_dir
+    from trtgen.engine.voice import VoiceSpec
+    from trtgen.fileio import write_jsonl
 
     rows = demo_rows(sentences)
     out.mkdir(parents=True, exist_ok=True)
     listing = out / "infer.jsonl"
     write_jsonl(listing, rows)
-    copies = tuple(parse_copies("copy:0.5:3", default_dropout=0.5, base_seed=0))
-    report = run_generate(GenerateOptions(model_dir=default_model_dir(), list_path=listing, out_dir=out, copies=copies, **options))
+    voice_fields = {k: options.pop(k) for k in list(options) if k in VoiceSpec.__dataclass_fields__}
+    voice = dataclasses.replace(VoiceSpec(), **voice_fields)
+    report = run_generate(GenerateOptions(list_path=listing, out_dir=out, copies=parse_copies("copy:0.5:3"), voice=voice, **options))
     return rows, report
 
 

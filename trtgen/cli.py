@@ -191,7 +191,8 @@ def generate(
     vocoder_device: Optional[str] = typer.Option(None, "--vocoder-device", help="cpu or cuda (CuPy) for Griffin-Lim (default: --device)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: generate rows whose index is I modulo N (one process per GPU)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N rows of the list."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run: skip utterances already written."),
+    resume: bool = typer.Option(False, "--resume", help="Continue earlier runs into the same copies: skip utterances already written with the same inputs, make again what changed."),
+    prune: bool = typer.Option(False, "--prune", help="Remove from each copy the utterances (records and files) whose row is no longer in the list."),
     sample_format: str = typer.Option("pcm16", "--format", help="pcm16 or float32 WAV."),
     naming: str = typer.Option("id", "--naming", help="id (<utterance-id>.wav) or openseq2seq (sample_step0_{N}_syn.wav)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime (default: all cores; with --ray: per worker, default 1)."),
@@ -207,7 +208,7 @@ def generate(
     options = _run("generate", lambda: generate_options(
         list_path=list_path, out_dir=out, model_dir=model, style_root=style_root, copies=copies, seed=seed, batch_size=batch_size,
         backend=backend, device=device, gl_iters=gl_iters, vocoder=vocoder, vocoder_device=vocoder_device, shard=shard, limit=limit,
-        resume=resume, sample_format=sample_format, naming=naming, threads=threads, ray=ray, workers=workers, block_size=block_size, precision=precision,
+        resume=resume, prune=prune, sample_format=sample_format, naming=naming, threads=threads, ray=ray, workers=workers, block_size=block_size, precision=precision,
     ))
     with _StopOnSignal() as stop, BarProgress() as progress:
         report = _run("generate", lambda: run_generate(options, progress, stop.requested), partial=render_generate)
@@ -235,6 +236,9 @@ def manifest(
         False, "--check", help="Only check the synthetic audio against its records (content digest, length, size), and look for stray WAVs and temporary leftovers; exit 1 on any problem."
     ),
     duration_tolerance: float = typer.Option(0.02, "--duration-tolerance", help="Seconds a file's duration may differ from its record."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Digest every synthetic file against its record (default: only files changed since their records were written)."
+    ),
 ) -> None:
     """Write training manifests that mix real and synthetic audio."""
     from trtgen.commands.manifests import ManifestOptions, write_manifests
@@ -252,6 +256,7 @@ def manifest(
     options = ManifestOptions(
         copies=copy_names, formats=tuple(f.strip() for f in formats.split(",") if f.strip()), mix=mix,
         seed=seed, relative_to=relative_to, splits=splits, flac_to_wav=flac_to_wav, duration_tolerance_s=duration_tolerance,
+        verify=verify,
     )
     with BarProgress(unit="files") as progress:
         result = _run("manifest", lambda: write_manifests(synthetic, out, real or (), options, progress=progress))
@@ -313,19 +318,20 @@ def eval_command(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime (default: all cores)."),
 ) -> None:
     """Check that a voice works: alignment, stopping, duration, MCD-DTW and style on held-out sentences."""
+    from trtgen.commands.export import export_random_model
     from trtgen.console import BarProgress, render_eval
-    from trtgen.engine.artifact import default_model_dir
+    from trtgen.engine.voice import VoiceSpec
     from trtgen.evaluation.report import EvalOptions
     from trtgen.evaluation.run import run_eval
 
     def call() -> Any:
+        voice = VoiceSpec(model_dir=model, backend=backend, device=device, threads=threads, stop_threshold=stop_threshold)
         options = EvalOptions(
-            model_dir=model or default_model_dir(), corpus_dir=corpus, out_dir=out, sentences=sentences, first_sentence=first_sentence,
-            stop_threshold=stop_threshold, dropout=dropout,
-            seed=seed, compare_random=compare_random, plots=plots, backend=backend, device=device, threads=threads,
+            voice, corpus_dir=corpus, out_dir=out, sentences=sentences, first_sentence=first_sentence, dropout=dropout,
+            seed=seed, compare_random=compare_random, plots=plots,
         )
         with BarProgress() as progress:
-            return run_eval(options, progress)
+            return run_eval(options, progress, export_random=export_random_model)
 
     report = _run("eval", call)
     render_eval(report)

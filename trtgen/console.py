@@ -97,6 +97,11 @@ def render_generate(report: Any) -> None:
          "audio h", "stopped", "capped"],
         rows,
     )
+    for c in report.copies:
+        if c.pruned:
+            console.print(f"{c.name}: {c.pruned} utterance(s) no longer in the list were removed (--prune)")
+        elif c.not_in_list:
+            console.print(f"{c.name}: {c.not_in_list} utterance(s) are no longer in the list; kept (--prune removes them)")
     wall = report.wall_seconds
     if report.workers:
         print_table(

@@ -5,9 +5,14 @@ and the exit code its class carries:
 
 * 0: done; 1: done, but some rows were rejected (set by the command, not by an exception);
 * 2: :class:`UsageError`, :class:`ModelError`: refused before any work (bad option, list or model, a
-  copy directory another run is writing); a :class:`TextError` only rejects its row;
+  copy directory another run is writing). Two kinds of usage error only reject their row when
+  :meth:`trtgen.Voice.stream` meets them: :class:`TextError` (a transcript the model cannot speak) and
+  :class:`StyleError` (a style clip or embedding it cannot use);
 * 3: :class:`RunError`: failed part way (:class:`OutputError`: disk full, read-only or unwritable
   output; :class:`Interrupted`: SIGINT or SIGTERM); a generate run resumes with ``--resume``.
+  :class:`SynthesisError` (the decoder stopped too early to vocode one utterance) also exits 3 when a
+  command lets it through, but it is not a :class:`RunError`: rerunning gives the same result, and a
+  stream only rejects its row.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 
 __all__ = [
     "EXIT_OK", "EXIT_REJECTS", "EXIT_USAGE", "EXIT_FAILED", "TrtgenError", "UsageError", "MissingInputError", "ModelError",
-    "TextError", "RunError", "OutputError", "Interrupted", "describe_os_error",
+    "TextError", "StyleError", "SynthesisError", "RunError", "OutputError", "Interrupted", "describe_os_error",
 ]
 
 EXIT_OK = 0
@@ -34,7 +39,7 @@ class TrtgenError(Exception):
 
 
 class UsageError(TrtgenError, ValueError):
-    """A bad option, input list, style clip or text: nothing was done (exit 2)."""
+    """A bad option, argument, input list, style clip or text: nothing was done (exit 2)."""
 
     exit_code = EXIT_USAGE
 
@@ -46,6 +51,22 @@ class MissingInputError(UsageError, FileNotFoundError):
 class TextError(UsageError):
     """A transcript the model cannot speak as written (empty, too long, characters it would not speak or
     would mislabel): one row is rejected, the run goes on."""
+
+
+class StyleError(UsageError):
+    """A style the model cannot use: a clip that is missing, unreadable or not audio, or an embedding of
+    the wrong shape or type or with non-finite values. One row is rejected, the run goes on."""
+
+
+class SynthesisError(TrtgenError, RuntimeError):
+    """The model ran on valid input but gave nothing usable: the decoder stopped too early to vocode.
+
+    Not a :class:`UsageError` (text, style and dropout were all valid, and another seed or dropout may
+    speak the row) nor a :class:`RunError` (nothing to resume: the audio is a pure function of its
+    inputs). A stream rejects the row; :meth:`trtgen.Voice.synthesize` raises it (exit 3 if it escapes).
+    """
+
+    exit_code = EXIT_FAILED
 
 
 class ModelError(TrtgenError, ValueError):
@@ -88,7 +109,12 @@ class OutputError(RunError):
 
     def __init__(self, error: OSError, path: str | os.PathLike[str] | None = None, doing: str = "writing") -> None:
         self.errno = error.errno
+        self._arguments = (error, path, doing)
         super().__init__(describe_os_error(error, path, doing))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its own arguments when pickled (a cluster worker's error reaching the driver).
+        return type(self), self._arguments
 
 
 class Interrupted(RunError):
@@ -98,3 +124,6 @@ class Interrupted(RunError):
     def __init__(self, message: str, partial: Any = None) -> None:
         self.partial = partial
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), self.partial)

@@ -13,7 +13,7 @@ per-step prenet gates are read from a TensorArray (the gradient of slicing ``ten
 of the whole sequence per step), the LSTM kernels are multiplied transposed (see the comment there), and
 the attention's score and context are matmuls rather than a broadcast sum and an einsum.
 
-The math equals ``decoder_step`` (docs/openseq2seq-notes.md §5.2; tests/test_training.py checks it to float32 round-off with
+The math equals ``decoder_step`` (docs/openseq2seq-notes.md §5.2; tests/export/test_training.py checks it to float32 round-off with
 dropout off), so a model trained through this path exports through ``decoder_step`` unchanged.
 """
 

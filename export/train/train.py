@@ -24,14 +24,12 @@ Losses (summed, each a mean over valid positions):
   ``stop_pos_weight`` as only ~1 frame in 70 is positive;
 * guided attention (g = 0.2): the attention mass off the diagonal, summed over characters and averaged
   over decoder steps -- normalised per step, not over the whole matrix, which would divide the pull by the
-  text length (shared/notes/probes.md); weight 2 for the first 1500 steps, then 1. The diagonal runs
+  text length; weight 2 for the first 1500 steps, then 1. The diagonal runs
   from the first step on ``<s>`` either to the last step on ``</s>`` (``guide_anchor="eos"``) or to the
   last *speech* step on the last letter (``"speech_end"``), continuing past it over the EOS frames: with
   ``"eos"`` the diagonal is still a character or two short of the last letter when the stop token fires
-  on the first EOS frame, and so was the attention of the voice trained with it. Tried as a 983-step
-  fine-tune of that voice from step 4,188 (guide weight 2): it did not help -- the attention still
-  arrives on the last letter just as the stop fires, and strict alignment fell from 87% to 59% -- so
-  the recipe keeps ``"eos"``.
+  on the first EOS frame. The recipe keeps ``"eos"``: ``"speech_end"`` did not bring the attention to the
+  last letter sooner and cost strict alignment (docs/shipped-voice.md, "Tried and not adopted").
 
 Short utterances first (``--max-frames 400``, then a warm start on all lengths with ``--init-from``): the
 attention learns to align on short utterances in minutes, and their steps are cheaper; this is the 50-minute
@@ -76,7 +74,7 @@ from trtgen_export.train.corpus import CorpusError, CorpusManifest, load_corpus
 from trtgen_export.train.teacher_forcing import DECODER_LSTM_DROPOUT, dropout_masks, teacher_forced_decode
 from trtgen_export.variables import random_weights
 from trtgen.engine.config import ModelConfig, load_model_config, text_config_for, to_dict
-from trtgen.evaluation.alignment import check_alignment
+from trtgen.engine.alignment import check_alignment
 
 __all__ = [
     "TrainConfig",
@@ -431,7 +429,7 @@ class HeldoutReport:
     items: int
     aligned: float
     """Fraction whose attention path passes ``trtgen eval``'s alignment check
-    (:func:`trtgen.evaluation.alignment.check_alignment` with the default :class:`~trtgen.evaluation.alignment.AlignmentRule`)."""
+    (:func:`trtgen.engine.alignment.check_alignment` with the default :class:`~trtgen.engine.alignment.AlignmentRule`)."""
     monotonic_covering: float
     """Fraction monotonic and reaching the last letter, whatever the step size."""
     mean_max_jump: float

@@ -153,6 +153,53 @@ def test_2_for_a_missing_list_style_root_or_broken_model(tmp_path: Path) -> None
         assert not (tmp_path / "out").exists()
 
 
+def test_2_when_out_is_a_file_and_the_file_is_untouched(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.write_bytes(b"not a directory")
+    result = _generate("--list", str(_list(tmp_path)), "--out", str(out))
+    assert result.exit_code == 2, result.output
+    assert "a file, not a directory" in result.output and len(result.output.strip().splitlines()) == 1
+    assert out.read_bytes() == b"not a directory"
+
+
+def test_2_when_two_copies_would_share_manifest_ids_before_any_audio(tmp_path: Path) -> None:
+    """``x`` in copy ``a_b`` and ``x_a`` in copy ``b`` would both be ``x_a_b`` in every manifest."""
+    style = demo_rows(1)[0]["style"]
+    listing = tmp_path / "infer.jsonl"
+    write_jsonl(listing, [{"id": "x", "text": "One sentence.", "style": style}, {"id": "x_a", "text": "Another one.", "style": style}])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["generate", "--list", str(listing), "--out", str(out), "--copies", "a_b:0.5:1,b:0.5:2"])
+    assert result.exit_code == 2, result.output
+    assert "'x_a_b'" in result.output and "'x'" in result.output and "'x_a'" in result.output
+    assert not out.exists()
+    # The same against a copy already under --out: made first, the second run is refused before any audio.
+    assert CliRunner().invoke(app, ["generate", "--list", str(listing), "--out", str(out), "--copies", "b:0.5:2"]).exit_code == 0
+    result = CliRunner().invoke(app, ["generate", "--list", str(listing), "--out", str(out), "--copies", "a_b:0.5:1"])
+    assert result.exit_code == 2 and "already under --out" in result.output, result.output
+    assert not (out / "a_b").exists()
+
+
+def test_2_when_manifest_out_is_inside_a_copy_and_the_copy_is_untouched(uninterrupted: tuple[Path, Path]) -> None:
+    _, out = uninterrupted
+    before = _files(out)
+    for inside in (out / "c", out / "c" / "manifests"):
+        result = CliRunner().invoke(app, ["manifest", "--synthetic", str(out), "--out", str(inside)])
+        assert result.exit_code == 2, result.output
+        assert "inside the copy directory" in result.output and len(result.output.strip().splitlines()) == 1
+    assert _files(out) == before
+
+
+def test_generate_loads_its_model_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trtgen.engine.artifact import ModelCard
+
+    reads = []
+    original = ModelCard.from_json  # every load of a model directory reads its card through this
+    monkeypatch.setattr(ModelCard, "from_json", staticmethod(lambda *a, **k: reads.append(1) or original(*a, **k)))
+    result = _generate("--list", str(_list(tmp_path)), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert len(reads) == 1, f"the model card was read {len(reads)} times"
+
+
 def test_3_when_writing_fails_part_way_and_resume_then_finishes(tmp_path: Path) -> None:
     listing, out = _list(tmp_path), tmp_path / "out"
     blocked = out / "c" / f"{demo_rows(1)[2]['id']}.wav"

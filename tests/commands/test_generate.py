@@ -21,12 +21,13 @@ from typer.testing import CliRunner
 
 from tests.conftest import cupy_with_gpu, generate_shipped_voice
 from trtgen.cli import app
-from trtgen.commands.demo import demo_rows, demo_styles
+from trtgen.commands.demo import demo_rows
 from trtgen.commands.generate import GenerateOptions, parse_copies, run_generate
 from trtgen.commands.synthetic_check import check_synthetic
-from trtgen.engine.artifact import default_model_dir
+from trtgen.engine.shipped import shipped_styles
 from trtgen.fileio import write_jsonl
 from trtgen.engine.synthesis import SynthesisOptions
+from trtgen.engine.voice import VoiceSpec
 from trtgen.engine.vocoder import griffin_lim_preset
 
 COPIES = "clean:0.5:11,noisy:0.3:12"
@@ -34,12 +35,8 @@ FAST = SynthesisOptions(batch_size=4, vocoder=griffin_lim_preset("openseq2seq"))
 
 
 def options(model: Path, infer_list: Path, out: Path, **overrides) -> GenerateOptions:
-    fields = dict(
-        model_dir=model, list_path=infer_list, out_dir=out,
-        copies=tuple(parse_copies(COPIES, default_dropout=0.5, base_seed=0)), synthesis=FAST,
-    )
-    fields.update(overrides)
-    return GenerateOptions(**fields)
+    voice = VoiceSpec(model_dir=model, synthesis=overrides.pop("synthesis", FAST))
+    return GenerateOptions(**{"list_path": infer_list, "out_dir": out, "copies": parse_copies(COPIES), "voice": voice, **overrides})
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -115,7 +112,7 @@ def test_batch_size_does_not_change_frames_or_audio(reference_run, small_model_d
 
 
 def test_copies_with_other_rates_or_seeds_differ(small_model_dir, infer_list, tmp_path):
-    copies = tuple(parse_copies("a:0.5:1,b:0.5:2,c:0.2:1", default_dropout=0.5, base_seed=0))
+    copies = parse_copies("a:0.5:1,b:0.5:2,c:0.2:1")
     run_generate(options(small_model_dir, infer_list, tmp_path, copies=copies, limit=2))
     for rec in records(tmp_path / "a").values():
         audio = {c: sf.read(tmp_path / c / rec["audio"])[0] for c in ("a", "b", "c")}
@@ -173,7 +170,7 @@ def test_refuses_to_mix_settings_in_one_copy_directory(reference_run, small_mode
     from trtgen.commands.writers import SettingsMismatch
 
     with pytest.raises(SettingsMismatch, match="dropout"):
-        copies = tuple(parse_copies("clean:0.4:11", default_dropout=0.5, base_seed=0))
+        copies = parse_copies("clean:0.4:11")
         run_generate(options(small_model_dir, infer_list, tmp_path, copies=copies, resume=True))
     with pytest.raises(SettingsMismatch, match="--resume"):
         run_generate(options(small_model_dir, infer_list, tmp_path))
@@ -214,15 +211,15 @@ def test_kill_9_then_resume_gives_the_files_of_an_uninterrupted_run(small_model_
 
 def test_resume_makes_again_what_changed_went_missing_or_was_altered_and_check_finds_it(tmp_path):
     style = tmp_path / "style.wav"
-    style.write_bytes(demo_styles()[0].read_bytes())
+    style.write_bytes(shipped_styles()["gb-f2"].read_bytes())
     rows = demo_rows(1)
     rows[3]["style"] = str(style)
     listing, out = tmp_path / "infer.jsonl", tmp_path / "out"
     write_jsonl(listing, rows)
-    copies = tuple(parse_copies("c:0.5:3", default_dropout=0.5, base_seed=0))
+    copies = parse_copies("c:0.5:3")
 
     def generate(**overrides):
-        return run_generate(GenerateOptions(model_dir=default_model_dir(), list_path=listing, out_dir=out, copies=copies, **overrides))
+        return run_generate(GenerateOptions(list_path=listing, out_dir=out, copies=copies, **overrides))
 
     generate()
     before = files(out / "c")
@@ -235,7 +232,7 @@ def test_resume_makes_again_what_changed_went_missing_or_was_altered_and_check_f
     assert problems == {(rows[0]["id"], "altered content"), (rows[1]["id"], "missing"), ("stray", "stray")}
     rows[2]["text"] = "A sentence the list now holds instead."  # a changed row
     write_jsonl(listing, rows)
-    style.write_bytes(demo_styles()[1].read_bytes())  # a changed style clip, same path
+    style.write_bytes(shipped_styles()["scot-f4"].read_bytes())  # a changed style clip, same path
 
     report = generate(resume=True)
     (copy,) = report.copies

@@ -40,6 +40,7 @@ def _expected(*ids: str) -> dict[str, Expected]:
 def test_a_second_unsharded_writer_is_refused_naming_the_holder(tmp_path: Path) -> None:
     first = _writer(tmp_path / "c")
     first.open(resume=False, expected={})
+    first.start()
     with pytest.raises(CopyLocked, match=rf"is being written by another trtgen generate \(pid {os.getpid()} on host .*--shard I/N"):
         _writer(tmp_path / "c").open(resume=True, expected={})
     assert [h.pid for h in lock_holders(tmp_path / "c")] == [os.getpid()]
@@ -47,6 +48,7 @@ def test_a_second_unsharded_writer_is_refused_naming_the_holder(tmp_path: Path) 
     assert not (tmp_path / "c" / ".lock").exists() and lock_holders(tmp_path / "c") == []
     second = _writer(tmp_path / "c")
     second.open(resume=True, expected={})  # free again
+    second.start()
     second.close([], [])
 
 
@@ -54,6 +56,7 @@ def test_shards_write_side_by_side_but_never_beside_an_unsharded_run(tmp_path: P
     shards = [_writer(tmp_path / "c", (i, 2)) for i in range(2)]
     for shard in shards:
         shard.open(resume=False, expected={})
+        shard.start()
     with pytest.raises(CopyLocked, match=r"shard 0/2, pid .*; shard 1/2, pid "):
         _writer(tmp_path / "c").open(resume=True, expected={})
     with pytest.raises(CopyLocked, match=r"shard 1/2, pid .*never beside an unsharded run or another process of the same shard"):
@@ -66,6 +69,7 @@ def test_shards_write_side_by_side_but_never_beside_an_unsharded_run(tmp_path: P
     assert not list((tmp_path / "c").glob(".lock*")), "the last shard out removes the lock files"
     unsharded = _writer(tmp_path / "c")
     unsharded.open(resume=True, expected={})
+    unsharded.start()
     with pytest.raises(CopyLocked, match=r"\(pid \d+ on host"):
         _writer(tmp_path / "c", (0, 2)).open(resume=True, expected={})
     unsharded.close([], [])
@@ -83,6 +87,7 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path: Path) -> None:
     assert (directory / ".lock").exists() and json.loads((directory / ".lock").read_text())["pid"] > 0
     writer = _writer(directory)
     writer.open(resume=True, expected={})  # the kernel released the dead process's flock
+    writer.start()
     assert [h.pid for h in lock_holders(directory)] == [os.getpid()]
     writer.close([], [])
 
@@ -100,6 +105,7 @@ def test_resume_keeps_only_utterances_with_the_same_inputs_and_an_intact_file(tm
     directory = tmp_path / "c"
     writer = _writer(directory)
     writer.open(resume=False, expected=_expected("same", "changed", "missing", "altered", "outside"))
+    writer.start()
     for utterance_id in ("same", "changed", "missing", "altered", "outside"):
         writer.append(_record(directory, utterance_id))
     writer.close(["same", "changed", "missing", "altered", "outside"], [])
@@ -109,7 +115,8 @@ def test_resume_keeps_only_utterances_with_the_same_inputs_and_an_intact_file(tm
     expected = _expected("same", "changed", "missing", "altered")
     expected["changed"] = Expected("changed.wav", "other inputs")
     writer = _writer(directory)
-    states = writer.open(resume=True, expected=expected)
+    states = writer.open(resume=True, expected=expected).states
+    writer.start()
     assert states == {ResumeState.DONE: 1, ResumeState.CHANGED: 1, ResumeState.MISSING: 1, ResumeState.ALTERED: 1}
     assert set(writer.completed) == {"same"}
     writer.append(_record(directory, "changed"))
@@ -117,3 +124,25 @@ def test_resume_keeps_only_utterances_with_the_same_inputs_and_an_intact_file(tm
     lines = [json.loads(line)["id"] for line in (directory / "records.jsonl").read_text().splitlines()]
     # In list order; "outside" (a row this run did not select, its file in place) is kept, after them.
     assert lines == ["changed", "same", "outside"]
+
+
+def test_a_shard_that_must_remove_a_record_a_running_shard_owns_is_refused(tmp_path: Path) -> None:
+    """Row "x" recorded by shard 1/2, which is still running; a shard 0/3 run whose list changed "x" must
+    remove that record before making it again: refused (exit 2), naming the running shard, nothing written."""
+    directory = tmp_path / "c"
+    running = _writer(directory, (1, 2))
+    running.open(resume=False, expected=_expected("x"))
+    running.start()
+    running.append(_record(directory, "x"))
+    before = {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file() and not p.name.startswith(".lock")}
+    other = _writer(directory, (0, 3))
+    with pytest.raises(CopyLocked, match=r"records 'x', which this run must make again, and shard 1/2 \(shard 1/2, pid \d+"):
+        other.open(resume=True, expected={"x": Expected("x.wav", "changed inputs")})
+    assert {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file() and not p.name.startswith(".lock")} == before
+    running.close(["x"], [])
+    # Once shard 1/2 has finished, the same run takes its file's lock, removes the record and goes on.
+    other = _writer(directory, (0, 3))
+    assert other.open(resume=True, expected={"x": Expected("x.wav", "changed inputs")}).states == {ResumeState.CHANGED: 1}
+    other.start()
+    assert (directory / "records.shard-1-of-2.jsonl").read_text() == ""
+    other.close(["x"], [])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import gzip
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from trtgen.corpora.infer_list import csv_row_id, read_infer_list
+from trtgen.corpora.infer_list import csv_row_id, iter_infer_list, read_infer_list
 from trtgen.corpora.librispeech import (
     LibriSpeechError,
     find_splits,
@@ -20,6 +22,7 @@ from trtgen.corpora.librispeech import (
 )
 from trtgen.corpora.mailabs import DEFAULT_BOOKS, MailabsError, find_books, read_mailabs, read_metadata
 from trtgen.corpora.synthetic import SyntheticError, read_copy, read_synthetic
+from trtgen.errors import EXIT_USAGE, UsageError
 from trtgen.fileio import atomic_path, atomic_write, iter_jsonl, iter_lines, write_jsonl
 
 BOOK = "en_US/by_book/female/judy_bieber/dorothy_and_wizard_oz"
@@ -360,6 +363,91 @@ def test_infer_jsonl_rows_and_rejects(tmp_path: Path) -> None:
         read_infer_list(lists / "absent.jsonl")
 
 
+def test_an_id_with_invisible_characters_is_rejected(tmp_path: Path) -> None:
+    """A zero-width space or a bidi mark in an id makes a file name that looks like another one."""
+    rows = [{"id": utterance_id, "text": "Hello.", "style": "x.wav"} for utterance_id in ("a\u200bb", "\u202eab", "ab")]
+    write_jsonl(tmp_path / "infer.jsonl", rows)
+    found, rejects = read_infer_list(tmp_path / "infer.jsonl", check_style=False)
+    assert [r.id for r in found] == ["ab"]
+    assert [(r.line, r.reason) for r in rejects] == [
+        (1, "id 'a\\u200bb' cannot be a file name: holds invisible format characters (U+200B)"),
+        (2, "id '\\u202eab' cannot be a file name: holds invisible format characters (U+202E)"),
+    ]
+
+
+_ROW = json.dumps({"id": "19-198-0000", "text": "Caf\u00e9 au lait.", "style": "x.wav"}, ensure_ascii=False) + "\n"
+_CSV_ROWS = "wavs/c1|-1|caf\u00e9 au lait\nwavs/c2|-1|second\nwavs/c3|-1|na\u00efve\n"
+
+
+@pytest.mark.parametrize(
+    "name, data, says",
+    [
+        ("infer.jsonl", codecs.BOM_UTF16_LE + _ROW.encode("utf-16-le"),
+         "is UTF-16 (little-endian byte-order mark), not UTF-8: convert it, e.g. iconv -f UTF-16 -t UTF-8"),
+        ("infer.jsonl", codecs.BOM_UTF16_BE + _ROW.encode("utf-16-be"), "is UTF-16 (big-endian byte-order mark), not UTF-8"),
+        ("infer.jsonl", codecs.BOM_UTF32_LE + _ROW.encode("utf-32-le"), "is UTF-32 (little-endian byte-order mark), not UTF-8"),
+        ("generate.csv", codecs.BOM_UTF32_BE + _CSV_ROWS.encode("utf-32-be"), "is UTF-32 (big-endian byte-order mark)"),
+        ("generate.csv", _CSV_ROWS.encode("utf-16-le"),
+         "holds NUL bytes and looks like UTF-16LE without a byte-order mark; convert it, e.g. iconv -f UTF-16LE"),
+        ("infer.jsonl", _ROW.encode("utf-16-be"), "looks like UTF-16BE without a byte-order mark"),
+        ("generate.csv", _CSV_ROWS.encode("latin-1"),
+         "is not UTF-8: line 1 has byte 0xE9 (Latin-1 or Windows-1252?); convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8"),
+        ("infer.jsonl", b"\n" * 16 + _ROW.encode("cp1252"), "is not UTF-8: line 17 has byte 0xE9"),
+        ("generate.csv", b"wavs/c1|-1|fine\nwavs/c2|-1|a\x00b\n", "is not UTF-8 text: line 2 holds a NUL byte"),
+        ("infer.jsonl.gz", gzip.compress(codecs.BOM_UTF16_LE + _ROW.encode("utf-16-le")), "is UTF-16 (little-endian byte-order mark)"),
+        ("infer.jsonl", b"", "holds no rows: it is empty"),
+        ("generate.csv", b"\n  \r\n\t\n\n", "holds no rows: every line is blank"),
+        ("infer.jsonl", codecs.BOM_UTF8 + b"\n", "holds no rows"),
+    ],
+    ids=["utf16le-bom", "utf16be-bom", "utf32le-bom", "utf32be-bom", "utf16le", "utf16be", "latin1", "latin1-line17", "nul",
+         "gzip-utf16", "empty", "blank", "utf8-bom-blank"],
+)
+def test_a_list_not_in_utf8_or_without_rows_is_refused_whole(tmp_path: Path, name: str, data: bytes, says: str) -> None:
+    """One line naming the file and the cure (exit 2), never a garbled reject per row or raw NUL bytes."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(UsageError) as caught:
+        read_infer_list(path, check_style=False)
+    message = str(caught.value)
+    assert message.startswith(f"list {path} ") and says in message
+    assert message.isprintable(), "no NUL, control or invisible character in the message"
+    assert caught.value.exit_code == EXIT_USAGE
+    with pytest.raises(UsageError):
+        iter_infer_list(path, check_style=False)  # refused as it is called, before any row is asked for
+
+
+def test_a_list_name_with_control_characters_is_shown_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "bad\x1b[31mname\u200b.jsonl"
+    path.write_bytes(codecs.BOM_UTF16_LE + _ROW.encode("utf-16-le"))
+    with pytest.raises(UsageError) as caught:
+        read_infer_list(path, check_style=False)
+    assert "bad\\x1b[31mname\\u200b.jsonl" in str(caught.value) and str(caught.value).isprintable()
+
+
+def test_a_utf8_list_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "infer.jsonl"
+    path.write_bytes(codecs.BOM_UTF8 + _ROW.encode() + b"\n" + _ROW.replace("0000", "0001").encode())
+    rows, rejects = read_infer_list(path, check_style=False)
+    assert rejects == []
+    assert [(r.id, r.text, r.line) for r in rows] == [("19-198-0000", "Caf\u00e9 au lait.", 1), ("19-198-0001", "Caf\u00e9 au lait.", 3)]
+    gzipped = tmp_path / "infer.jsonl.gz"
+    gzipped.write_bytes(gzip.compress(path.read_bytes()))
+    assert [r.id for r in read_infer_list(gzipped, check_style=False)[0]] == ["19-198-0000", "19-198-0001"]
+
+
+def test_the_encoding_check_reads_a_list_larger_than_one_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Characters cut by a block's end are joined to the next block; a bad byte's line counts across blocks."""
+    from trtgen.corpora import infer_list
+
+    monkeypatch.setattr(infer_list, "_BLOCK_BYTES", 7)
+    path = tmp_path / "generate.csv"
+    path.write_bytes(_CSV_ROWS.encode() * 3)
+    assert len(read_infer_list(path, check_style=False)[0]) == 9
+    path.write_bytes(_CSV_ROWS.encode() * 3 + "wavs/c9|-1|na\u00efve\n".encode("latin-1"))
+    with pytest.raises(UsageError, match="line 10 has byte 0xEF"):
+        read_infer_list(path, check_style=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # Synthetic copies (trtgen generate's output)
 
@@ -369,19 +457,31 @@ def test_synthetic_copy_reader(tmp_path: Path) -> None:
     copy.mkdir(parents=True)
     base = {"text": "HI", "style": "s.wav", "copy": "drop05", "dropout": 0.5, "seed": 1, "frames": 10,
             "duration_s": 0.1, "stopped": True, "capped": False}
+
+    def described(name: str, data: bytes) -> dict:
+        """A record that describes the file ``name`` holding ``data`` (size and digest)."""
+        return {"audio": name, "audio_bytes": len(data), "audio_sha256": hashlib.sha256(data).hexdigest()}
+
+    (copy / "a-old.wav").write_bytes(b"new bytes over an old record")
+    (copy / "a.wav").write_bytes(b"the current audio of a")
+    # "a" is recorded twice; the record that describes its file wins, wherever it is read from.
     (copy / "records.shard-0-of-2.jsonl").write_text(
-        json.dumps({**base, "id": "a", "audio": "a.wav"}) + "\n" + json.dumps({**base, "id": "b", "audio": "/abs/b.wav"}) + "\n"
+        json.dumps({**base, "id": "a", **described("a.wav", b"the current audio of a")}) + "\n"
+        + json.dumps({**base, "id": "b", "audio": "/abs/b.wav"}) + "\n"
     )
     (copy / "records.shard-1-of-2.jsonl").write_text(
         json.dumps({**base, "id": "c", "audio": "c.wav", "frames": 1.5}) + "\n"
-        + json.dumps({**base, "id": "a", "audio": "a2.wav"}) + "\n"
+        + json.dumps({**base, "id": "a", **described("a-old.wav", b"what the old run wrote")}) + "\n"
         + json.dumps({**base, "id": "d", "audio": "d.wav", "stopped": "yes"}) + "\n"
+        + json.dumps({**base, "id": "e", **described("e.wav", b"never written")}) + "\n"
     )
     (copy / "rejects.jsonl").write_text(json.dumps({"id": "z"}) + "\n")
     (copy / "settings.json").write_text(json.dumps({"sample_rate": 22050}))
     (tmp_path / "out" / "not_a_copy").mkdir()
     result = read_copy(copy)
-    assert list(result.records) == ["a"] and result.records["a"].audio == "a2.wav"  # the last record wins
+    assert list(result.records) == ["a"] and result.records["a"].audio == "a.wav"
+    assert [r.audio for r in result.superseded] == ["a-old.wav"]
+    assert {k: v.problem for k, v in result.damaged.items()} == {"e": "missing"}
     assert result.sample_rate == 22050
     assert {(Path(r.source).name, r.line) for r in result.rejects} == {
         ("records.shard-0-of-2.jsonl", 2), ("records.shard-1-of-2.jsonl", 1), ("records.shard-1-of-2.jsonl", 3),

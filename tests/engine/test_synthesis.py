@@ -82,13 +82,14 @@ def test_the_decoder_widens_only_while_the_other_stages_are_idle() -> None:
 
 def test_overlapped_stages_give_the_decoder_a_wide_session_unless_its_threads_are_set() -> None:
     from trtgen import Row, Voice
-    from trtgen.commands.demo import demo_sentences, demo_styles
+    from trtgen.engine.shipped import demo_sentences, shipped_styles
     from trtgen.engine.synthesis import SynthesisOptions
 
     voice = Voice.load(threads=2)
     synthesizer = voice.synthesizer
     assert synthesizer.options.overlap and synthesizer.decoder_runner.wide is not None and synthesizer.text_encoder.wide is not None
-    rows = [Row(f"w{i}", text, demo_styles()[i % 4], 0.5, 1) for i, text in enumerate(demo_sentences()[:5])]
+    clips = list(shipped_styles().values())
+    rows = [Row(f"w{i}", text, clips[i % len(clips)], 0.5, 1) for i, text in enumerate(demo_sentences()[:5])]
     assert len(list(voice.stream(rows, batch_size=2))) == 5
     assert synthesizer.in_flight.idle()  # every group handed on came back
     pinned = Voice.load(threads=2, options=SynthesisOptions(decoder_threads=1))

@@ -13,7 +13,8 @@ import pytest
 
 from trtgen.engine.config import AudioConfig
 from trtgen.engine.text import last_spoken_index
-from trtgen.evaluation.alignment import AlignmentRule, check_alignment
+from trtgen.engine.alignment import AlignmentRule, check_alignment
+from trtgen.engine.voice import VoiceSpec
 from trtgen.evaluation.metrics import (
     StyleSpace,
     VoiceProfile,
@@ -430,7 +431,7 @@ def test_eval_refuses_an_unfinished_corpus(random_small_model: Path, tmp_path: P
 
     (tmp_path / "corpus").mkdir()
     with pytest.raises(EvalError, match="not finished"):
-        run_eval(EvalOptions(random_small_model, tmp_path / "corpus", tmp_path / "out"))
+        run_eval(EvalOptions(VoiceSpec(random_small_model), tmp_path / "corpus", tmp_path / "out"))
 
 
 def test_eval_on_a_validation_slice_with_another_stop_threshold(eval_corpus: Path, random_small_model: Path, tmp_path: Path) -> None:
@@ -442,8 +443,8 @@ def test_eval_on_a_validation_slice_with_another_stop_threshold(eval_corpus: Pat
     from trtgen.evaluation.report import EvalOptions
     from trtgen.evaluation.run import run_eval
 
-    options = EvalOptions(random_small_model, eval_corpus, tmp_path / "eval", sentences=5, first_sentence=1,
-                          stop_threshold=1e-12, plots=0, threads=1)
+    options = EvalOptions(VoiceSpec(random_small_model, stop_threshold=1e-12, threads=1), eval_corpus, tmp_path / "eval",
+                          sentences=5, first_sentence=1, plots=0)
     report = run_eval(options).to_json()
     assert report["settings"]["sentence_ids"] == ["s1"]  # only one held-out sentence is left after skipping one
     assert report["settings"]["stop_threshold"] == 1e-12 and report["settings"]["stop_threshold_overridden"] is True

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trtgen.commands.demo import demo_sentences, demo_styles
+from trtgen.engine.shipped import demo_sentences, shipped_styles
 
 pytest.importorskip("onnxruntime.quantization")
 
@@ -28,7 +28,7 @@ def quantized_dir(small_model_dir, tmp_path_factory) -> Path:
 def _rows(count: int, seed: int = 4):
     from trtgen import Row
 
-    clips = demo_styles()
+    clips = list(shipped_styles().values())
     return [Row(f"q{i}", text, clips[i % len(clips)], 0.5, seed) for i, text in enumerate((demo_sentences() * 3)[:count])]
 
 

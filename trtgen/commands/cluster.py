@@ -32,13 +32,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from trtgen.commands.generate import ClusterOptions, GenerateOptions, Job, Outcome, render
+from trtgen.commands.jobs import Job, Outcome, render
 from trtgen.commands.writers import STAGING
 from trtgen.engine.decode import DecodeStats
 from trtgen.engine.synthesis import StageTimes
+from trtgen.engine.voice import VoiceSpec
 from trtgen.errors import RunError, UsageError
 
-__all__ = ["RayRenderer", "WorkerReport", "block_size_for", "RETRIES_PER_BLOCK", "WORKER_NAMESPACE", "WORKER_NAME_PREFIX"]
+__all__ = [
+    "ClusterOptions", "RayRenderer", "WorkerReport", "block_size_for", "RETRIES_PER_BLOCK", "WORKER_NAMESPACE", "WORKER_NAME_PREFIX",
+]
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """``--ray ADDRESS --workers N [--block-size B]``: render on a Ray cluster.
+
+    Attributes:
+        address: ``local`` (a private Ray instance on this machine), ``auto`` (the cluster ``ray start``
+            set up) or ``ray://host:port`` (Ray Client).
+        workers: actors, each with one loaded model: one GPU each with ``--device cuda``, ``--threads``
+            CPUs each on the CPU.
+        block_size: utterances per block sent to a worker; None: chosen from the list
+            (:func:`block_size_for`).
+    """
+
+    address: str
+    workers: int = 1
+    block_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.address not in ("local", "auto") and not self.address.startswith("ray://"):
+            raise UsageError(f"--ray {self.address!r}: give local, auto or ray://HOST:PORT")
+        if self.workers < 1:
+            raise UsageError(f"--workers {self.workers}: must be 1 or more")
+        if self.block_size is not None and self.block_size < 1:
+            raise UsageError(f"--block-size {self.block_size}: must be 1 or more")
+
 
 RETRIES_PER_BLOCK = 3
 """Times Ray retries a block whose worker process died, before the run fails naming the block."""
@@ -83,18 +112,15 @@ class _Block:
 class _RenderWorker:
     """The actor: one loaded voice on its own device; renders blocks of jobs."""
 
-    def __init__(self, options: GenerateOptions, staging: str) -> None:
+    def __init__(self, spec: VoiceSpec, sample_format: str, staging: str) -> None:
         from trtgen.engine.voice import Voice
 
-        self.options = options
+        self.sample_format = sample_format
         self.staging = staging
-        threads = options.threads or 1
+        threads = spec.threads or 1
         # Griffin-Lim keeps to the worker's CPUs too (its result does not depend on its thread count).
-        vocoder = dataclasses.replace(options.synthesis.vocoder, threads=threads)
-        self.voice = Voice.load(
-            options.model_dir, backend=options.backend, device=options.device, threads=threads,
-            vocoder=vocoder, options=options.synthesis, precision=options.precision, verify=False,
-        )
+        synthesis = dataclasses.replace(spec.synthesis, vocoder=dataclasses.replace(spec.synthesis.vocoder, threads=threads))
+        self.voice = Voice.load(dataclasses.replace(spec, threads=threads, synthesis=synthesis, verify=False))
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def describe(self) -> tuple[str, str, int]:
@@ -107,7 +133,7 @@ class _RenderWorker:
         before = dict(self.voice.times.seconds)
         decode_before = DecodeStats()
         decode_before.merge(self.voice.decode_stats)
-        outcomes = list(render(self.voice, jobs, self.options.sample_format, self.staging))
+        outcomes = list(render(self.voice, jobs, self.sample_format, self.staging))
         times = {k: v - before.get(k, 0.0) for k, v in self.voice.times.seconds.items()}
         return _Block(outcomes, self.name, time.perf_counter() - started, times, _difference(self.voice.decode_stats, decode_before))
 
@@ -127,7 +153,7 @@ def _import_ray() -> Any:
 class RayRenderer:
     """The driver's side: connects to Ray, starts the workers, streams blocks to them."""
 
-    options: GenerateOptions
+    spec: VoiceSpec
     cluster: ClusterOptions
     ray: Any
     actors: list[Any]
@@ -144,14 +170,12 @@ class RayRenderer:
     workers: dict[str, WorkerReport] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, options: GenerateOptions) -> RayRenderer:
+    def start(cls, spec: VoiceSpec, cluster: ClusterOptions, sample_format: str) -> RayRenderer:
         """Connect (``local``: a private instance; ``auto``; ``ray://host:port``), check that the cluster can
-        hold the workers, start them and wait until each has loaded the model. Refuses (exit 2) before any
-        output is written when something is missing."""
-        cluster = options.cluster
-        assert cluster is not None
+        hold the workers, start them and wait until each has loaded the model from ``spec``. Refuses
+        (exit 2) before any output is written when something is missing."""
         ray = _import_ray()
-        per_worker = {"num_gpus": 1, "num_cpus": 1} if options.device == "cuda" else {"num_cpus": options.threads or 1}
+        per_worker = {"num_gpus": 1, "num_cpus": 1} if spec.device == "cuda" else {"num_cpus": spec.threads or 1}
         started = time.perf_counter()
         started_ray = False
         if not ray.is_initialized():
@@ -179,7 +203,7 @@ class RayRenderer:
             # Named, so that an operator (or a test) can find a worker through Ray's API: ray.util.list_named_actors.
             run = uuid.uuid4().hex[:8]
             actors = [
-                worker_class.options(name=f"{WORKER_NAME_PREFIX}{run}-{i}", namespace=WORKER_NAMESPACE).remote(options, f"ray-{run}-{i}")
+                worker_class.options(name=f"{WORKER_NAME_PREFIX}{run}-{i}", namespace=WORKER_NAMESPACE).remote(spec, sample_format, f"ray-{run}-{i}")
                 for i in range(cluster.workers)
             ]
             try:
@@ -195,7 +219,7 @@ class RayRenderer:
                 ray.shutdown()
             raise
         return cls(
-            options=options, cluster=cluster, ray=ray, actors=actors, run=run, backend_name=backend_name, precision=precision,
+            spec=spec, cluster=cluster, ray=ray, actors=actors, run=run, backend_name=backend_name, precision=precision,
             backend_line=described[0][1],
             startup_seconds=time.perf_counter() - started, connect_seconds=connected, started_ray=started_ray,
         )
@@ -210,7 +234,7 @@ class RayRenderer:
 
         if not jobs:
             return
-        size = self.cluster.block_size or block_size_for(len(jobs), self.cluster.workers, self.options.synthesis.batch_size)
+        size = self.cluster.block_size or block_size_for(len(jobs), self.cluster.workers, self.spec.synthesis.batch_size)
         ordered = sorted(jobs, key=lambda job: (-len(job.text), job.index))
         blocks = [ordered[i : i + size] for i in range(0, len(ordered), size)]
         pool = ActorPool(self.actors)

@@ -5,7 +5,10 @@ appends to), so a copy directory takes one writer, or one writer per shard:
 
 * an unsharded run holds ``.lock`` exclusively;
 * a shard ``I/N`` holds ``.lock`` shared (shards exclude an unsharded run, not each other) and
-  ``.lock.shard-I-of-N`` exclusively (two processes of one shard exclude each other).
+  ``.lock.shard-I-of-N`` exclusively (two processes of one shard exclude each other);
+* while a shard reads the copy's records and removes outdated ones from files no running process
+  owns (``records.jsonl``, the files of shards that are not running), it also holds ``.lock.tidy``
+  exclusively, and the shard locks of those files (:meth:`CopyLock.tidying`).
 
 The kernel drops a flock when its process dies, so a run killed with ``kill -9`` never blocks
 ``--resume``; the holder's host, pid and start time written into the lock file only name it in the
@@ -21,14 +24,17 @@ import json
 import os
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from trtgen.errors import OutputError, UsageError
 
 __all__ = ["LOCK_FILE", "CopyLocked", "LockHolder", "CopyLock", "lock_holders"]
 
 LOCK_FILE = ".lock"
+TIDY_LOCK_FILE = ".lock.tidy"
 
 
 class CopyLocked(UsageError):
@@ -53,12 +59,13 @@ def _shard_lock_name(shard: tuple[int, int]) -> str:
     return f"{LOCK_FILE}.shard-{shard[0]}-of-{shard[1]}"
 
 
-def _try_lock(path: Path, mode: int) -> int | None:
-    """An open descriptor of ``path`` holding ``mode`` (LOCK_SH or LOCK_EX), or None if another process holds it."""
+def _try_lock(path: Path, mode: int, *, wait: bool = False) -> int | None:
+    """An open descriptor of ``path`` holding ``mode`` (LOCK_SH or LOCK_EX), or None if another process
+    holds it (``wait``: block until it does not)."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | (0 if wait else fcntl.LOCK_NB))
         except OSError as error:
             os.close(fd)
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
@@ -150,6 +157,26 @@ class CopyLock:
             f"{self.directory} is being written by another trtgen generate ({named}); wait for it to finish, or "
             f"stop it and rerun with --resume; {advice}"
         )
+
+    @contextmanager
+    def tidying(self) -> Iterator[None]:
+        """For a shard: hold ``.lock.tidy`` for the block, so that one shard at a time reads the copy's
+        records and rewrites the files no running process owns (waits for another shard doing the same).
+        An unsharded run holds the copy alone and needs nothing more."""
+        if self.shard is None:
+            yield
+            return
+        path = self.directory / TIDY_LOCK_FILE
+        try:
+            fd = _try_lock(path, fcntl.LOCK_EX, wait=True)
+        except OSError as error:
+            raise OutputError(error, path, "locking") from None
+        assert fd is not None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            os.close(fd)
 
     def release(self) -> None:
         """Drop the lock and remove the lock files no one else holds (idempotent)."""

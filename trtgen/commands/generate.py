@@ -5,7 +5,12 @@ its own dropout rate and seed. An utterance's audio is a pure function of (model
 copy seed, rate, utterance id): dropout masks and the Griffin-Lim phase are drawn from streams keyed
 by the copy seed and the utterance id, so reruns, shards and resumed runs give identical files. Each
 record carries the digest of those inputs (:func:`inputs_digest`), so ``--resume`` makes an utterance
-again when they changed.
+again when they changed, and the copy keeps one current record per utterance whatever sequence of
+runs and list edits made it (:mod:`trtgen.commands.writers`).
+
+Everything that can be refused is refused before any file is written: options, the list (encoding,
+empty), ``--out``, manifest ids that two copies would share, and the copies' locks and settings. The
+model is loaded once per process (:class:`~trtgen.engine.voice.VoiceSpec`).
 """
 
 from __future__ import annotations
@@ -18,29 +23,29 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from trtgen import __version__
-from trtgen.commands.writers import (
-    NAMINGS, SAMPLE_FORMATS, CopyWriter, Expected, ResumeState, UtteranceRecord, write_utterance_wav,
-)
+from trtgen.commands.cluster import ClusterOptions
+from trtgen.commands.jobs import Job, Outcome, render
+from trtgen.commands.writers import NAMINGS, SAMPLE_FORMATS, CopyWriter, Expected, ResumeState, UtteranceRecord
 from trtgen.corpora.base import Reject, log_rejects
 from trtgen.corpora.infer_list import InferRow, read_infer_list
-from trtgen.engine.artifact import PRECISIONS, Model, default_model_dir, load_model
-from trtgen.fileio import sha256_file
-from trtgen.engine.backends import BACKENDS
-from trtgen.engine.vocoder import griffin_lim_preset
+from trtgen.corpora.synthetic import list_copies, manifest_id, record_files
+from trtgen.engine.artifact import Model
 from trtgen.engine.decode import DecodeStats
 from trtgen.engine.synthesis import StageTimes, SynthesisOptions
-from trtgen.engine.voice import Rejected, Row, Voice
-from trtgen.progress import NoProgress, Progress
+from trtgen.engine.vocoder import griffin_lim_preset
+from trtgen.engine.voice import Voice, VoiceSpec
 from trtgen.errors import Interrupted, MissingInputError, UsageError
+from trtgen.fileio import iter_jsonl, sha256_file
+from trtgen.progress import NoProgress, Progress
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CopySpec", "parse_copies", "parse_shard", "GenerateOptions", "generate_options", "GenerateReport", "Job", "Outcome", "render",
-    "run_generate", "copy_seed", "inputs_digest", "StopRequest",
+    "CopySpec", "parse_copies", "default_copy", "parse_shard", "GenerateOptions", "generate_options", "GenerateReport",
+    "CopyReport", "run_generate", "copy_seed", "inputs_digest", "StopRequest",
 ]
 
 _COPY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -61,11 +66,16 @@ def copy_seed(base_seed: int, name: str) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-def parse_copies(text: str | None, *, default_dropout: float, base_seed: int) -> list[CopySpec]:
-    """``NAME:RATE[:SEED],...`` -> copies; none given means one copy at the model's training rate."""
+def default_copy(dropout: float, base_seed: int = 0) -> CopySpec:
+    """The copy made when ``--copies`` names none: one at the model's training dropout rate."""
+    name = f"dropout{dropout:g}"
+    return CopySpec(name, dropout, copy_seed(base_seed, name))
+
+
+def parse_copies(text: str | None, *, base_seed: int = 0) -> tuple[CopySpec, ...]:
+    """``NAME:RATE[:SEED],...`` -> copies; nothing given -> () (:func:`default_copy` once the model is known)."""
     if not text:
-        name = f"dropout{default_dropout:g}"
-        return [CopySpec(name, default_dropout, copy_seed(base_seed, name))]
+        return ()
     copies = []
     for part in text.split(","):
         fields = part.strip().split(":")
@@ -85,7 +95,7 @@ def parse_copies(text: str | None, *, default_dropout: float, base_seed: int) ->
     names = [c.name for c in copies]
     if len(set(names)) != len(names):
         raise UsageError(f"--copies: copy names repeat: {names}")
-    return copies
+    return tuple(copies)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -99,67 +109,57 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 @dataclass(frozen=True)
-class ClusterOptions:
-    """``--ray ADDRESS --workers N [--block-size B]``: render on a Ray cluster (:mod:`trtgen.commands.cluster`)."""
-
-    address: str
-    """``local`` (a private Ray instance on this machine), ``auto`` (the cluster ``ray start`` set up) or
-    ``ray://host:port`` (Ray Client)."""
-    workers: int = 1
-    """Actors, each with one loaded model: one GPU each with ``--device cuda``, ``--threads`` CPUs with ``cpu``."""
-    block_size: int | None = None
-    """Utterances per block sent to a worker; None: chosen from the list (seconds to a minute of work)."""
-
-    def __post_init__(self) -> None:
-        if self.address not in ("local", "auto") and not self.address.startswith("ray://"):
-            raise UsageError(f"--ray {self.address!r}: give local, auto or ray://HOST:PORT")
-        if self.workers < 1:
-            raise UsageError(f"--workers {self.workers}: must be 1 or more")
-        if self.block_size is not None and self.block_size < 1:
-            raise UsageError(f"--block-size {self.block_size}: must be 1 or more")
-
-
-@dataclass(frozen=True)
 class GenerateOptions:
-    model_dir: Path
+    """One ``trtgen generate`` run; every field is checked here, before anything is written.
+
+    Attributes:
+        list_path: the infer list (``infer.jsonl`` or OpenSeq2Seq's ``generate.csv``).
+        out_dir: the output root, one sub-directory per copy.
+        voice: the model and how to run it (loaded once per process).
+        copies: the dataset copies; () means one at the model's training dropout (:func:`default_copy`).
+        seed: the base seed of copies given without one.
+        shard: ``(I, N)``: only rows whose index is I modulo N.
+        limit: only the first N rows of the list.
+        resume: continue earlier runs into the same copies.
+        prune: remove the utterances (records and files) of rows no longer in the list.
+        sample_format: ``pcm16`` or ``float32`` WAV.
+        naming: ``id`` (``<id>.wav``) or ``openseq2seq`` (``sample_step0_{N}_syn.wav``).
+        cluster: render on Ray workers instead of in this process (the same files).
+    """
+
     list_path: Path
     out_dir: Path
+    voice: VoiceSpec = field(default_factory=VoiceSpec)
     style_root: Path | None = None
     copies: tuple[CopySpec, ...] = ()
-    backend: str = "auto"
-    device: str = "cpu"
-    synthesis: SynthesisOptions = field(default_factory=SynthesisOptions)
+    seed: int = 0
     shard: tuple[int, int] | None = None
     limit: int | None = None
     resume: bool = False
+    prune: bool = False
     sample_format: str = "pcm16"
     naming: str = "id"
-    threads: int | None = None
     cluster: ClusterOptions | None = None
-    """Render on Ray workers instead of in this process (same files)."""
-    precision: str | None = None
-    """``float32`` or ``int8``; None: int8 on the CPU where the model has int8 graphs (docs/throughput.md)."""
 
     def __post_init__(self) -> None:
-        """Every option is checked here, before anything is written (a refused run leaves ``out_dir`` untouched)."""
         if self.limit is not None and self.limit < 0:
             raise UsageError(f"--limit {self.limit}: must be 0 or more")
-        if self.threads is not None and self.threads < 1:
-            raise UsageError(f"--threads {self.threads}: must be 1 or more")
         if self.sample_format not in SAMPLE_FORMATS:
             raise UsageError(f"--format {self.sample_format!r}: choose {' or '.join(SAMPLE_FORMATS)}")
         if self.naming not in NAMINGS:
             raise UsageError(f"--naming {self.naming!r}: choose {' or '.join(NAMINGS)}")
-        if self.backend not in BACKENDS:
-            raise UsageError(f"--backend {self.backend!r}: choose {', '.join(BACKENDS)}")
-        if self.device not in ("cpu", "cuda"):
-            raise UsageError(f"--device {self.device!r}: choose cpu or cuda")
-        if self.precision not in (None, *PRECISIONS):
-            raise UsageError(f"--precision {self.precision!r}: choose {' or '.join(PRECISIONS)}")
+        if self.prune and self.shard is not None:
+            raise UsageError("--prune removes utterances from the whole copy: run it without --shard")
         if not Path(self.list_path).is_file():
             raise MissingInputError(f"--list {self.list_path}: no such file")
         if self.style_root is not None and not Path(self.style_root).is_dir():
             raise MissingInputError(f"--style-root {self.style_root}: no such directory")
+        out = Path(self.out_dir)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out}: a file, not a directory")
+        taken = [c.name for c in self.copies if (out / c.name).exists() and not (out / c.name).is_dir()]
+        if taken:
+            raise UsageError(f"--out {out}: {out / taken[0]} is a file, not a copy directory")
 
 
 def generate_options(
@@ -173,6 +173,10 @@ def generate_options(
     vocoder: str = "default",
     gl_iters: int | None = None,
     vocoder_device: str | None = None,
+    backend: str = "auto",
+    device: str = "cpu",
+    threads: int | None = None,
+    precision: str | None = None,
     shard: str | None = None,
     ray: str | None = None,
     workers: int = 1,
@@ -182,34 +186,42 @@ def generate_options(
     """:class:`GenerateOptions` from the command line's values, every one checked (``trtgen generate``)."""
     if ray is None and (workers != 1 or block_size is not None):
         raise UsageError("--workers and --block-size need --ray")
-    model_dir = model_dir or default_model_dir()
-    card = load_model(model_dir, verify=False).card
     vocoder_options = griffin_lim_preset(vocoder)
     if gl_iters is not None:
         vocoder_options = dataclasses.replace(vocoder_options, n_iter=gl_iters)
-    return GenerateOptions(
-        model_dir=model_dir, list_path=list_path, out_dir=out_dir,
-        copies=tuple(parse_copies(copies, default_dropout=card.model.prenet_dropout, base_seed=seed)),
+    voice = VoiceSpec(
+        model_dir=model_dir, backend=backend, device=device, threads=threads, precision=precision,
         synthesis=SynthesisOptions(batch_size=batch_size, vocoder=vocoder_options, vocoder_device=vocoder_device),
+    )
+    return GenerateOptions(
+        list_path=list_path, out_dir=out_dir, voice=voice, copies=parse_copies(copies, base_seed=seed), seed=seed,
         shard=parse_shard(shard), cluster=None if ray is None else ClusterOptions(ray, workers, block_size), **rest,
     )
 
 
 @dataclass
 class CopyReport:
+    """One copy's counts, for the end-of-run table.
+
+    Attributes:
+        skipped: already complete from an earlier run, with the same inputs and an intact file.
+        inputs_changed, files_missing, files_altered: recorded by an earlier run, made again because the
+            text, style clip or settings changed, the file was gone, or it no longer matched its record.
+        not_in_list: utterances of the copy whose row is no longer in the list (kept unless ``prune``).
+        pruned: of those, removed (records and files) by ``--prune``.
+    """
+
     name: str
     dropout: float
     seed: int
     written: int = 0
     skipped: int = 0
-    """Already complete from an earlier run, with the same inputs and an intact file (``--resume``)."""
     inputs_changed: int = 0
-    """Recorded by an earlier run, made again because the text, style clip or settings changed."""
     files_missing: int = 0
-    """Recorded by an earlier run, made again because the file was gone."""
     files_altered: int = 0
-    """Recorded by an earlier run, made again because the file no longer matched its record's digest."""
     rejected: int = 0
+    not_in_list: int = 0
+    pruned: int = 0
     audio_seconds: float = 0.0
     stopped: int = 0
     capped: int = 0
@@ -217,6 +229,14 @@ class CopyReport:
 
 @dataclass
 class GenerateReport:
+    """What a run did.
+
+    Attributes:
+        startup_seconds: loading the model (and, with ``--ray``, connecting and starting every worker).
+        workers: per Ray worker: blocks, utterances, audio, busy time
+            (:class:`trtgen.commands.cluster.WorkerReport`).
+    """
+
     copies: list[CopyReport]
     rejects: list[Reject]
     wall_seconds: float
@@ -224,9 +244,7 @@ class GenerateReport:
     decode: DecodeStats
     backend: str
     startup_seconds: float = 0.0
-    """Loading the model (and, with ``--ray``, connecting and starting every worker): once per run."""
     workers: list[Any] = field(default_factory=list)
-    """Per Ray worker: blocks, utterances, audio, busy time (:class:`trtgen.commands.cluster.WorkerReport`)."""
 
     @property
     def written(self) -> int:
@@ -244,7 +262,7 @@ class GenerateReport:
 
 def _settings(model: Model, copy: CopySpec, options: GenerateOptions, backend: str, precision: str) -> dict[str, Any]:
     """What must be equal for outputs to be combined in one copy directory."""
-    vocoder = asdict(options.synthesis.vocoder)
+    vocoder = asdict(options.voice.synthesis.vocoder)
     vocoder.pop("threads", None)
     return {
         "trtgen_version": __version__,
@@ -262,75 +280,6 @@ def _settings(model: Model, copy: CopySpec, options: GenerateOptions, backend: s
     }
 
 
-def _select_rows(rows: list[InferRow], rejects: list[Reject], options: GenerateOptions) -> tuple[list[InferRow], list[Reject]]:
-    if options.limit is not None:
-        rows = rows[: options.limit]
-        last_line = rows[-1].line if rows else 0
-        rejects = [r for r in rejects if r.line is None or r.line <= last_line]
-    if options.shard is not None:
-        index, count = options.shard
-        rows = [r for r in rows if r.index % count == index]
-        rejects = rejects if index == 0 else []
-    return rows, rejects
-
-
-@dataclass(frozen=True)
-class Job:
-    """One utterance of one copy, as the renderer (this process or a cluster worker) needs it."""
-
-    index: int
-    """The row's index in the list."""
-    id: str
-    text: str
-    style: str
-    """Absolute path of the style clip."""
-    copy: str
-    dropout: float
-    seed: int
-    directory: str
-    """The copy directory the WAV goes to."""
-    audio: str
-    """The WAV's file name in that directory."""
-    inputs_sha256: str = ""
-    """:func:`inputs_digest` of the utterance: its record carries it, so ``--resume`` sees a changed row."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of a :class:`Job`: written (frames, duration, the WAV's digest...) or rejected with a reason."""
-
-    job: Job
-    reject: str | None = None
-    frames: int = 0
-    steps: int = 0
-    duration_s: float = 0.0
-    stopped: bool = False
-    text: str = ""
-    """The transcript the audio speaks (:attr:`~trtgen.engine.voice.Speech.text`), for the record."""
-    audio_sha256: str = ""
-    """SHA-256 of the WAV as written, computed where it was written (this process or a cluster worker)."""
-    audio_bytes: int = 0
-
-
-def render(voice: Voice, jobs: Iterable[Job], sample_format: str, staging: str | None = None) -> Iterator[Outcome]:
-    """Speak ``jobs`` and write each WAV atomically into its copy directory (through the staging directory
-    ``staging`` names, :func:`~trtgen.commands.writers.staging_dir`); yields outcomes as they finish. The
-    one body of work that a single process and a cluster worker share."""
-    rows = (Row(job.id, job.text, job.style, job.dropout, job.seed, tag=job) for job in jobs)
-    for result in voice.stream(rows):
-        job: Job = result.tag
-        if isinstance(result, Rejected):
-            yield Outcome(job, reject=result.reason)
-            continue
-        started = time.perf_counter()
-        written = write_utterance_wav(Path(job.directory), job.audio, result.audio, voice.sample_rate, sample_format, staging)
-        voice.times.add("writing", time.perf_counter() - started)
-        yield Outcome(
-            job, frames=result.frames, steps=result.steps, duration_s=result.duration_s, stopped=result.stopped,
-            text=result.text, audio_sha256=written.sha256, audio_bytes=written.size_bytes,
-        )
-
-
 def inputs_digest(utterance_id: str, text: str, style_sha256: str, settings: dict[str, Any]) -> str:
     """SHA-256 of everything that determines an utterance's audio: its id (which keys its random
     streams), the list row's text, the style clip's bytes, and the copy's settings (model digest,
@@ -343,8 +292,31 @@ StopRequest = Callable[[], "str | None"]
 """Asked after each utterance is written: the reason to stop there (e.g. ``"SIGTERM"``), or None to go on."""
 
 
-def _style_digests(rows: list[InferRow], rejects: list[Reject]) -> tuple[list[InferRow], dict[Path, str]]:
-    """SHA-256 of each style clip, read once per run; rows whose clip cannot be read become rejects."""
+@dataclass
+class _Listing:
+    """The list as this run takes it: its rows (after ``--limit``/``--shard``), every id of the whole
+    list, the style clips' digests, and the rows rejected while reading."""
+
+    rows: list[InferRow]
+    listed: set[str]
+    style_sha256: dict[Path, str]
+    rejects: list[Reject]
+
+
+def _read_listing(options: GenerateOptions) -> _Listing:
+    """Read and select the list's rows, and digest each style clip once; refuses (exit 2) an empty or
+    undecodable list before anything is written."""
+    all_rows, rejects = read_infer_list(options.list_path, options.style_root, check_style=False)
+    listed = {row.id for row in all_rows}
+    rows = all_rows
+    if options.limit is not None:
+        rows = rows[: options.limit]
+        last_line = rows[-1].line if rows else 0
+        rejects = [r for r in rejects if r.line is None or r.line <= last_line]
+    if options.shard is not None:
+        index, count = options.shard
+        rows = [r for r in rows if r.index % count == index]
+        rejects = rejects if index == 0 else []
     digests: dict[Path, str] = {}
     problems: dict[Path, str] = {}
     kept = []
@@ -352,45 +324,59 @@ def _style_digests(rows: list[InferRow], rejects: list[Reject]) -> tuple[list[In
         if row.style not in digests and row.style not in problems:
             try:
                 digests[row.style] = sha256_file(row.style)
+            except FileNotFoundError:
+                problems[row.style] = f"style clip not found: {row.style}"
             except OSError as error:
-                problems[row.style] = error.strerror or str(error)
+                problems[row.style] = f"style clip unreadable: {row.style} ({error.strerror or error})"
         if row.style in problems:
-            rejects.append(Reject(row.source, row.line, f"style clip unreadable: {row.style} ({problems[row.style]})", row.id))
+            rejects.append(Reject(row.source, row.line, problems[row.style], row.id))
         else:
             kept.append(row)
-    return kept, digests
+    rejects.sort(key=lambda r: r.line or 0)
+    return _Listing(kept, listed, digests, rejects)
 
 
-def run_generate(options: GenerateOptions, progress: Progress | None = None, stop: StopRequest | None = None) -> GenerateReport:
-    """Generate every copy of ``options.list_path``; rows that cannot be spoken are rejected, not raised.
+def _check_manifest_ids(out_dir: Path, copies: list[CopySpec], rows: list[InferRow]) -> None:
+    """Refuse (exit 2) before any audio is made when two utterances of the output would share a manifest
+    id (``x`` in copy ``a_b`` and ``x_a`` in copy ``b`` are both ``x_a_b``): this run's copies against
+    each other and against the copies already under ``out_dir``."""
+    names = {c.name for c in copies}
+    existing = set(list_copies(out_dir)) - names if out_dir.is_dir() else set()
+    everything = names | existing
+    if not any(a != b and a.endswith("_" + b) for a in everything for b in everything):
+        return
+    ids = [r.id for r in rows]
+    seen: dict[str, str] = {}
+    for copy in sorted(names):
+        for utterance_id in ids:
+            _claim(seen, manifest_id(utterance_id, copy), f"{utterance_id!r} in copy {copy!r}")
+    for copy in sorted(existing):
+        for path in record_files(out_dir / copy):
+            for line in iter_jsonl(path):
+                if line.error is None and isinstance(line.value.get("id"), str):
+                    _claim(seen, manifest_id(line.value["id"], copy), f"{line.value['id']!r} in copy {copy!r} (already under --out)")
 
-    ``stop`` is asked after each utterance is written; when it names a reason, the run stops there, the
-    records are rewritten in list order and :class:`~trtgen.errors.Interrupted` carries the report. Any
-    other failure (an :class:`~trtgen.errors.OutputError` such as a full disk, a second Ctrl-C) leaves
-    every complete record in place and releases the copies' locks: ``--resume`` continues."""
-    started = time.perf_counter()
-    progress = progress or NoProgress()
-    model = load_model(options.model_dir)
-    if options.cluster is not None:
-        from trtgen.commands.cluster import RayRenderer
 
-        renderer: Renderer = RayRenderer.start(options)
-    else:
-        renderer = LocalRenderer(options)
-    try:
-        return _generate(options, model, renderer, progress, stop, started)
-    finally:
-        renderer.close()
+def _claim(seen: dict[str, str], key: str, who: str) -> None:
+    other = seen.setdefault(key, who)
+    if other != who:
+        raise UsageError(
+            f"utterance {who} and utterance {other} would both be {key!r} in the manifests (ids are <id>_<copy>): "
+            "rename one of the copies (a copy name that ends with '_' and another copy's name invites this)"
+        )
 
 
 class Renderer(Protocol):
     """Who turns jobs into WAVs and outcomes: this process (:class:`LocalRenderer`) or a Ray cluster
-    (:class:`trtgen.commands.cluster.RayRenderer`). Both run :func:`render`."""
+    (:class:`trtgen.commands.cluster.RayRenderer`). Both run :func:`~trtgen.commands.jobs.render`.
+
+    Attributes:
+        backend_name: ``<backend>-<device>`` as the copies' settings record it.
+        precision: ``float32`` or ``int8``: which graphs run (the copies' settings record it too).
+    """
 
     backend_name: str
-    """``<backend>-<device>`` as the copies' settings record it."""
     precision: str
-    """``float32`` or ``int8``: which graphs run (the copies' settings record it too)."""
     times: StageTimes
     decode_stats: DecodeStats
     startup_seconds: float
@@ -405,23 +391,19 @@ class Renderer(Protocol):
 class LocalRenderer:
     """Renders in this process, with the voice loaded here."""
 
-    def __init__(self, options: GenerateOptions) -> None:
-        started = time.perf_counter()
-        self.options = options
-        self.voice = Voice.load(
-            options.model_dir, backend=options.backend, device=options.device, threads=options.threads,
-            vocoder=options.synthesis.vocoder, options=options.synthesis, precision=options.precision, verify=False,
-        )
-        backend = self.voice.synthesizer.backend
+    def __init__(self, voice: Voice, sample_format: str, startup_seconds: float) -> None:
+        self.voice = voice
+        self.sample_format = sample_format
+        backend = voice.synthesizer.backend
         self.backend_name = f"{backend.name}-{backend.device}"
-        self.precision = self.voice.precision
-        self.times = self.voice.times
-        self.decode_stats = self.voice.decode_stats
-        self.startup_seconds = time.perf_counter() - started
+        self.precision = voice.precision
+        self.times = voice.times
+        self.decode_stats = voice.decode_stats
+        self.startup_seconds = startup_seconds
         self.workers: dict[str, Any] = {}
 
     def render(self, jobs: list[Job]) -> Iterator[Outcome]:
-        return render(self.voice, jobs, self.options.sample_format)
+        return render(self.voice, jobs, self.sample_format)
 
     def describe(self) -> str:
         return self.voice.describe()
@@ -430,34 +412,64 @@ class LocalRenderer:
         pass
 
 
+def run_generate(options: GenerateOptions, progress: Progress | None = None, stop: StopRequest | None = None) -> GenerateReport:
+    """Generate every copy of ``options.list_path``; rows that cannot be spoken are rejected, not raised.
+
+    ``stop`` is asked after each utterance is written; when it names a reason, the run stops there, the
+    records are rewritten in list order and :class:`~trtgen.errors.Interrupted` carries the report. Any
+    other failure (an :class:`~trtgen.errors.OutputError` such as a full disk, a second Ctrl-C) leaves
+    every complete record in place and releases the copies' locks: ``--resume`` continues."""
+    started = time.perf_counter()
+    progress = progress or NoProgress()
+    listing = _read_listing(options)
+    if options.cluster is not None:
+        from trtgen.commands.cluster import RayRenderer
+
+        model = options.voice.load_model()
+        renderer: Renderer = RayRenderer.start(options.voice, options.cluster, options.sample_format)
+    else:
+        voice = Voice.load(options.voice)
+        model = voice.model
+        renderer = LocalRenderer(voice, options.sample_format, time.perf_counter() - started)
+    try:
+        return _generate(options, model, listing, renderer, progress, stop, started)
+    finally:
+        renderer.close()
+
+
 def _generate(
-    options: GenerateOptions, model: Model, renderer: Renderer, progress: Progress, stop: StopRequest | None, started: float
+    options: GenerateOptions, model: Model, listing: _Listing, renderer: Renderer, progress: Progress,
+    stop: StopRequest | None, started: float,
 ) -> GenerateReport:
-    copies = list(options.copies) or parse_copies(None, default_dropout=model.card.model.prenet_dropout, base_seed=0)
-    all_rows, list_rejects = read_infer_list(options.list_path, options.style_root)
-    rows, list_rejects = _select_rows(all_rows, list_rejects, options)
-    rows, style_sha256 = _style_digests(rows, list_rejects)
-    log_rejects(list_rejects, "list rows")
+    copies = list(options.copies) or [default_copy(model.card.model.prenet_dropout, options.seed)]
+    rows = listing.rows
+    _check_manifest_ids(Path(options.out_dir), copies, rows)
+    log_rejects(listing.rejects, "list rows")
 
     writers: list[CopyWriter] = []
     reports: list[CopyReport] = []
     expected: list[dict[str, Expected]] = []
-    copy_rejects: list[list[Reject]] = [list(list_rejects) for _ in copies]
+    copy_rejects: list[list[Reject]] = [list(listing.rejects) for _ in copies]
     all_rejects: list[Reject] = []
     try:
         for copy in copies:
             settings = _settings(model, copy, options, renderer.backend_name, renderer.precision)
-            writer = CopyWriter(options.out_dir / copy.name, settings, shard=options.shard, naming=options.naming)
+            writer = CopyWriter(Path(options.out_dir) / copy.name, settings, shard=options.shard, naming=options.naming)
             writers.append(writer)
             expected.append({
-                row.id: Expected(writer.audio_name(row.id, row.index), inputs_digest(row.id, row.text, style_sha256[row.style], settings))
+                row.id: Expected(writer.audio_name(row.id, row.index),
+                                 inputs_digest(row.id, row.text, listing.style_sha256[row.style], settings))
                 for row in rows
             })
-            states = writer.open(resume=options.resume, expected=expected[-1], progress=progress)
+            opened = writer.open(resume=options.resume, expected=expected[-1], listed=listing.listed, prune=options.prune, progress=progress)
+            states = opened.states
             reports.append(CopyReport(
                 copy.name, copy.dropout, copy.seed, skipped=states[ResumeState.DONE], inputs_changed=states[ResumeState.CHANGED],
                 files_missing=states[ResumeState.MISSING], files_altered=states[ResumeState.ALTERED],
+                not_in_list=opened.not_in_list, pruned=opened.pruned,
             ))
+        for writer in writers:  # every copy has been checked: now write
+            writer.start()
         jobs = [
             Job(row.index, row.id, row.text, str(row.style), copy.name, copy.dropout, copy.seed, str(writer.directory),
                 wanted[row.id].audio, wanted[row.id].inputs_sha256)
@@ -519,7 +531,7 @@ def _record(writer: CopyWriter, report: CopyReport, row: InferRow, job: Job, out
         copy=job.copy, dropout=job.dropout, seed=job.seed, frames=outcome.frames, steps=outcome.steps,
         duration_s=round(outcome.duration_s, 6), stopped=outcome.stopped, capped=not outcome.stopped, audio=job.audio,
         audio_bytes=outcome.audio_bytes, audio_sha256=outcome.audio_sha256, inputs_sha256=job.inputs_sha256,
-    ))
+    ), outcome.audio_status)
     report.written += 1
     report.audio_seconds += outcome.duration_s
     report.stopped += int(outcome.stopped)

@@ -5,8 +5,12 @@ Formats (written to ``output_dir``):
 * ``openseq2seq``: ``synthetic_data.csv`` as OpenSeq2Seq's nsr_create_syn_train_csv.py writes it
   (docs/openseq2seq-notes.md §7.1): header ``wav_filename,wav_filesize,transcript``, the copy directory replaced by ``{}``
   so ``syn_enable``/``syn_subdirs`` pick a copy per read, transcripts normalised exactly as NSR does;
-  but with the real file size (of the first selected copy) instead of -1. Only utterances present and
-  readable in *every* selected copy can be templated; the others are left out and reported.
+  but with the real file size (of the first selected copy) instead of -1. A ``{}`` row is written only
+  for an utterance whose file name and transcript are the same in every selected copy; one whose
+  transcript (or file name) differs between copies (copies made from different versions of the list)
+  gets one explicit row per copy, which ``Speech2TextDataLayer`` reads as it stands (it calls
+  ``filename.format(choice)``, which leaves a path without braces unchanged). Utterances missing from
+  some copies are left out and reported.
 * ``nemo``: JSON lines ``{"audio_filepath", "duration", "text", "sampling_rate", "id", ...}``:
   ``nemo_synthetic.jsonl`` (one line per copy and utterance, plus ``utterance_id``, ``copy``, ``style``,
   ``dropout``) and ``nemo_real.jsonl``. ``sampling_rate`` makes NeMo's Lhotse reader name each cut by
@@ -42,10 +46,11 @@ from typing import Any, Sequence
 import numpy as np
 import soundfile as sf
 
-from trtgen.commands.synthetic_check import AudioInfo, AudioProbeError, expected_rate, file_problem, probe_audio
+from trtgen.commands.copylock import lock_holders
+from trtgen.commands.synthetic_check import AudioInfo, AudioProbeError, damaged_problem, expected_rate, file_problem, probe_audio
 from trtgen.corpora.base import Reject, log_rejects, write_rejects
 from trtgen.corpora.librispeech import LibriUtterance, read_librispeech
-from trtgen.corpora.synthetic import SyntheticCopy, SyntheticRecord, read_synthetic
+from trtgen.corpora.synthetic import SETTINGS_FILE, SyntheticCopy, SyntheticRecord, list_copies, manifest_id, read_synthetic, record_files
 from trtgen.fileio import atomic_path, atomic_write, write_jsonl
 from trtgen.errors import UsageError
 from trtgen.progress import Progress, StepProgress
@@ -103,6 +108,9 @@ class ManifestOptions:
     ``<output>/real_wav/``; without it such a mix is refused (OpenSeq2Seq reads WAV only)."""
     duration_tolerance_s: float = 0.02
     """Seconds a synthetic file's duration may differ from its record."""
+    verify: bool = False
+    """Digest every synthetic file against its record; by default only files changed since their
+    records file was written are digested (:func:`trtgen.corpora.synthetic.audio_problem`)."""
 
 
 class DamagedAudioError(UsageError):
@@ -195,10 +203,13 @@ def _scan_copies(copies: list[SyntheticCopy], tolerance_s: float, progress: Prog
     for copy in copies:
         files: dict[str, _SynFile] = {}
         sample_rate = expected_rate(copy)
+        for d in copy.damaged.values():
+            path = copy.directory / d.record.audio
+            damaged.append(f"{path}: {damaged_problem(d, path, sample_rate, tolerance_s)}")
         for record in copy.records.values():
             path = copy.directory / record.audio
             bar.step()
-            info, problem = file_problem(record, path, sample_rate, tolerance_s, digest=False)
+            info, problem = file_problem(record, path, sample_rate, tolerance_s)
             if problem is not None or info is None:
                 damaged.append(f"{path}: {problem}")
                 continue
@@ -208,34 +219,66 @@ def _scan_copies(copies: list[SyntheticCopy], tolerance_s: float, progress: Prog
         shown = "; ".join(damaged[:5]) + (f"; and {len(damaged) - 5} more" if len(damaged) > 5 else "")
         raise DamagedAudioError(
             f"{len(damaged)} synthetic file(s) do not match their records, so no manifest was written: {shown}. "
-            "`trtgen manifest --check` lists every problem; `trtgen generate ... --resume` makes those files again"
+            "`trtgen manifest --check` lists every problem; `trtgen generate ... --resume` (the same list and copies) makes those files again"
         )
     return result
 
 
-def _templated_ids(copies: list[SyntheticCopy], files: list[dict[str, _SynFile]], rejects: list[Reject]) -> list[str]:
-    """Ids present, readable and with the same file name in every copy, sorted; the rest are reported."""
+@dataclass(frozen=True)
+class _Selection:
+    """Which synthetic utterances go where in the OpenSeq2Seq CSV: ``common`` are present in every copy
+    (the mix draws from them), ``templated`` the common ones with one file name and one transcript in
+    every copy (one ``{}`` row each), ``explicit`` the other common ones (a row per copy)."""
+
+    common: list[str]
+    templated: list[str]
+    explicit: list[str]
+
+
+def _select_templated(copies: list[SyntheticCopy], files: list[dict[str, _SynFile]], rejects: list[Reject]) -> _Selection:
+    """Sort the utterances into :class:`_Selection`; those missing from some copies, or whose file name
+    cannot go into a CSV, are reported and left out."""
     names = [c.name for c in copies]
     every = sorted(set().union(*(f.keys() for f in files)))
-    kept = []
+    common: list[str] = []
+    templated: list[str] = []
+    explicit: list[str] = []
     for utterance_id in every:
         present = [i for i, f in enumerate(files) if utterance_id in f]
+        first = files[present[0]][utterance_id].record
         if len(present) < len(files):
             absent = [names[i] for i in range(len(files)) if i not in present]
-            first = files[present[0]][utterance_id].record
-            rejects.append(Reject(first.source, first.line, f"missing or unreadable in copies {', '.join(absent)}: left out of the {{}}-templated rows", utterance_id))
+            rejects.append(Reject(first.source, first.line, f"missing or unreadable in copies {', '.join(absent)}: left out of the OpenSeq2Seq rows", utterance_id))
             continue
-        audio_names = {files[i][utterance_id].record.audio for i in present}
-        if len(audio_names) > 1:
-            first = files[0][utterance_id].record
-            rejects.append(Reject(first.source, first.line, f"file name differs between copies ({', '.join(sorted(audio_names))}): cannot be templated", utterance_id))
-            continue
-        if any(ch in next(iter(audio_names)) for ch in "{},\n"):
-            first = files[0][utterance_id].record
+        records = [f[utterance_id].record for f in files]
+        if any(ch in r.audio for r in records for ch in "{},\n"):
             rejects.append(Reject(first.source, first.line, "file name contains '{', '}' or ',' and cannot go into an OpenSeq2Seq CSV", utterance_id))
             continue
-        kept.append(utterance_id)
-    return kept
+        common.append(utterance_id)
+        same = len({r.audio for r in records}) == 1 and len({nsr_normalize(r.text) for r in records}) == 1
+        (templated if same else explicit).append(utterance_id)
+    return _Selection(common, templated, explicit)
+
+
+def _check_output_dir(out: Path, root: Path) -> None:
+    """Refuse (exit 2) a manifest directory inside a copy directory, where ``rejects.jsonl`` and the
+    manifests would overwrite or mix with the copy's own files."""
+    if not root.is_dir():
+        return
+    for directory in root.iterdir():
+        if directory.is_dir() and (record_files(directory) or (directory / SETTINGS_FILE).is_file()):
+            if out == directory or directory in out.parents:
+                raise UsageError(f"--out {out} is inside the copy directory {directory}: write the manifests elsewhere")
+
+
+def _refuse_busy(copies: list[str], root: Path) -> None:
+    """Refuse (exit 2) copies that a ``trtgen generate`` run is writing now: their records are not final."""
+    for name in copies:
+        holders = lock_holders(root / name)
+        if holders:
+            raise UsageError(
+                f"copy {name} is being written now ({'; '.join(str(h) for h in holders)}): write the manifests when that run has finished"
+            )
 
 
 def _read_real(
@@ -285,15 +328,23 @@ def write_manifests(
             raise UsageError("--mix writes openseq2seq and nemo manifests; add one of them to --formats")
     root = Path(synthetic_dir).expanduser().absolute()
     out = Path(output_dir).expanduser().absolute()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: a file, not a directory")
+    _check_output_dir(out, root)
     render = _Paths(options.relative_to)
     result = ManifestResult()
     rejects = result.rejects
 
-    copies = read_synthetic(root, options.copies)
+    names = list(options.copies) if options.copies is not None else list_copies(root)
+    _refuse_busy(names, root)
+    lines = sum(path.read_bytes().count(b"\n") for name in names if (root / name).is_dir() for path in record_files(root / name))
+    bar = StepProgress(progress, "checking synthetic audio against its records", lines)
+    copies = read_synthetic(root, options.copies, verify=options.verify, step=bar.step)
     for copy in copies:
         rejects.extend(copy.rejects)
     files = _scan_copies(copies, options.duration_tolerance_s, progress)
-    template_ids = _templated_ids(copies, files, rejects)
+    selection = _select_templated(copies, files, rejects)
+    mix_ids = selection.common
     openseq2seq_mix = options.mix is not None and "openseq2seq" in formats
     need_real_info = bool({"nemo", "lhotse"} & set(formats)) or openseq2seq_mix
     real_files, real_csvs = _read_real(real, options.splits, need_real_info, progress, rejects)
@@ -316,9 +367,13 @@ def write_manifests(
         path = out / SYNTHETIC_CSV
         with atomic_write(path, "w", newline="\n") as handle:
             handle.write(OPENSEQ2SEQ_HEADER + "\n")
-            for utterance_id in template_ids:
+            for utterance_id in selection.templated:
                 first = files[0][utterance_id]
                 handle.write(f"{base}/{{}}/{first.record.audio},{first.size},{nsr_normalize(first.record.text)}\n")
+            for utterance_id in selection.explicit:
+                for per_copy in files:
+                    f = per_copy[utterance_id]
+                    handle.write(f"{render(f.path)},{f.size},{nsr_normalize(f.record.text)}\n")
         result.files["openseq2seq"] = path
         result.openseq2seq_config = _openseq2seq_config(path, real_csvs, [c.name for c in copies], bool(real) and not real_csvs, render)
 
@@ -345,7 +400,7 @@ def write_manifests(
         if len(wav_files) < len(real_files):  # the mix draws the same real rows in both formats
             converted = {r.utterance.id for r in wav_files}
             real_files = [r for r in real_files if r.utterance.id in converted]
-        plan = plan_mix(len(real_files), len(template_ids), len(copies), options.mix, options.seed)
+        plan = plan_mix(len(real_files), len(mix_ids), len(copies), options.mix, options.seed)
         result.counts["mix_real"] = sum(1 for d in plan if d.real)
         result.counts["mix_synthetic"] = len(plan) - result.counts["mix_real"]
         per_copy = [0] * len(copies)
@@ -358,12 +413,12 @@ def write_manifests(
             with atomic_write(path, "w", newline="\n") as handle:
                 handle.write(OPENSEQ2SEQ_HEADER + "\n")
                 for d in plan:
-                    handle.write(_openseq2seq_mix_line(d, wav_files, files, template_ids, render) + "\n")
+                    handle.write(_openseq2seq_mix_line(d, wav_files, files, mix_ids, render) + "\n")
             result.files["openseq2seq_mix"] = path
         if "nemo" in formats:
             result.files["nemo_mix"] = out / "nemo_mix.jsonl"
             rows = [
-                _nemo_real(real_files[d.index], render) if d.real else _nemo_synthetic(files[d.copy][template_ids[d.index]], render)
+                _nemo_real(real_files[d.index], render) if d.real else _nemo_synthetic(files[d.copy][mix_ids[d.index]], render)
                 for d in plan
             ]
             rows = _number_repeats(rows)
@@ -373,7 +428,8 @@ def write_manifests(
     result.counts.update({
         "copies": [c.name for c in copies],
         "synthetic_files": sum(len(f) for f in files),
-        "templated_utterances": len(template_ids),
+        "templated_utterances": len(selection.templated),
+        "per_copy_utterances": len(selection.explicit),
         "real_utterances": len(real_files),
         "rejects": len(rejects),
     })
@@ -393,7 +449,7 @@ def write_manifests(
 
 def _synthetic_id(record: SyntheticRecord) -> str:
     """A synthetic utterance's id in every manifest: unique across copies, and apart from the real ids."""
-    return f"{record.id}_{record.copy}"
+    return manifest_id(record.id, record.copy)
 
 
 def _number_repeats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

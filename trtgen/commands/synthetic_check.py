@@ -1,8 +1,9 @@
 """``trtgen manifest --check``: does every file of a synthetic copy still match its record?
 
 A record names its WAV with the sample rate, length, size and SHA-256 it was written with
-(docs/generating.md); this module reads a file's header (no samples decoded) and says what is wrong
-with it, for the check and for :mod:`trtgen.commands.manifests`, which refuses to list damaged audio.
+(docs/generating.md). :func:`trtgen.corpora.synthetic.read_copy` resolves each id to the record that
+describes its file (size and digest); this module adds what a file's header says (no samples
+decoded), for the check and for :mod:`trtgen.commands.manifests`, which refuses to list damaged audio.
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ import soundfile as sf
 
 from trtgen.commands.copylock import lock_holders
 from trtgen.commands.writers import STAGING
-from trtgen.corpora.synthetic import SyntheticCopy, SyntheticRecord, read_synthetic
-from trtgen.fileio import sha256_file
+from trtgen.corpora.synthetic import Damaged, SyntheticCopy, SyntheticRecord, list_copies, read_synthetic, record_files
 from trtgen.engine.config import AudioConfig
 from trtgen.fileio import TEMPORARY_GLOB
 from trtgen.progress import Progress, StepProgress
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AudioInfo", "AudioProbeError", "probe_audio", "expected_rate", "file_problem", "CheckProblem", "CheckReport", "check_synthetic"]
+__all__ = ["AudioInfo", "AudioProbeError", "probe_audio", "expected_rate", "file_problem", "damaged_problem", "CheckProblem", "CheckReport", "check_synthetic"]
 
 
 @dataclass(frozen=True)
@@ -77,11 +77,10 @@ def expected_rate(copy: SyntheticCopy) -> int:
     return copy.sample_rate
 
 
-def file_problem(
-    record: SyntheticRecord, path: Path, sample_rate: int, tolerance_s: float, *, digest: bool
-) -> tuple[AudioInfo | None, str | None]:
+def file_problem(record: SyntheticRecord, path: Path, sample_rate: int, tolerance_s: float) -> tuple[AudioInfo | None, str | None]:
     """The file's header and what is wrong with it against its record (None: nothing): missing,
-    unreadable, another sample rate, wrong length or size, or (``digest``) altered content."""
+    unreadable, another sample rate, or another length. Size and digest are
+    :func:`~trtgen.corpora.synthetic.read_copy`'s to check."""
     try:
         info = probe_audio(path)
     except AudioProbeError as exc:
@@ -90,15 +89,14 @@ def file_problem(
         return info, f"sample rate {info.sample_rate} Hz, expected {sample_rate} Hz"
     if record.duration_s is not None and abs(info.duration_s - record.duration_s) > tolerance_s:
         return info, f"wrong length: {info.duration_s:.3f} s in the file, {record.duration_s:.3f} s in the record"
-    if record.audio_bytes is not None and info.size_bytes != record.audio_bytes:
-        return info, f"wrong size: {info.size_bytes} bytes in the file, {record.audio_bytes} in the record"
-    if digest and record.audio_sha256 is not None:
-        try:
-            if sha256_file(path) != record.audio_sha256:
-                return info, "altered content: the file's SHA-256 is not the record's"
-        except OSError as error:
-            return info, f"unreadable ({error.strerror or error})"
     return info, None
+
+
+def damaged_problem(damaged: Damaged, path: Path, sample_rate: int, tolerance_s: float) -> str:
+    """What to say of a record whose file is not the one it describes: what the header shows when it
+    shows something (unreadable, another rate or length), else the size or digest mismatch."""
+    _, header = file_problem(damaged.record, path, sample_rate, tolerance_s)
+    return header or damaged.problem
 
 
 @dataclass(frozen=True)
@@ -128,36 +126,42 @@ def check_synthetic(
     duration_tolerance_s: float = 0.02,
     progress: Progress | None = None,
 ) -> CheckReport:
-    """Every record whose file is missing, unreadable, at another sample rate, of another length or size,
-    or whose content no longer has the record's SHA-256; malformed record lines; WAVs no record names
-    (strays) and temporary files a killed run left behind. A copy being written now is named, not checked.
+    """Every utterance whose file is missing, unreadable, at another sample rate, of another length or
+    size, or whose content no longer has its record's SHA-256 (every file is digested); malformed record
+    lines; WAVs no record names (strays) and temporary files a killed run left behind. A copy being
+    written now is named, not checked.
 
     The expected rate is the copy's ``settings.json`` rate (default 16 kHz); the duration is compared
     with the record's ``duration_s`` within ``duration_tolerance_s``."""
     report = CheckReport()
-    selected = read_synthetic(Path(synthetic_dir).expanduser().absolute(), copies)
-    bar = StepProgress(progress, "checking synthetic audio", sum(len(c.records) for c in selected))
-    for copy in selected:
-        holders = lock_holders(copy.directory)
-        if holders:
-            report.problems.append(CheckProblem(
-                copy.name, "-", str(copy.directory),
-                f"being written now ({'; '.join(str(h) for h in holders)}): check it when that run has finished",
-            ))
-            for _ in copy.records:
-                bar.step()
-            continue
+    root = Path(synthetic_dir).expanduser().absolute()
+    names = list(copies) if copies is not None else list_copies(root)
+    busy = {name for name in names if lock_holders(root / name)}
+    for name in sorted(busy):
+        holders = lock_holders(root / name)
+        report.problems.append(CheckProblem(
+            name, "-", str(root / name),
+            f"being written now ({'; '.join(str(h) for h in holders)}): check it when that run has finished",
+        ))
+    wanted = [n for n in names if n not in busy]
+    if not wanted:
+        return report
+    bar = StepProgress(progress, "checking synthetic audio", _record_lines(root, wanted))
+    for copy in read_synthetic(root, wanted, verify=True, step=bar.step):
         for reject in copy.rejects:
             report.problems.append(CheckProblem(copy.name, reject.item, reject.source, f"line {reject.line}: {reject.reason}"))
         sample_rate = expected_rate(copy)
+        for utterance_id, damaged in copy.damaged.items():
+            report.checked += 1
+            path = copy.directory / damaged.record.audio
+            report.problems.append(CheckProblem(copy.name, utterance_id, str(path), damaged_problem(damaged, path, sample_rate, duration_tolerance_s)))
         for record in copy.records.values():
-            bar.step()
             report.checked += 1
             path = copy.directory / record.audio
-            _, problem = file_problem(record, path, sample_rate, duration_tolerance_s, digest=True)
+            _, problem = file_problem(record, path, sample_rate, duration_tolerance_s)
             if problem is not None:
                 report.problems.append(CheckProblem(copy.name, record.id, str(path), problem))
-        named = {record.audio for record in copy.records.values()}
+        named = {record.audio for record in copy.records.values()} | {d.record.audio for d in copy.damaged.values()}
         for path in sorted(copy.directory.glob("*.wav")):
             if path.name not in named:
                 report.problems.append(CheckProblem(copy.name, path.stem, str(path), "stray: no record names this file"))
@@ -167,3 +171,8 @@ def check_synthetic(
                 copy.name, "-", str(path), "temporary file left by a run that was killed (trtgen generate --resume removes it)",
             ))
     return report
+
+
+def _record_lines(root: Path, names: Sequence[str]) -> int:
+    """Record lines in the selected copies: the length of a progress bar over them."""
+    return sum(path.read_bytes().count(b"\n") for name in names for path in record_files(root / name))

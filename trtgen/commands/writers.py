@@ -4,11 +4,21 @@
 (one line per finished utterance) and ``rejects[.shard-I-of-N].jsonl``. One process writes a copy, or
 one per shard (:mod:`trtgen.commands.copylock`). A WAV is written under a temporary name in the
 process's staging directory and renamed; its record line, carrying the SHA-256 of the WAV and of the
-inputs that determine the audio, is appended only after the rename. An utterance is complete when its
-record's input digest is this run's and its file matches the record's digest, so a run killed at any
-moment resumes exactly where it stopped, a changed list row or a damaged file is made again, and at
-the end the records are rewritten in list order, making a resumed run's files identical to an
-uninterrupted run's.
+inputs that determine the audio, is appended only after the rename.
+
+One current record per utterance, whatever sequence of sharded, unsharded and resumed runs and list
+edits made the copy (docs/generating.md, "One record per utterance"):
+
+* the current record of an id is the one whose file has its size and digest
+  (:func:`trtgen.corpora.synthetic.read_copy`); an utterance is complete when that record's inputs
+  digest and file name are this run's;
+* before making an utterance again, a run removes every record of that id, and every record naming a
+  file it is about to write, from every records file (an unsharded run rewrites them all into
+  ``records.jsonl``; a shard rewrites the files no running process owns, and refuses when one it must
+  change is being written); a record naming a file that another row now takes is removed with it, and
+  if that row is no longer in the list the run refuses unless ``--prune`` says to let it go;
+* at the end the records are rewritten in list order, so a resumed run's files equal an uninterrupted
+  run's, and each record is checked once more against its file's status.
 """
 
 from __future__ import annotations
@@ -18,20 +28,22 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import time
 from collections import Counter
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Mapping
 
 import numpy as np
 import soundfile as sf
 
-from trtgen.commands.copylock import CopyLock
+from trtgen.commands.copylock import CopyLock, CopyLocked, lock_holders
 from trtgen.corpora.base import Reject
-from trtgen.fileio import sha256_file
+from trtgen.corpora.synthetic import SyntheticCopy, SyntheticRecord, audio_problem, read_copy, record_files
 from trtgen.errors import OutputError, UsageError
 from trtgen.fileio import TEMPORARY_GLOB, atomic_write, iter_jsonl, write_jsonl
 from trtgen.progress import NoProgress, Progress
@@ -39,18 +51,24 @@ from trtgen.progress import NoProgress, Progress
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "SAMPLE_FORMATS", "NAMINGS", "SettingsMismatch", "WrittenAudio", "UtteranceRecord", "Expected", "ResumeState",
-    "CopyWriter", "encode_wav", "write_utterance_wav", "staging_dir", "shard_suffix",
+    "SAMPLE_FORMATS", "NAMINGS", "SettingsMismatch", "ListConflict", "WrittenAudio", "UtteranceRecord", "Expected",
+    "ResumeState", "OpenedCopy", "CopyWriter", "encode_wav", "write_utterance_wav", "staging_dir", "shard_suffix",
 ]
 
 SETTINGS_FILE = "settings.json"
 STAGING = ".staging"
 SAMPLE_FORMATS = {"pcm16": "PCM_16", "float32": "FLOAT"}
 NAMINGS = ("id", "openseq2seq")
+_SHARD_FILE = re.compile(r"^(?:records|rejects)\.shard-(\d+)-of-(\d+)\.jsonl$")
 
 
 class SettingsMismatch(UsageError):
     """A copy directory already holds output made with other settings."""
+
+
+class ListConflict(UsageError):
+    """The list cannot be written into this copy as it stands (a file another row's audio still holds):
+    refused before anything is written, naming the rows and the way out (exit 2)."""
 
 
 def shard_suffix(shard: tuple[int, int] | None) -> str:
@@ -59,11 +77,13 @@ def shard_suffix(shard: tuple[int, int] | None) -> str:
 
 @dataclass(frozen=True)
 class WrittenAudio:
-    """A WAV as it was written into its copy directory."""
+    """A WAV as it was written into its copy directory: name, digest, size, and ``(inode, ctime_ns)``
+    right after the rename (the writer checks at the end that nothing has changed the file since)."""
 
     name: str
     sha256: str
     size_bytes: int
+    status: tuple[int, int] = (0, 0)
 
 
 def encode_wav(audio: np.ndarray, sample_rate: int, sample_format: str) -> bytes:
@@ -88,6 +108,11 @@ def staging_dir(directory: Path, owner: str | None = None) -> Path:
     return Path(directory) / STAGING / (owner or f"{socket.gethostname()}-{os.getpid()}")
 
 
+def _status(path: Path) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_ino, status.st_ctime_ns
+
+
 def write_utterance_wav(
     directory: Path, name: str, audio: np.ndarray, sample_rate: int, sample_format: str, owner: str | None = None
 ) -> WrittenAudio:
@@ -103,6 +128,7 @@ def write_utterance_wav(
         with open(temporary, "wb") as handle:
             handle.write(data)
         os.replace(temporary, path)
+        status = _status(path)
     except BaseException as error:
         try:
             temporary.unlink(missing_ok=True)
@@ -111,7 +137,7 @@ def write_utterance_wav(
         if isinstance(error, OSError):
             raise OutputError(error, path) from None
         raise
-    return WrittenAudio(name, hashlib.sha256(data).hexdigest(), len(data))
+    return WrittenAudio(name, hashlib.sha256(data).hexdigest(), len(data), status)
 
 
 def _process_alive(pid: int) -> bool:
@@ -126,18 +152,25 @@ def _process_alive(pid: int) -> bool:
 
 @dataclass(frozen=True)
 class UtteranceRecord:
-    """One line of ``records.jsonl`` (read by ``trtgen manifest``)."""
+    """One line of ``records.jsonl`` (read by ``trtgen manifest``).
+
+    Attributes:
+        text: the transcript the audio speaks (the input with the front end's substitutions applied).
+        text_input: the list row's text, only where it differs from ``text``.
+        frames: decoder frames, the stop frame included (OpenSeq2Seq vocodes all but that one).
+        audio_sha256: SHA-256 of the WAV file: ``--resume`` and ``trtgen manifest`` compare the file with it.
+        inputs_sha256: digest of what determines the audio (id, text, style clip bytes, copy settings with
+            the model's digest): ``--resume`` makes the utterance again when it differs.
+    """
 
     id: str
     index: int
     text: str
-    """The transcript the audio speaks (the input with the front end's substitutions applied)."""
     style: str
     copy: str
     dropout: float
     seed: int
     frames: int
-    """Decoder frames, the stop frame included (OpenSeq2Seq vocodes all but that one)."""
     steps: int
     duration_s: float
     stopped: bool
@@ -145,12 +178,8 @@ class UtteranceRecord:
     audio: str
     audio_bytes: int
     audio_sha256: str
-    """SHA-256 of the WAV file: ``--resume`` and ``trtgen manifest --check`` compare the file with it."""
     inputs_sha256: str
-    """Digest of what determines the audio (id, text, style clip bytes, copy settings with the model's
-    digest): ``--resume`` makes the utterance again when it differs."""
     text_input: str | None = None
-    """The list row's text, only where it differs from ``text``."""
 
     def to_json(self) -> dict[str, Any]:
         line: dict[str, Any] = {"id": self.id, "index": self.index, "text": self.text}
@@ -177,13 +206,35 @@ class ResumeState:
     """Why an utterance of the list is, or is not, made again (``CopyWriter.open`` counts them)."""
 
     DONE = "done"
-    """Recorded with these inputs, and the file matches its digest: skipped."""
+    """Its current record has these inputs and this file name, and the file is the record's: skipped."""
     NEW = "new"
     CHANGED = "inputs changed"
-    """Recorded, but the text, style clip or settings differ now."""
+    """Recorded, but the text, style clip, settings or file name differ now."""
     MISSING = "file missing"
     ALTERED = "file altered"
-    """The file's size or SHA-256 is not the record's (truncated, overwritten, or a record without digests)."""
+    """No record of it describes its file (truncated, overwritten, or a record without digests)."""
+
+
+_Rewrite = tuple[Path, list[SyntheticRecord], "CopyLock | None"]
+"""A records file, the records it keeps, and the lock taken to rewrite it (a stopped shard's)."""
+
+
+@dataclass
+class _Plan:
+    """What :meth:`CopyWriter.open` decided and :meth:`CopyWriter.start` writes."""
+
+    rewrites: list[_Rewrite]
+    removals: list[Path]
+
+
+@dataclass
+class OpenedCopy:
+    """What :meth:`CopyWriter.open` found and did: utterances per :class:`ResumeState`, and the
+    utterances of the copy that are no longer in the list (kept, or removed with ``prune``)."""
+
+    states: Counter[str] = field(default_factory=Counter)
+    not_in_list: int = 0
+    pruned: int = 0
 
 
 class CopyWriter:
@@ -206,20 +257,59 @@ class CopyWriter:
         self._lock = CopyLock(self.directory, shard)
         self._staging_root = self.directory / STAGING
         self.staging = staging_dir(self.directory)
+        self._file_status: dict[str, tuple[int, int]] = {}
+        """``(inode, ctime_ns)`` of each file this writer's records name, when it was last known to match."""
+        self._planned: _Plan | None = None
+        self._held = ExitStack()
+        """Locks held from :meth:`open` to :meth:`start`: the tidy lock, stopped shards' locks."""
+        self._created: list[Path] = []
+        """Directories :meth:`open` made, removed again if the run is refused before it writes."""
 
     def audio_name(self, utterance_id: str, index: int) -> str:
         return f"sample_step0_{index}_syn.wav" if self.naming == "openseq2seq" else f"{utterance_id}.wav"
 
-    def open(self, *, resume: bool, expected: Mapping[str, Expected], progress: Progress | None = None) -> Counter[str]:
-        """Lock the copy, check or write its settings, decide which of the ``expected`` utterances (by id)
-        are done, and open the records file. Returns how many are in each :class:`ResumeState`."""
+    def open(
+        self,
+        *,
+        resume: bool,
+        expected: Mapping[str, Expected],
+        listed: set[str] | None = None,
+        prune: bool = False,
+        progress: Progress | None = None,
+    ) -> OpenedCopy:
+        """Lock the copy, check its settings, resolve its records to one current record per id, decide
+        which of the ``expected`` utterances (by id) are done and which records go: everything that can
+        refuse, and nothing written yet (:meth:`start` writes). ``listed`` is every id of the whole list
+        (not only this run's rows): an utterance outside it is kept, or with ``prune`` removed."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self._create(self.directory)
+            self._lock.acquire()
+            self._held.enter_context(self._lock.tidying())
+            return self._plan(resume, expected, listed, prune, progress or NoProgress())
         except OSError as error:
-            raise OutputError(error, self.directory, "creating") from None
-        self._lock.acquire()
+            self.abort()
+            raise OutputError(error, error.filename2 or error.filename or self.directory, "creating") from None
+        except BaseException:
+            self.abort()
+            raise
+
+    def start(self) -> None:
+        """Write what :meth:`open` decided (settings, records files without the dropped records, pruned
+        files gone) and open this run's records file for appending."""
+        assert self._planned is not None, "CopyWriter.open() first"
         try:
-            return self._open(resume, expected, progress or NoProgress())
+            self._remove_leftovers()
+            with atomic_write(self.directory / SETTINGS_FILE) as handle:
+                handle.write(json.dumps(self.settings, indent=2, sort_keys=True) + "\n")
+            for path, kept, _ in self._planned.rewrites:
+                if path == self.records_path:
+                    self._remember(kept)
+                write_jsonl(path, (r.raw for r in kept))
+            for path in self._planned.removals:
+                path.unlink(missing_ok=True)
+            self._held.close()  # the tidy lock: the records files say what they will say for this run
+            self._handle = open(self.records_path, "a", encoding="utf-8")
+            self._created.clear()
         except OSError as error:
             self.abort()
             raise OutputError(error, error.filename2 or error.filename or self.directory) from None
@@ -227,10 +317,15 @@ class CopyWriter:
             self.abort()
             raise
 
-    def _open(self, resume: bool, expected: Mapping[str, Expected], progress: Progress) -> Counter[str]:
-        self._remove_leftovers()
+    def _create(self, directory: Path) -> None:
+        """``mkdir -p``, remembering what it made, so that a refused run leaves no empty directory behind."""
+        missing = [d for d in (directory, *directory.parents) if not d.exists()]
+        directory.mkdir(parents=True, exist_ok=True)
+        self._created = missing
+
+    def _check_settings(self, resume: bool) -> None:
         settings_path = self.directory / SETTINGS_FILE
-        existing_records = sorted(self.directory.glob("records*.jsonl"))
+        existing = [p for p in record_files(self.directory) if p.stat().st_size > 0]
         if settings_path.exists():
             try:
                 previous = json.loads(settings_path.read_text(encoding="utf-8"))
@@ -243,60 +338,137 @@ class CopyWriter:
                     f"{self.directory} holds output made with other settings ({detail}). "
                     "Use another --out or copy name, or the same settings."
                 )
-        elif existing_records:
+        elif existing:
             raise SettingsMismatch(f"{self.directory} has records but no {SETTINGS_FILE}; refusing to mix outputs")
-        own_records = self.records_path.exists() and self.records_path.stat().st_size > 0
-        if own_records and not resume:
-            # Other shards may write into the same directory at the same time; this shard's own
-            # records mean an earlier run of this very job.
-            raise SettingsMismatch(
-                f"{self.records_path} already lists generated utterances; pass --resume to continue that run"
-            )
-        with atomic_write(settings_path) as handle:
-            handle.write(json.dumps(self.settings, indent=2, sort_keys=True) + "\n")
-        previous_records: dict[str, dict[str, Any]] = {}
-        for path in existing_records:
-            for line in iter_jsonl(path):
-                if line.error is None and isinstance(line.value.get("id"), str) and isinstance(line.value.get("audio"), str):
-                    previous_records[line.value["id"]] = line.value
-        states: Counter[str] = Counter()
-        recorded = sum(1 for i in expected if i in previous_records)
+        # Shards start side by side, so only a shard's own records mean an earlier run of this very job.
+        earlier = existing if self.shard is None else [p for p in existing if p == self.records_path]
+        if earlier and not resume:
+            raise SettingsMismatch(f"{earlier[0]} already lists generated utterances; pass --resume to continue that run")
+
+    def _plan(self, resume: bool, expected: Mapping[str, Expected], listed: set[str] | None, prune: bool, progress: Progress) -> OpenedCopy:
+        self._check_settings(resume)
+        recorded = sum(path.read_bytes().count(b"\n") for path in record_files(self.directory))
         if recorded:
             progress.start(f"checking {self.directory.name}'s written files", recorded)
+        copy = read_copy(self.directory, step=lambda: progress.advance(1))
+        opened = OpenedCopy()
+        remake: set[str] = set()
         for utterance_id, wanted in expected.items():
-            record = previous_records.get(utterance_id)
-            state = self._resume_state(record, wanted)
-            states[state] += 1
-            if record is not None:
-                progress.advance(1)
+            state = self._resume_state(copy, utterance_id, wanted)
+            opened.states[state] += 1
             if state == ResumeState.DONE:
-                self.completed[utterance_id] = record  # type: ignore[assignment]
-        # Keep this shard's complete lines (a kill can leave half a line) of utterances that are done,
-        # or outside this run's rows with their file in place, before appending.
-        own = [line.value for line in iter_jsonl(self.records_path) if line.error is None] if self.records_path.exists() else []
-        own = [
-            r for r in own
-            if r.get("id") in self.completed
-            or (r.get("id") not in expected and isinstance(r.get("audio"), str) and (self.directory / r["audio"]).is_file())
-        ]
-        write_jsonl(self.records_path, own)
-        self._handle = open(self.records_path, "a", encoding="utf-8")
-        return states
+                self.completed[utterance_id] = copy.records[utterance_id].raw
+            else:
+                remake.add(utterance_id)
+        drop = self._records_to_drop(copy, expected, remake, listed, prune, opened)
+        rewrites, removals = self._rewrites(copy, drop)
+        self._planned = _Plan(rewrites, removals + (self._pruned_files(copy, drop, expected) if prune else []))
+        return opened
 
-    def _resume_state(self, record: dict[str, Any] | None, wanted: Expected) -> str:
-        if record is None:
-            return ResumeState.NEW
-        if record.get("inputs_sha256") != wanted.inputs_sha256 or record.get("audio") != wanted.audio:
+    @staticmethod
+    def _resume_state(copy: SyntheticCopy, utterance_id: str, wanted: Expected) -> str:
+        record = copy.records.get(utterance_id)
+        if record is not None:
+            if record.inputs_sha256 == wanted.inputs_sha256 and record.audio == wanted.audio:
+                return ResumeState.DONE
             return ResumeState.CHANGED
-        path = self.directory / wanted.audio
-        try:
-            if path.stat().st_size != record.get("audio_bytes") or sha256_file(path) != record.get("audio_sha256"):
-                return ResumeState.ALTERED
-        except FileNotFoundError:
-            return ResumeState.MISSING
-        except OSError:
-            return ResumeState.ALTERED
-        return ResumeState.DONE
+        damaged = copy.damaged.get(utterance_id)
+        if damaged is None:
+            return ResumeState.NEW
+        if damaged.record.audio != wanted.audio or damaged.record.inputs_sha256 != wanted.inputs_sha256:
+            return ResumeState.CHANGED
+        return ResumeState.MISSING if damaged.problem == "missing" else ResumeState.ALTERED
+
+    def _records_to_drop(
+        self, copy: SyntheticCopy, expected: Mapping[str, Expected], remake: set[str], listed: set[str] | None,
+        prune: bool, opened: OpenedCopy,
+    ) -> dict[int, bool]:
+        """Records to remove (by ``id()``), each marked required (True: it would describe a file this run
+        writes, or an utterance that is gone) or merely outdated (False: superseded or damaged)."""
+        drop: dict[int, bool] = {}
+        for record in copy.superseded:
+            drop[id(record)] = record.id in remake
+        for damaged in copy.damaged.values():
+            drop[id(damaged.record)] = damaged.record.id in remake
+        writing = {expected[i].audio: i for i in remake}
+        displaced: list[tuple[SyntheticRecord, str]] = []
+        for record in copy.records.values():
+            if record.id in remake:
+                drop[id(record)] = True
+                continue
+            gone = listed is not None and record.id not in listed
+            opened.not_in_list += gone
+            if gone and prune:
+                drop[id(record)] = True
+                opened.pruned += 1
+            elif record.audio in writing:
+                if gone:
+                    displaced.append((record, writing[record.audio]))
+                drop[id(record)] = True
+        if displaced:
+            shown = "; ".join(f"{r.audio} holds {r.id!r} (no longer in the list), and row {i!r} would be written there" for r, i in displaced[:3])
+            more = f"; and {len(displaced) - 3} more" if len(displaced) > 3 else ""
+            raise ListConflict(
+                f"{self.directory}: {shown}{more}. Positional names (--naming openseq2seq) follow the row index, so removing "
+                "rows moves the rows after them onto other rows' files: add --prune to remove the utterances no longer in "
+                "the list (their files are overwritten or deleted), or write to another --out"
+            )
+        # Rows that are in the whole list but outside this run (another shard, past --limit) lose a record
+        # only when this run writes over their file; they are made again by the run that covers them.
+        return drop
+
+    def _rewrites(self, copy: SyntheticCopy, drop: dict[int, bool]) -> tuple[list[_Rewrite], list[Path]]:
+        """The records files to rewrite without the dropped records (each with the lock of a stopped
+        shard's file taken for it), and the files to remove. An unsharded run, holding the copy alone, gathers every kept record
+        into its own file (the shard files are removed); a shard rewrites its own file, ``records.jsonl``
+        and the files of shards not running now, and is refused if a record it must remove lies in the
+        file of a shard that is running."""
+        current = {id(r) for r in copy.records.values()}
+        if self.shard is None:
+            kept = [r for path in sorted(copy.by_file) for r in copy.by_file[path] if id(r) in current and id(r) not in drop]
+            shard_files = [p for p in self.directory.glob("*.shard-*-of-*.jsonl") if _SHARD_FILE.match(p.name)]
+            return [(self.records_path, kept, None)], shard_files
+        rewrites: list[_Rewrite] = []
+        for path, records in sorted(copy.by_file.items()):
+            kept = [r for r in records if id(r) in current and id(r) not in drop]
+            if path == self.records_path:
+                rewrites.append((path, kept, None))
+                continue
+            if len(kept) == len(records):
+                continue
+            match = _SHARD_FILE.match(path.name)
+            if match is None:  # records.jsonl: only an unsharded run appends to it, and it cannot run beside us
+                rewrites.append((path, kept, None))
+                continue
+            owner = CopyLock(self.directory, (int(match[1]), int(match[2])))
+            try:
+                owner.acquire()
+            except CopyLocked:
+                required = [r for r in records if drop.get(id(r))]
+                if required:
+                    holders = "; ".join(str(h) for h in lock_holders(self.directory) if h.shard == f"{match[1]}/{match[2]}")
+                    raise CopyLocked(
+                        f"{path} records {required[0].id!r}, which this run must make again, and shard {match[1]}/{match[2]} "
+                        f"({holders or 'a running process'}) is writing it now; wait for that run to finish"
+                    ) from None
+                continue
+            self._held.callback(owner.release)
+            rewrites.append((path, kept, owner))
+        return rewrites, []
+
+    def _pruned_files(self, copy: SyntheticCopy, drop: dict[int, bool], expected: Mapping[str, Expected]) -> list[Path]:
+        """``--prune``: the files whose current record is dropped (utterances no longer in the list, and the
+        old files of rows that moved to another positional name), unless a kept record or this run's rows
+        name them."""
+        named = {r.audio for r in copy.records.values() if id(r) not in drop} | {e.audio for e in expected.values()}
+        return [self.directory / r.audio for r in copy.records.values() if id(r) in drop and r.audio not in named]
+
+    def _remember(self, records: Iterable[SyntheticRecord]) -> None:
+        for record in records:
+            try:
+                self._file_status[record.audio] = _status(self.directory / record.audio)
+            except OSError:
+                pass
 
     def _remove_leftovers(self) -> None:
         """Staging directories and temporary files that no running process owns hold only debris: all of
@@ -315,8 +487,9 @@ class CopyWriter:
             if exclusive or dead_here or time.time() - path.stat().st_mtime > 86400:
                 shutil.rmtree(path, ignore_errors=True)
 
-    def append(self, record: UtteranceRecord) -> None:
-        """Record an utterance whose WAV is already in place (written here or by a worker)."""
+    def append(self, record: UtteranceRecord, status: tuple[int, int] | None = None) -> None:
+        """Record an utterance whose WAV is already in place (written here or by a worker); ``status`` is
+        the file's ``(inode, ctime_ns)`` right after it was written (:class:`WrittenAudio`)."""
         if self._handle is None:
             raise RuntimeError("CopyWriter.open() first")
         line = record.to_json()
@@ -326,15 +499,24 @@ class CopyWriter:
         except OSError as error:
             raise OutputError(error, self.records_path) from None
         self.completed[record.id] = line
+        if status is not None:
+            self._file_status[record.audio] = status
 
     def close(self, order: Iterable[str], rejects: Iterable[Reject]) -> None:
         """Rewrite this shard's records in list order (records of rows outside ``order`` follow, as they
-        were), write its rejects file, remove its staging files and release the lock."""
+        were), write its rejects file, remove its staging files and release the lock. A record whose
+        file changed since it was written or checked (another process wrote over it) is checked again
+        and left out if it no longer describes the file."""
         try:
             handle, self._handle = self._handle, None
             if handle is not None:
                 handle.close()
             records = {line.value["id"]: line.value for line in iter_jsonl(self.records_path) if line.error is None}
+            for utterance_id, line in list(records.items()):
+                if not self._still_matches(line):
+                    logger.warning("%s: %s changed while this run wrote the copy; its record is dropped (--resume makes it again)",
+                                   self.directory, line.get("audio"))
+                    del records[utterance_id]
             ordered = [records.pop(i) for i in order if i in records]
             write_jsonl(self.records_path, ordered + list(records.values()))
             write_jsonl(self.rejects_path, (r.to_dict() for r in rejects))
@@ -342,6 +524,22 @@ class CopyWriter:
             raise OutputError(error, self.records_path) from None
         finally:
             self.abort()
+
+    def _still_matches(self, line: dict[str, Any]) -> bool:
+        audio = line.get("audio")
+        if not isinstance(audio, str):
+            return False
+        path = self.directory / audio
+        try:
+            if _status(path) == self._file_status.get(audio):
+                return True
+        except OSError:
+            return False
+        try:
+            record = SyntheticRecord.from_json(line, self.directory.name, str(self.records_path), 0)
+        except UsageError:
+            return False
+        return audio_problem(record, path, verify=True) is None
 
     def abort(self) -> None:
         """Stop writing after an error or an interrupt: close the records file as it is (its complete lines
@@ -357,4 +555,11 @@ class CopyWriter:
             self._staging_root.rmdir()
         except OSError:
             pass  # other processes still stage files there
+        self._held.close()
         self._lock.release()
+        for directory in self._created:  # refused before writing: leave no empty directory behind
+            try:
+                directory.rmdir()
+            except OSError:
+                break
+        self._created = []

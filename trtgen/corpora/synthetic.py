@@ -1,12 +1,20 @@
 """Reader of ``trtgen generate``'s output: ``OUT/<copy>/`` holding WAVs, ``records*.jsonl``, ``settings.json``.
 
 Each copy is one full synthetic LibriSpeech. A record line is
-``{"id", "text", ["text_input",] "style", "copy", "dropout", "seed", "frames", "duration_s", "stopped", "capped",
-"audio", "audio_bytes", "audio_sha256", "inputs_sha256"}`` with ``text`` the transcript the audio speaks and
-``audio`` the WAV's name relative to the copy directory (records written before trtgen recorded digests
-lack the last three); rows in ``rejects*.jsonl`` were not
-generated and are not read. Sharded runs write several ``records.shard-I-of-N.jsonl``. If an id
-appears twice in a copy (a resumed run), the last record wins, since it describes the file on disk.
+``{"id", "index", "text", ["text_input",] "style", "copy", "dropout", "seed", "frames", "steps", "duration_s",
+"stopped", "capped", "audio", "audio_bytes", "audio_sha256", "inputs_sha256"}`` with ``text`` the transcript
+the audio speaks and ``audio`` the WAV's name relative to the copy directory; rows in ``rejects*.jsonl``
+were not generated and are not read. Unsharded runs write ``records.jsonl``, sharded runs
+``records.shard-I-of-N.jsonl`` each.
+
+**One current record per utterance.** The records that describe a file are those whose size and
+SHA-256 are the file's; :func:`read_copy` picks, for each id, the record that describes its file (a
+record is never chosen for the order its file is read in), and reports as damaged the records whose
+file is missing or holds other bytes when no other record of that id describes it. The digest is
+computed only where it is needed: a file whose status (inode change time) is older than the records
+file that lists it has not changed since that records file was written, so its size is enough
+(``verify`` digests every file). ``trtgen generate`` keeps this true when it writes: before it makes
+an utterance again it removes that id's older records (docs/generating.md, "One record per utterance").
 """
 
 from __future__ import annotations
@@ -14,13 +22,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from trtgen.corpora.base import Reject
-from trtgen.fileio import iter_jsonl
 from trtgen.errors import UsageError
+from trtgen.fileio import iter_jsonl, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -28,30 +37,53 @@ __all__ = [
     "SyntheticRecord",
     "SyntheticCopy",
     "SyntheticError",
+    "Damaged",
+    "audio_problem",
     "list_copies",
     "read_copy",
     "read_synthetic",
     "record_files",
+    "manifest_id",
     "settings_sample_rate",
 ]
 
 SETTINGS_FILE = "settings.json"
+RECORDS_GLOB = "records*.jsonl"
 
 
 class SyntheticError(UsageError):
     """The synthetic output directory or the copy selection cannot be used."""
 
 
+def manifest_id(utterance_id: str, copy: str) -> str:
+    """A synthetic utterance's id in every manifest, ``<utterance id>_<copy>``: unique across the copies
+    of one output unless ids and copy names combine badly (``x`` in ``a_b`` and ``x_a`` in ``b``), which
+    ``trtgen generate`` refuses before it makes any audio."""
+    return f"{utterance_id}_{copy}"
+
+
 @dataclass(frozen=True)
 class SyntheticRecord:
-    """One generated utterance of one copy."""
+    """One generated utterance of one copy, as a records file lists it.
+
+    Attributes:
+        id: the utterance id.
+        text: the transcript the audio speaks.
+        audio: the file's name relative to the copy directory.
+        copy: the copy directory's name (what ``{}`` stands for), whatever the record's own ``copy`` says.
+        audio_bytes, audio_sha256: size and SHA-256 of the file as it was written (None in records of
+            trtgen versions that did not write them).
+        inputs_sha256: digest of what made the audio (``trtgen generate --resume`` compares it).
+        source, line: the records file and line the record was read from.
+        listed_before_ns: the records file's status-change time when it was read: a file whose own
+            status-change time is older has not changed since the record was vouched for.
+        raw: the record line as written, for a writer that rewrites records files.
+    """
 
     id: str
     text: str
     audio: str
-    """File name relative to the copy directory."""
     copy: str
-    """The copy directory's name (what ``{}`` stands for), whatever the record's own ``copy`` says."""
     dropout: float | None = None
     style: str | None = None
     seed: int | None = None
@@ -61,13 +93,16 @@ class SyntheticRecord:
     capped: bool | None = None
     audio_bytes: int | None = None
     audio_sha256: str | None = None
-    """SHA-256 of the WAV as written (None in records of older trtgen versions)."""
+    index: int | None = None
+    inputs_sha256: str | None = None
     source: str = ""
     line: int = 0
+    listed_before_ns: int = 0
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_json(cls, value: dict[str, Any], copy: str, source: str, line: int) -> "SyntheticRecord":
-        """Validate one record line; raises ValueError with the reason."""
+    def from_json(cls, value: dict[str, Any], copy: str, source: str, line: int, listed_before_ns: int = 0) -> "SyntheticRecord":
+        """Validate one record line; raises UsageError with the reason."""
         utterance_id = value.get("id")
         if not isinstance(utterance_id, str) or not utterance_id:
             raise UsageError('missing or empty "id"')
@@ -86,7 +121,9 @@ class SyntheticRecord:
             seed=_number(value, "seed", int), frames=_number(value, "frames", int),
             duration_s=_number(value, "duration_s", float), stopped=_flag(value, "stopped"),
             capped=_flag(value, "capped"), audio_bytes=_number(value, "audio_bytes", int),
-            audio_sha256=_string(value, "audio_sha256"), source=source, line=line,
+            audio_sha256=_string(value, "audio_sha256"), index=_number(value, "index", int),
+            inputs_sha256=_string(value, "inputs_sha256"), source=source, line=line,
+            listed_before_ns=listed_before_ns, raw=value,
         )
 
 
@@ -113,13 +150,54 @@ def _flag(value: dict[str, Any], key: str) -> bool | None:
     raise UsageError(f"{key!r} must be true or false, found {raw!r}")
 
 
+def audio_problem(record: SyntheticRecord, path: Path, *, verify: bool = False) -> str | None:
+    """What is wrong with ``path`` as the file ``record`` describes (None: it is that file): missing,
+    unreadable, another size, or (digested when ``verify``, or when the file changed after the records
+    file listing it was written) other bytes."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as error:
+        return f"unreadable ({error.strerror or error})"
+    if record.audio_bytes is not None and status.st_size != record.audio_bytes:
+        return f"wrong size: {status.st_size} bytes in the file, {record.audio_bytes} in the record"
+    if record.audio_sha256 is not None and (verify or status.st_ctime_ns >= record.listed_before_ns):
+        try:
+            if sha256_file(path) != record.audio_sha256:
+                return "altered content: the file's SHA-256 is not the record's"
+        except OSError as error:
+            return f"unreadable ({error.strerror or error})"
+    return None
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A record whose file is missing or holds other bytes, with no other record of its id describing it."""
+
+    record: SyntheticRecord
+    problem: str
+
+
 @dataclass
 class SyntheticCopy:
-    """One copy directory: its records by id (file order), settings, and unreadable record lines."""
+    """One copy directory: the current record of each id, and what else its records files hold.
+
+    Attributes:
+        records: the current record of each id (the one that describes its file), in records-file order.
+        damaged: ids whose records all fail their file (missing, truncated, overwritten), by id.
+        superseded: records of an id whose current record is another (an older run's).
+        by_file: every valid record of each records file, in file order (for a writer that rewrites them).
+        settings: ``settings.json``.
+        rejects: malformed record lines and an unreadable settings file.
+    """
 
     name: str
     directory: Path
     records: dict[str, SyntheticRecord] = field(default_factory=dict)
+    damaged: dict[str, Damaged] = field(default_factory=dict)
+    superseded: list[SyntheticRecord] = field(default_factory=list)
+    by_file: dict[Path, list[SyntheticRecord]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     rejects: list[Reject] = field(default_factory=list)
 
@@ -145,7 +223,7 @@ def settings_sample_rate(settings: dict[str, Any]) -> int | None:
 
 def record_files(copy_dir: Path) -> list[Path]:
     """``records.jsonl`` and the shard files ``records.shard-I-of-N.jsonl``, in name order."""
-    return sorted(p for p in copy_dir.glob("records*.jsonl") if p.is_file())
+    return sorted(p for p in Path(copy_dir).glob(RECORDS_GLOB) if p.is_file())
 
 
 def list_copies(out_dir: str | Path) -> list[str]:
@@ -156,8 +234,10 @@ def list_copies(out_dir: str | Path) -> list[str]:
     return sorted(d.name for d in root.iterdir() if d.is_dir() and record_files(d))
 
 
-def read_copy(copy_dir: str | Path) -> SyntheticCopy:
-    """Records and settings of one copy; malformed record lines become rejects."""
+def read_copy(copy_dir: str | Path, *, verify: bool = False, step: Callable[[], None] | None = None) -> SyntheticCopy:
+    """Records and settings of one copy, resolved to one current record per id (module docstring);
+    malformed record lines become rejects. ``verify`` digests every file; ``step`` is called once per
+    record checked (a progress bar)."""
     directory = Path(copy_dir).expanduser().absolute()
     copy = SyntheticCopy(directory.name, directory)
     settings_path = directory / SETTINGS_FILE
@@ -167,30 +247,58 @@ def read_copy(copy_dir: str | Path) -> SyntheticCopy:
             copy.settings = loaded if isinstance(loaded, dict) else {}
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             copy.rejects.append(Reject(str(settings_path), None, f"unreadable settings: {exc}"))
-    files = record_files(directory)
-    if not files:
-        raise SyntheticError(f"{directory}: no records*.jsonl (is this a copy written by trtgen generate?)")
-    replaced = 0
-    for path in files:
+    by_id: dict[str, list[SyntheticRecord]] = {}
+    for path in record_files(directory):
+        listed_before_ns = path.stat().st_ctime_ns  # before reading: lines appended later are not vouched for
+        records = copy.by_file.setdefault(path, [])
         for item in iter_jsonl(path):
             if item.error is not None:
                 copy.rejects.append(Reject(str(path), item.number, item.error))
                 continue
             try:
-                record = SyntheticRecord.from_json(item.value, copy.name, str(path), item.number)
+                record = SyntheticRecord.from_json(item.value, copy.name, str(path), item.number, listed_before_ns)
             except ValueError as exc:
                 copy.rejects.append(Reject(str(path), item.number, f"invalid record: {exc}", str(item.value.get("id", ""))))
                 continue
-            if record.id in copy.records:
-                replaced += 1
-                del copy.records[record.id]
-            copy.records[record.id] = record
-    if replaced:
-        logger.info("copy %s: %d id(s) recorded twice; the last record of each is used", copy.name, replaced)
+            records.append(record)
+            by_id.setdefault(record.id, []).append(record)
+    _resolve(copy, by_id, verify, step or (lambda: None))
     return copy
 
 
-def read_synthetic(out_dir: str | Path, copies: Sequence[str] | None = None) -> list[SyntheticCopy]:
+def _resolve(copy: SyntheticCopy, by_id: dict[str, list[SyntheticRecord]], verify: bool, step: Callable[[], None]) -> None:
+    """For each id, the record that describes its file; among several (an id made again by a later run
+    whose older record could not be removed), the one of the most recently written records file."""
+    for utterance_id, candidates in by_id.items():
+        problems = {}
+        for record in candidates:
+            step()
+            # Several records of one id: only their digests tell which describes the file.
+            problems[id(record)] = audio_problem(record, copy.directory / record.audio, verify=verify or len(candidates) > 1)
+        matching = [r for r in candidates if problems[id(r)] is None]
+        if matching:
+            current = max(matching, key=lambda r: r.listed_before_ns)
+            copy.records[utterance_id] = current
+            copy.superseded.extend(r for r in candidates if r is not current)
+        else:
+            last = max(candidates, key=lambda r: r.listed_before_ns)
+            copy.damaged[utterance_id] = Damaged(last, problems[id(last)] or "")
+            copy.superseded.extend(r for r in candidates if r is not last)
+    # Two ids naming one file (positional names) can both match only if their bytes are equal; never
+    # let one file stand under two transcripts.
+    by_audio: dict[str, list[SyntheticRecord]] = {}
+    for record in copy.records.values():
+        by_audio.setdefault(record.audio, []).append(record)
+    for audio, sharing in by_audio.items():
+        if len(sharing) > 1:
+            names = " and ".join(repr(r.id) for r in sharing)
+            for record in sharing:
+                del copy.records[record.id]
+                copy.damaged[record.id] = Damaged(record, f"{audio} is named by the records of {names}")
+
+
+def read_synthetic(out_dir: str | Path, copies: Sequence[str] | None = None, *, verify: bool = False,
+                   step: Callable[[], None] | None = None) -> list[SyntheticCopy]:
     """The selected copies of a synthetic output (default: every copy), in the given or sorted order."""
     root = Path(out_dir).expanduser().absolute()
     available = list_copies(root)
@@ -203,4 +311,4 @@ def read_synthetic(out_dir: str | Path, copies: Sequence[str] | None = None) -> 
             raise SyntheticError(f"copies not found under {root}: {', '.join(unknown)} (available: {', '.join(available) or 'none'})")
     if not names:
         raise SyntheticError(f"no copy (sub-directory with records*.jsonl) under {root}")
-    return [read_copy(root / name) for name in names]
+    return [read_copy(root / name, verify=verify, step=step) for name in names]

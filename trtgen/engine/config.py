@@ -267,8 +267,8 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         postnet_channels=(32, 32, 32, 32),
         magnitude_conv_channels=(32, 64),
     ),
-    # The voice trained here on espeak-ng speech (export/train), reading letters (the voice shipped until
-    # 2026-12-04; "voice-ipa" below reads phonemes): small enough to train on a 2-core CPU, 3 frames per step.
+    # The voice trained here on espeak-ng speech (export/train), reading letters ("voice-ipa" below, the
+    # shipped voice, reads phonemes): small enough to train on a 2-core CPU, 3 frames per step.
     "voice": ModelConfig(
         name="voice",
         embedding_dim=128,

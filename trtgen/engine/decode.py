@@ -1,7 +1,8 @@
-"""The batched autoregressive decode loop, kept off the Python interpreter.
+"""The batched autoregressive decode loop: Python drives it, the runtime does the steps.
 
-Each call of the ``decoder_chunk`` graph runs K decoder steps inside the runtime (an ONNX Loop, or
-the TensorRT engine built from it); Python runs once per chunk to check stops and to refill slots.
+Each call of the ``decoder_chunk`` graph runs K decoder steps inside the runtime (K copies of the
+decoder step chained in one ONNX graph by ``trtgen_export.onnx_export.build_decoder_chunk``, or the
+TensorRT engine built from it); this Python loop runs once per chunk to check stops and to refill slots.
 Utterances are decoded in slots: when one stops (or reaches its own cap of 10 x text_len frames) its
 slot is refilled with the next utterance at once, so the batch stays full of useful work; when no work
 is left the batch shrinks. Prenet dropout masks come from :mod:`trtgen.engine.randomness`, keyed by

@@ -100,7 +100,8 @@ GRIFFIN_LIM_PRESETS: dict[str, GriffinLimOptions] = {
     # run.py --mode=infer writes its samples with 50 classic iterations (docs/openseq2seq-notes.md §6.2).
     "openseq2seq-infer": GriffinLimOptions(n_iter=50, momentum=0.0),
     "default": GriffinLimOptions(),
-    # The default until 2026-12 (issue 25): the fewest iterations within 5% of the lowest spectral convergence.
+    # The fewest iterations within 5% of the lowest spectral convergence: costly on the CPU, cheap on a GPU
+    # (docs/throughput.md, "The vocoder default").
     "quality": GriffinLimOptions(n_iter=24, momentum=0.9),
 }
 

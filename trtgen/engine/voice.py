@@ -1,22 +1,26 @@
 """The Python API: load a model directory once, then speak one sentence or stream many.
 
-    >>> from trtgen import Voice, Row
+    >>> from trtgen import Rejected, Row, Voice, shipped_styles
     >>> voice = Voice.load()                                   # the shipped voice, on the CPU
-    >>> speech = voice.synthesize("Hello there.", style="clip.wav", dropout=0.5, seed=0)
-    >>> speech.audio.dtype, speech.sample_rate                 # doctest: +SKIP
+    >>> clip = shipped_styles()["us-m3"]                       # a reference clip shipped with trtgen
+    >>> speech = voice.synthesize("Hello there.", style=clip, dropout=0.5, seed=0)
+    >>> speech.audio.dtype, speech.sample_rate
     (dtype('float32'), 16000)
-    >>> rows = [Row("a", "First sentence.", "clip.wav"), Row("b", "Second one.", "clip.wav")]
-    >>> for result in voice.stream(rows):                      # doctest: +SKIP
-    ...     print(result.id, result.duration_s if isinstance(result, Speech) else result.reason)
+    >>> rows = [Row("a", "First sentence.", clip), Row("b", "", clip), Row("c", "Third.", clip, dropout=1.5)]
+    >>> for result in sorted(voice.stream(rows), key=lambda result: result.id):
+    ...     print(result.id, type(result.error).__name__ if isinstance(result, Rejected) else result.stopped)
+    a True
+    b TextError
+    c UsageError
 
 Every command goes through :class:`Voice`: ``trtgen generate`` streams its list's rows (one per
 utterance and dataset copy), ``trtgen eval`` its held-out sentences, the demo and the benchmarks theirs,
 and a cluster worker its blocks. So a row becomes an utterance in exactly one place
-(:meth:`Voice._prepare`): text through the model's front end, style clip through the reference encoder
-(each clip once), the dropout and Griffin-Lim streams keyed by (seed, utterance id). An utterance's
-audio is therefore a pure function of (model, text, style, dropout, seed, id), whatever else is in
-its batch: ``voice.synthesize(text, style, dropout=d, seed=s, utterance_id=i)`` equals what
-``trtgen generate`` writes for row ``i`` in a copy with dropout ``d`` and seed ``s``.
+(:meth:`Voice._prepare`): the row checked, its text through the model's front end, its style clip
+through the reference encoder (each clip once), the dropout and Griffin-Lim streams keyed by (seed,
+utterance id). An utterance's audio is therefore a pure function of (model, text, style, dropout, seed,
+id), whatever else is in its batch: ``voice.synthesize(text, style, dropout=d, seed=s, utterance_id=i)``
+equals what ``trtgen generate`` writes for row ``i`` in a copy with dropout ``d`` and seed ``s``.
 """
 
 from __future__ import annotations
@@ -24,23 +28,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import numbers
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 
-from trtgen.engine.artifact import Model, default_model_dir, load_model, resolve_precision
-from trtgen.engine.audio import AudioError
-from trtgen.engine.backends import create_backend
+from trtgen.engine.artifact import PRECISIONS, Model, default_model_dir, load_model, resolve_precision
+from trtgen.engine.backends import BACKENDS, create_backend
 from trtgen.engine.randomness import utterance_key
 from trtgen.engine.synthesis import StageTimes, SynthesisOptions, Synthesizer, Utterance
-from trtgen.engine.text import EncodedText, TextEncoder, TextError
+from trtgen.engine.text import EncodedText, TextEncoder
 from trtgen.engine.vocoder import GriffinLimOptions, griffin_lim_preset
-from trtgen.errors import UsageError
+from trtgen.errors import StyleError, SynthesisError, TextError, TrtgenError, UsageError
 
-__all__ = ["Voice", "Row", "Speech", "Rejected", "Style"]
+__all__ = ["Voice", "VoiceSpec", "Row", "Speech", "Rejected", "Style", "RowLike", "check_dropout"]
 
 Style = Union[str, os.PathLike, np.ndarray]
 """A reference clip (path to a WAV/FLAC) or a precomputed style embedding (:meth:`Voice.style_embedding`)."""
@@ -48,76 +53,270 @@ Style = Union[str, os.PathLike, np.ndarray]
 DEFAULT_LOOKAHEAD = 4096
 """Rows :meth:`Voice.stream` reads ahead and sorts by text length (less padding); any value gives the same audio."""
 
+_NO_STYLE = "give a reference clip (path to a WAV or FLAC file) or a style embedding (numpy array)"
+
 
 @dataclass(frozen=True)
+class VoiceSpec:
+    """How to load and run a model: the one way to build a :class:`Voice`.
+
+    A command (``generate``, ``eval``, ``bench``) or a cluster worker carries this small frozen value
+    instead of re-spelling its options, and a process loads its model once from it
+    (:meth:`Voice.load`). Every field is checked here, before anything is loaded
+    (:class:`~trtgen.errors.UsageError`).
+
+    Attributes:
+        model_dir: the model directory (``model.json`` + graphs); None: the voice shipped with trtgen.
+        backend: ``auto``, ``onnxruntime`` or ``tensorrt``.
+        device: ``cpu`` or ``cuda``.
+        threads: ONNX Runtime threads on the CPU; None: every core this process may use.
+        precision: ``float32`` or ``int8``; None: int8 on the CPU where the card has int8 graphs.
+        synthesis: batch sizes, the Griffin-Lim options and where Griffin-Lim runs
+            (:class:`~trtgen.engine.synthesis.SynthesisOptions`).
+        stop_threshold: decode with this stop threshold instead of the card's (``trtgen eval``).
+        verify: re-hash every file of the model against its card when loading.
+    """
+
+    model_dir: Path | None = None
+    backend: str = "auto"
+    device: str = "cpu"
+    threads: int | None = None
+    precision: str | None = None
+    synthesis: SynthesisOptions = field(default_factory=SynthesisOptions)
+    stop_threshold: float | None = None
+    verify: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model_dir is not None:
+            if not isinstance(self.model_dir, (str, os.PathLike)):
+                raise UsageError(f"model directory {self.model_dir!r}: give a path")
+            object.__setattr__(self, "model_dir", Path(self.model_dir).expanduser())
+        if self.backend not in BACKENDS:
+            raise UsageError(f"--backend {self.backend!r}: choose {', '.join(BACKENDS)}")
+        if self.device not in ("cpu", "cuda"):
+            raise UsageError(f"--device {self.device!r}: choose cpu or cuda")
+        if self.threads is not None and not (_is_integer(self.threads) and self.threads >= 1):
+            raise UsageError(f"--threads {self.threads!r}: must be a whole number, 1 or more")
+        if self.precision not in (None, *PRECISIONS):
+            raise UsageError(f"--precision {self.precision!r}: choose {' or '.join(PRECISIONS)}")
+        if not isinstance(self.synthesis, SynthesisOptions):
+            raise UsageError(f"synthesis options {self.synthesis!r}: give a SynthesisOptions")
+        if self.stop_threshold is not None and not (
+            isinstance(self.stop_threshold, numbers.Real) and 0.0 < self.stop_threshold < 1.0
+        ):
+            raise UsageError(f"--stop-threshold {self.stop_threshold!r}: must be a number in (0, 1)")
+
+    @property
+    def directory(self) -> Path:
+        """The model directory this spec loads (the shipped voice's when ``model_dir`` is None)."""
+        return self.model_dir if self.model_dir is not None else default_model_dir()
+
+    def load_model(self) -> Model:
+        """The model as it will run: the card read (and verified), stop threshold and precision applied."""
+        model = load_model(self.directory, verify=self.verify)
+        if self.stop_threshold is not None:
+            model = model.with_stop_threshold(self.stop_threshold)
+        return model.with_precision(resolve_precision(model.card, self.device, self.precision))
+
+
+@dataclass(frozen=True, repr=False)
 class Row:
-    """One utterance to speak: ``text`` in the ``style`` of a clip, under one dropout stream."""
+    """One utterance to speak: ``text`` in the ``style`` of a clip, under one dropout stream.
+
+    A row is not checked when it is built: :meth:`Voice.stream` checks each one and yields a
+    :class:`Rejected` for a row it cannot speak, so one bad row never ends a stream.
+
+    Attributes:
+        id: names the utterance and, with ``seed``, keys its random streams (a string).
+        text: the transcript to speak.
+        style: a reference clip (path to a WAV or FLAC, e.g. from :func:`trtgen.shipped_styles`) or a
+            style embedding (:meth:`Voice.style_embedding`, a float array of the model's style size).
+        dropout: prenet dropout at inference, in [0, 1); None: the model's training rate.
+        seed: seed of the dataset copy (an integer): with ``id`` it fixes the dropout masks and the
+            Griffin-Lim phase.
+        tag: anything of the caller's, returned on the result (``trtgen generate`` puts its job here).
+    """
 
     id: str
-    """Names the utterance and keys its random streams (with ``seed``)."""
     text: str
     style: Style
     dropout: float | None = None
-    """Prenet dropout at inference; None: the model's training rate."""
     seed: int = 0
-    """Seed of the dataset copy: with ``id`` it fixes the dropout masks and the Griffin-Lim phase."""
     tag: Any = None
-    """Anything of the caller's, returned on the result (``trtgen generate`` puts its list row and copy here)."""
+
+    def __repr__(self) -> str:
+        tag = "" if self.tag is None else f", tag={_short(self.tag)}"
+        return (
+            f"Row(id={_short(self.id)}, text={_short(self.text)}, style={_describe_style(self.style)}, "
+            f"dropout={_short(self.dropout)}, seed={_short(self.seed)}{tag})"
+        )
 
 
-@dataclass
+RowLike = Union[Row, Mapping[str, Any], Sequence[Any]]
+"""What :meth:`Voice.stream` accepts as a row: a :class:`Row`, a mapping of its fields, or a tuple in its order."""
+
+
+@dataclass(repr=False)
 class Speech:
-    """One synthesised utterance."""
+    """One synthesised utterance.
+
+    Attributes:
+        id: the row's id (``utterance_id`` for :meth:`Voice.synthesize`).
+        audio: float32 mono waveform at ``sample_rate``.
+        sample_rate: samples per second of ``audio`` (the model's).
+        text: the transcript the audio speaks: the input text with the front end's substitutions applied.
+        symbols: what the model read: normalised letters, or espeak-ng's IPA for a phoneme model.
+        text_ids: ``[<s>] + symbol ids + [</s>] + padding``: the columns of ``alignment``.
+        frames: decoder frames, the stop frame included (the vocoder drops it, as OpenSeq2Seq does).
+        steps: decoder steps run (a step gives several frames when the model's reduction factor is above 1).
+        stopped: the stop token fired; otherwise the utterance reached its cap of 10 frames per symbol.
+        dropout: the prenet dropout it was decoded with (the model's rate when the row gave None).
+        seed: the row's seed.
+        alignment: ``[steps, text_len]`` attention weights, when asked for; else None.
+        mel: ``[frames, num_mels]`` postnet log-mel, when asked for; else None.
+        tag: the row's ``tag``.
+    """
 
     id: str
     audio: np.ndarray
-    """float32 mono waveform at :attr:`sample_rate`."""
     sample_rate: int
     text: str
-    """The transcript the audio speaks: the input text with the front end's substitutions applied."""
     symbols: str
-    """What the model read: normalised letters, or espeak-ng's IPA for a phoneme model."""
     text_ids: np.ndarray
-    """``[<s>] + symbol ids + [</s>] + padding``: the columns of :attr:`alignment`."""
     frames: int
-    """Decoder frames, the stop frame included (the vocoder drops it, as OpenSeq2Seq does)."""
     steps: int
     stopped: bool
-    """The stop token fired; otherwise the utterance reached its cap of 10 frames per symbol."""
     dropout: float
     seed: int
     alignment: np.ndarray | None = None
-    """``[steps, text_len]`` attention weights, when asked for."""
     mel: np.ndarray | None = None
-    """``[frames, num_mels]`` postnet log-mel, when asked for."""
     tag: Any = None
 
     @property
     def duration_s(self) -> float:
+        """Length of ``audio`` in seconds."""
         return len(self.audio) / self.sample_rate
 
+    def __repr__(self) -> str:
+        ending = "stopped" if self.stopped else "reached its frame cap"
+        return (
+            f"Speech(id={_short(self.id)}, {self.duration_s:.2f} s at {self.sample_rate} Hz, {self.frames} frames, {ending}, "
+            f"text={_short(self.text)})"
+        )
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class Rejected:
-    """A row that cannot be spoken, and why: :meth:`Voice.stream` yields it instead of raising."""
+    """A row that cannot be spoken, and why: :meth:`Voice.stream` yields it instead of raising.
+
+    Attributes:
+        id: the row's id, as given (a row that is not even a row: its ``id`` if it has one, else its
+            position in the stream, ``"#3"``).
+        reason: one line naming the problem (the error's message).
+        tag: the row's ``tag``.
+        decoded: when the decoder ran but stopped too early to vocode: what it produced (empty audio,
+            the frames and alignment it asked for); else None.
+        error: the typed exception, which :meth:`Voice.synthesize` raises:
+            :class:`~trtgen.errors.TextError` (the text), :class:`~trtgen.errors.StyleError` (the clip or
+            embedding), :class:`~trtgen.errors.UsageError` (a bad id, dropout or seed, or not a row),
+            :class:`~trtgen.errors.SynthesisError` (decoded too short). Built without one, a
+            :class:`~trtgen.errors.TrtgenError` with ``reason`` as its message.
+    """
 
     id: str
     reason: str
     tag: Any = None
     decoded: Speech | None = None
-    """When the decoder ran but produced too few frames to vocode: what it produced (empty audio)."""
+    error: TrtgenError | None = None
+
+    def __post_init__(self) -> None:
+        if self.error is None:
+            object.__setattr__(self, "error", TrtgenError(self.reason))
+
+    def __repr__(self) -> str:
+        decoded = ", decoded" if self.decoded is not None else ""
+        return f"Rejected(id={_short(self.id)}, {type(self.error).__name__}: {_short(self.reason, width=100, quote=False)}{decoded})"
 
 
-def _as_row(item: Row | Mapping[str, Any] | Sequence[Any]) -> Row:
+def check_dropout(dropout: object) -> float | None:
+    """``dropout`` as a float in [0, 1), or None (the model's training rate); :class:`~trtgen.errors.UsageError` otherwise.
+
+    The one check of an inference dropout, for :meth:`Voice.synthesize` and every row of
+    :meth:`Voice.stream` (where it rejects the row). 1 would drop every prenet unit and scale the
+    survivors by 1 / (1 - 1).
+    """
+    if dropout is None:
+        return None
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
+        raise UsageError(f"dropout {_short(dropout)} is not a number: give one in [0, 1), or None for the model's rate")
+    value = float(dropout)
+    if not 0.0 <= value < 1.0:  # NaN fails this too
+        raise UsageError(f"dropout {_short(dropout)} is outside [0, 1)")
+    return value
+
+
+def _is_integer(value: object) -> bool:
+    """An int or numpy integer, not a bool (``True`` as a seed or a thread count is a slip)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_seed(seed: object) -> int:
+    if not _is_integer(seed):
+        raise UsageError(f"seed {_short(seed)} is not an integer")
+    return int(seed)
+
+
+def _as_row(item: Any) -> Row:
+    """``item`` as a :class:`Row`; :class:`~trtgen.errors.UsageError` when it is none."""
     if isinstance(item, Row):
         return item
-    if isinstance(item, Mapping):
-        return Row(**item)
-    return Row(*item)
+    if isinstance(item, (str, bytes)) or not isinstance(item, (Mapping, Iterable)):
+        raise UsageError(f"not a row: a {type(item).__name__} (give a Row, a mapping of its fields or a tuple in its order)")
+    try:
+        return Row(**item) if isinstance(item, Mapping) else Row(*item)
+    except TypeError as error:
+        raise UsageError(f"not a row: {error}") from None
+
+
+def _loose_field(item: Any, name: str, position: int) -> Any:
+    """Field ``name`` (at ``position`` in a tuple) of something that did not make a :class:`Row`; None if absent."""
+    try:
+        if isinstance(item, Mapping):
+            return item.get(name)
+        if isinstance(item, Sequence) and not isinstance(item, (str, bytes)) and len(item) > position:
+            return item[position]
+    except Exception:  # noqa: BLE001 - an object that cannot even be read is rejected without its id or tag
+        return None
+    return None
+
+
+@dataclass
+class _Checked:
+    """A row that passed every check before the style encoder: its text encoded, its style named."""
+
+    row: Row
+    encoded: EncodedText
+    dropout: float
+    seed: int
+    style_key: str
+    """Equal styles, equal keys: a clip's absolute path, or ``embedding:<digest>``."""
+    style: np.ndarray | Path
+    """The embedding (float32) or the clip to embed."""
 
 
 class Voice:
-    """A loaded model directory on one backend and device, ready to speak."""
+    """A loaded model directory on one backend and device, ready to speak.
+
+    Build one with :meth:`load` (or :meth:`from_model`); every command, benchmark and worker goes through it.
+
+    Attributes:
+        spec: the :class:`VoiceSpec` it was loaded from.
+        model: the loaded model directory (:class:`~trtgen.engine.artifact.Model`): its card and graphs.
+        card: the model card (``model.json``): audio, text front end and model sizes.
+        synthesizer: the pipeline that runs the graphs (:class:`~trtgen.engine.synthesis.Synthesizer`).
+        sample_rate: samples per second of every :class:`Speech` it returns.
+        encoder: the model's text front end (:class:`~trtgen.engine.text.TextEncoder`).
+    """
 
     def __init__(self, model: Model, synthesizer: Synthesizer) -> None:
         self.model = model
@@ -126,41 +325,86 @@ class Voice:
         self.sample_rate = model.card.audio.sample_rate
         self.encoder = TextEncoder(model.card.text)
         self._styles = synthesizer.style_bank()
+        self.spec = VoiceSpec(model.directory, device=synthesizer.backend.device, synthesis=synthesizer.options, verify=False)
 
     @classmethod
     def load(
         cls,
-        model_dir: str | os.PathLike | None = None,
+        model: str | os.PathLike | VoiceSpec | None = None,
         *,
-        backend: str = "auto",
-        device: str = "cpu",
+        backend: str | None = None,
+        device: str | None = None,
         threads: int | None = None,
-        vocoder: str | GriffinLimOptions = "default",
+        vocoder: str | GriffinLimOptions | None = None,
         vocoder_device: str | None = None,
         options: SynthesisOptions | None = None,
         stop_threshold: float | None = None,
         precision: str | None = None,
-        verify: bool = True,
+        verify: bool | None = None,
     ) -> Voice:
-        """Load ``model_dir`` (None: the shipped voice) on ``backend`` (auto, onnxruntime, tensorrt) and
-        ``device`` (cpu, cuda). ``vocoder`` is a Griffin-Lim preset name (``default``, ``quality``,
-        ``openseq2seq``) or options; ``vocoder_device`` runs Griffin-Lim elsewhere (CuPy); ``stop_threshold`` decodes
-        with another threshold than the card's; ``precision`` is ``float32`` or ``int8`` (None: int8 on
-        the CPU when the card has int8 graphs, :func:`~trtgen.engine.artifact.resolve_precision`);
-        ``verify`` re-hashes every file against the card."""
-        model = load_model(Path(model_dir) if model_dir is not None else default_model_dir(), verify=verify)
-        if stop_threshold is not None:
-            model = model.with_stop_threshold(stop_threshold)
-        model = model.with_precision(resolve_precision(model.card, device, precision))
-        vocoder_options = griffin_lim_preset(vocoder) if isinstance(vocoder, str) else vocoder
-        options = dataclasses.replace(options or SynthesisOptions(), vocoder=vocoder_options)
-        if vocoder_device is not None:
-            options = dataclasses.replace(options, vocoder_device=vocoder_device)
-        return cls(model, Synthesizer(model, create_backend(model, backend, device, threads=threads), options))
+        """Load a model once, ready to speak.
+
+        Args:
+            model: a :class:`VoiceSpec`, or a model directory (None: the shipped voice) that the other
+                arguments complete into one; with a spec, leave the other arguments out (refused with
+                :class:`~trtgen.errors.UsageError`: the spec alone says how to load).
+            backend: ``auto`` (None), ``onnxruntime`` or ``tensorrt``.
+            device: ``cpu`` (None) or ``cuda``.
+            threads: ONNX Runtime threads on the CPU (None: every core this process may use).
+            vocoder: a Griffin-Lim preset name (``default``, ``quality``, ``openseq2seq``) or
+                :class:`~trtgen.engine.vocoder.GriffinLimOptions`; None: the one in ``options``
+                (the ``default`` preset unless ``options`` says otherwise).
+            vocoder_device: run Griffin-Lim on ``cpu`` or ``cuda`` (CuPy); None: as ``options`` says.
+            options: batch sizes and vocoder settings (:class:`~trtgen.engine.synthesis.SynthesisOptions`).
+            stop_threshold: decode with another stop threshold than the card's.
+            precision: ``float32`` or ``int8``; None: int8 on the CPU where the card has int8 graphs.
+            verify: re-hash every file against the card (None: yes).
+
+        Returns:
+            The loaded :class:`Voice`; its ``spec`` is the :class:`VoiceSpec` it was loaded from.
+        """
+        if isinstance(model, VoiceSpec):
+            keywords = dict(
+                backend=backend, device=device, threads=threads, vocoder=vocoder, vocoder_device=vocoder_device, options=options,
+                stop_threshold=stop_threshold, precision=precision, verify=verify,
+            )
+            given = [name for name, value in keywords.items() if value is not None]
+            if given:
+                raise UsageError(f"Voice.load(spec): give {', '.join(given)} in the VoiceSpec, not beside it")
+            spec = model
+        else:
+            synthesis = options if options is not None else SynthesisOptions()
+            if vocoder is not None:
+                synthesis = dataclasses.replace(synthesis, vocoder=griffin_lim_preset(vocoder) if isinstance(vocoder, str) else vocoder)
+            if vocoder_device is not None:
+                synthesis = dataclasses.replace(synthesis, vocoder_device=vocoder_device)
+            spec = VoiceSpec(
+                model_dir=model, backend="auto" if backend is None else backend, device="cpu" if device is None else device,
+                threads=threads, precision=precision, synthesis=synthesis, stop_threshold=stop_threshold,
+                verify=True if verify is None else verify,
+            )
+        return cls.from_model(spec.load_model(), spec)
+
+    @classmethod
+    def from_model(cls, model: Model, spec: VoiceSpec) -> Voice:
+        """A voice for a model already loaded from ``spec`` (:meth:`VoiceSpec.load_model`): a command that
+        needs the card before the voice reads the model once. ``spec`` gives the backend, device,
+        threads and synthesis options; its model fields (directory, precision, stop threshold, verify)
+        are taken as what ``model`` was loaded with."""
+        if not isinstance(spec, VoiceSpec):
+            raise UsageError(f"Voice.from_model: give a VoiceSpec, not a {type(spec).__name__}")
+        voice = cls(model, Synthesizer(model, create_backend(model, spec.backend, spec.device, threads=spec.threads), spec.synthesis))
+        voice.spec = spec
+        return voice
+
+    def __repr__(self) -> str:
+        backend = self.synthesizer.backend
+        return f"Voice(model={_short(self.card.name)}, backend={backend.name!r}, device={backend.device!r}, precision={self.precision!r})"
 
     # ------------------------------------------------------------------ facts
     @property
     def options(self) -> SynthesisOptions:
+        """The synthesis options it runs with (batch sizes, vocoder, overlap resolved)."""
         return self.synthesizer.options
 
     @property
@@ -170,6 +414,7 @@ class Voice:
 
     @property
     def decode_stats(self) -> Any:
+        """The decode loop's counters since the voice was loaded (:class:`~trtgen.engine.decode.DecodeStats`)."""
         return self.synthesizer.decode_stats
 
     @property
@@ -183,15 +428,21 @@ class Voice:
 
     # ------------------------------------------------------------------ single pieces
     def encode(self, text: str) -> EncodedText:
-        """The model's ids for ``text``; :class:`~trtgen.engine.text.TextError` if it cannot be spoken."""
+        """The model's ids for ``text``; :class:`~trtgen.errors.TextError` if it cannot be spoken."""
+        if not isinstance(text, str):
+            raise TextError(f"text {_short(text)} is of type {type(text).__name__}, not str")
         return self.encoder.encode_with_info(text)
 
     def style_embedding(self, style: Style) -> np.ndarray:
-        """The style embedding of a clip (computed once per clip), or ``style`` itself if it is one."""
-        found, errors = self._style_embeddings([style])
-        if errors:
-            raise AudioError(next(iter(errors.values())))
-        return found[self._style_key(style)]
+        """The style embedding (float32, the model's style size) of a clip, computed once per clip, or of
+        ``style`` itself if it is one; :class:`~trtgen.errors.StyleError` if it cannot be used."""
+        _, source = self._style_source(style)
+        if isinstance(source, np.ndarray):
+            return source.copy()
+        found, unreadable = self._styles.embeddings([source])
+        if source in unreadable:
+            raise StyleError(f"style clip unusable: {unreadable[source]}")
+        return found[source].copy()
 
     def synthesize(
         self,
@@ -203,36 +454,70 @@ class Voice:
         utterance_id: str = "utt",
         alignment: bool = False,
     ) -> Speech:
-        """Speak ``text`` in ``style``; raises :class:`~trtgen.errors.UsageError` when it cannot."""
+        """Speak one sentence.
+
+        Args:
+            text: the transcript to speak; the model's front end normalises it (``Speech.text`` is what
+                the audio says).
+            style: the voice to speak in: a reference clip (path to a WAV or FLAC, e.g. from
+                :func:`trtgen.shipped_styles`) or its style embedding (:meth:`style_embedding`).
+            dropout: prenet dropout at inference, in [0, 1); None: the model's training rate. Each
+                (dropout, seed, utterance_id) gives another rendition of the same text and style.
+            seed: seed of the dataset copy (an integer); with ``utterance_id`` it fixes the dropout masks
+                and the Griffin-Lim phase.
+            utterance_id: the utterance's id, which keys its random streams: ``trtgen generate`` writes
+                this same audio for the row with this id, dropout and seed.
+            alignment: also keep the attention weights (``Speech.alignment``).
+
+        Returns:
+            The :class:`Speech`: audio, sample rate, transcript spoken, frames, whether the stop token fired.
+
+        Raises:
+            TextError: the text cannot be spoken (empty, too long, characters outside the model's symbols).
+            StyleError: the clip is missing, unreadable or not audio, or the embedding has the wrong shape
+                or type or non-finite values.
+            UsageError: another bad argument: a dropout outside [0, 1) or not a number, a seed that is not
+                an integer, an id that is not a string.
+            SynthesisError: the decoder stopped too early to vocode (another seed or dropout may speak it).
+        """
         row = Row(utterance_id, text, style, dropout, seed)
         (result,) = self.stream([row], batch_size=1, alignments=alignment)
         if isinstance(result, Rejected):
-            raise UsageError(f"{utterance_id}: {result.reason}")
+            raise result.error if result.error is not None else TrtgenError(result.reason)
         return result
 
     # ------------------------------------------------------------------ many
     def stream(
         self,
-        rows: Iterable[Row | Mapping[str, Any] | Sequence[Any]],
+        rows: Iterable[RowLike],
         *,
         batch_size: int | None = None,
         alignments: bool = False,
         mels: bool = False,
         lookahead: int | None = DEFAULT_LOOKAHEAD,
     ) -> Iterator[Speech | Rejected]:
-        """Speak every row; yields :class:`Speech` as utterances finish (not in row order) and a
-        :class:`Rejected` for each row that cannot be spoken (text outside the model's symbols, an
-        unreadable clip, a decode too short to vocode): never raised mid-stream.
+        """Speak every row; yields a :class:`Speech` as each utterance finishes (not in row order) and a
+        :class:`Rejected` for each row that cannot be spoken: never raises for a row.
 
-        Rows are read lazily, ``lookahead`` at a time (None: all at once), and decoded longest text
-        first within that window; the audio does not depend on either, nor on ``batch_size``.
+        A row is rejected, with a one-line reason and the typed error (:attr:`Rejected.error`), for
+        text the model cannot speak, a style clip or embedding it cannot use, a dropout outside [0, 1),
+        a seed that is not an integer, an id that is not a string, something that is not a row at all,
+        or a decode too short to vocode; the rows after it are spoken as if it were not there.
+
+        Args:
+            rows: :class:`Row` objects, mappings of their fields, or tuples in their order; read lazily.
+            batch_size: utterances decoded together (None: the voice's ``options.batch_size``).
+            alignments: keep each utterance's attention weights (``Speech.alignment``).
+            mels: keep each utterance's postnet log-mel (``Speech.mel``).
+            lookahead: rows read ahead and decoded longest text first (less padding); None: all at once.
+                The audio depends neither on it nor on ``batch_size``.
         """
         options = dataclasses.replace(
             self.options, batch_size=batch_size or self.options.batch_size, keep_alignments=alignments, keep_mels=mels
         )
         rejected: list[Rejected] = []
         pending: dict[int, tuple[Row, EncodedText, float]] = {}
-        utterances = self._prepare((_as_row(r) for r in rows), lookahead, pending, rejected)
+        utterances = self._prepare(iter(rows), lookahead, pending, rejected)
         for result in self.synthesizer.run(utterances, options):
             while rejected:  # filled by _prepare, which may run on the decoder's thread (overlapped stages)
                 yield rejected.pop(0)
@@ -243,77 +528,126 @@ class Voice:
                 stopped=result.stopped, dropout=dropout, seed=row.seed, alignment=result.alignment, mel=result.mel, tag=row.tag,
             )
             if result.audio is None:
-                reason = f"the decoder stopped after {result.num_frames} frame(s): too short to vocode"
-                yield Rejected(row.id, reason, row.tag, decoded=speech)
+                error = SynthesisError(f"the decoder stopped after {result.num_frames} frame(s): too short to vocode")
+                yield Rejected(row.id, str(error), row.tag, decoded=speech, error=error)
             else:
                 yield speech
         yield from rejected
 
     def _prepare(
         self,
-        rows: Iterator[Row],
+        items: Iterator[Any],
         lookahead: int | None,
         pending: dict[int, tuple[Row, EncodedText, float]],
         rejected: list[Rejected],
     ) -> Iterator[Utterance]:
-        """The one row -> utterance set-up: encode the text, embed the style, key the random streams.
+        """The one row -> utterance set-up: check the row, encode the text, embed the style, key the random streams.
 
         Rejects go to ``rejected`` (the caller yields them); accepted rows to ``pending`` by index.
         """
         counter = itertools.count()
+        positions = itertools.count()
         while True:
-            window = list(itertools.islice(rows, lookahead)) if lookahead else list(rows)
+            window = list(itertools.islice(items, lookahead)) if lookahead else list(items)
             if not window:
                 return
-            encoded: list[tuple[Row, EncodedText]] = []
-            for row in window:
+            checked: list[_Checked] = []
+            for item in window:
+                position = next(positions)
                 try:
-                    encoded.append((row, self.encode(row.text)))
-                except TextError as error:
-                    rejected.append(Rejected(row.id, str(error), row.tag))
-            styles, errors = self._style_embeddings(row.style for row, _ in encoded)
-            ready: list[tuple[Row, EncodedText, str]] = []
-            for row, text in encoded:
-                key = self._style_key(row.style)
-                if key in errors:
-                    rejected.append(Rejected(row.id, f"style clip unusable: {errors[key]}", row.tag))
+                    row = _as_row(item)
+                except UsageError as error:
+                    item_id = _loose_field(item, "id", 0)
+                    rejected.append(_reject(f"#{position}" if item_id is None else item_id, _loose_field(item, "tag", 5), error))
+                    continue
+                try:
+                    dropout, seed, style_key, style = self._check(row)
+                except UsageError as error:  # a StyleError, or a bad id, dropout or seed
+                    rejected.append(_reject(row.id, row.tag, error))
+                    continue
+                try:
+                    encoded = self.encode(row.text)
+                except TextError as error:  # not any UsageError: a missing espeak-ng would fail every row alike
+                    rejected.append(_reject(row.id, row.tag, error))
+                    continue
+                dropout = self.card.model.prenet_dropout if dropout is None else dropout
+                checked.append(_Checked(row, encoded, dropout, seed, style_key, style))
+            clips = [c.style for c in checked if isinstance(c.style, Path)]
+            embedded, unreadable = self._styles.embeddings(clips)
+            ready: list[tuple[_Checked, np.ndarray]] = []
+            for c in checked:
+                if isinstance(c.style, np.ndarray):
+                    ready.append((c, c.style))
+                elif c.style in unreadable:
+                    rejected.append(_reject(c.row.id, c.row.tag, StyleError(f"style clip unusable: {unreadable[c.style]}")))
                 else:
-                    ready.append((row, text, key))
-            ready.sort(key=lambda item: -item[1].text_len)  # stable: equal lengths keep row order
-            for row, text, key in ready:
-                dropout = self.card.model.prenet_dropout if row.dropout is None else float(row.dropout)
+                    ready.append((c, embedded[c.style]))
+            ready.sort(key=lambda pair: -pair[0].encoded.text_len)  # stable: equal lengths keep row order
+            for c, embedding in ready:
                 index = next(counter)
-                pending[index] = (row, text, dropout)
+                pending[index] = (c.row, c.encoded, c.dropout)
                 yield Utterance(
                     index=index,
-                    text_ids=text.ids,
-                    style_embedding=styles[key],
-                    dropout=dropout,
-                    prenet_key=utterance_key(row.seed, row.id, "prenet"),
-                    vocoder_key=utterance_key(row.seed, row.id, "griffin_lim"),
-                    encoding_key=(text.text, key),
+                    text_ids=c.encoded.ids,
+                    style_embedding=embedding,
+                    dropout=c.dropout,
+                    prenet_key=utterance_key(c.seed, c.row.id, "prenet"),
+                    vocoder_key=utterance_key(c.seed, c.row.id, "griffin_lim"),
+                    encoding_key=(c.encoded.text, c.style_key),
                 )
             if not lookahead:
                 return
 
-    def _style_key(self, style: Style) -> str:
-        if isinstance(style, np.ndarray):
-            return "embedding:" + hashlib.blake2b(np.ascontiguousarray(style, np.float32).tobytes(), digest_size=16).hexdigest()
-        return str(Path(style).expanduser().absolute())
+    def _check(self, row: Row) -> tuple[float | None, int, str, np.ndarray | Path]:
+        """The checks of one row before its text is encoded: (dropout, seed, style key, style source).
 
-    def _style_embeddings(self, styles: Iterable[Style]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-        """Embeddings by style key, and the reason for each clip that cannot be read."""
-        found: dict[str, np.ndarray] = {}
-        clips: dict[str, Path] = {}
-        for style in styles:
-            key = self._style_key(style)
-            if isinstance(style, np.ndarray):
-                embedding = np.asarray(style, np.float32)
-                if embedding.shape != (self.card.model.style_dim,):
-                    raise UsageError(f"a style embedding has shape {embedding.shape}; this model's is ({self.card.model.style_dim},)")
-                found[key] = embedding
-            else:
-                clips[key] = Path(key)
-        embedded, errors = self._styles.embeddings(clips.values())
-        found.update((str(path), embedding) for path, embedding in embedded.items())
-        return found, {str(path): reason for path, reason in errors.items()}
+        Raises :class:`~trtgen.errors.StyleError`, or :class:`~trtgen.errors.UsageError` for a bad id,
+        dropout or seed (the text is checked by :meth:`encode`).
+        """
+        if not isinstance(row.id, str):
+            raise UsageError(f"the row's id {_short(row.id)} is of type {type(row.id).__name__}, not str")
+        return (check_dropout(row.dropout), _check_seed(row.seed), *self._style_source(row.style))
+
+    def _style_source(self, style: Any) -> tuple[str, np.ndarray | Path]:
+        """The key naming ``style`` (equal styles, equal keys) and its float32 embedding or the clip's
+        absolute path; :class:`~trtgen.errors.StyleError` if it cannot be a style."""
+        if isinstance(style, np.ndarray):
+            dim = self.card.model.style_dim
+            if style.dtype.kind != "f":
+                raise StyleError(f"a style embedding of dtype {style.dtype}: it must be floating point (float32)")
+            if style.shape != (dim,):
+                raise StyleError(f"a style embedding of shape {style.shape}: this model's is ({dim},)")
+            embedding = np.asarray(style, np.float32)
+            if not np.isfinite(embedding).all():
+                raise StyleError("a style embedding with NaN or infinite values (as float32)")
+            return "embedding:" + hashlib.blake2b(np.ascontiguousarray(embedding).tobytes(), digest_size=16).hexdigest(), embedding
+        if style is None:
+            raise StyleError(f"no style: {_NO_STYLE}")
+        if not isinstance(style, (str, os.PathLike)):
+            raise StyleError(f"a style of type {type(style).__name__}: {_NO_STYLE}")
+        try:
+            path = Path(style).expanduser().absolute()
+        except (TypeError, RuntimeError) as error:  # a bytes path; "~user" of no such user
+            raise StyleError(f"style {_short(style)} is not a usable path ({error})") from None
+        return str(path), path
+
+
+def _reject(row_id: Any, tag: Any, error: TrtgenError) -> Rejected:
+    """A :class:`Rejected` carrying ``error`` (its traceback dropped: a long stream keeps many)."""
+    return Rejected(row_id, str(error), tag, error=error.with_traceback(None))
+
+
+def _short(value: Any, width: int = 40, *, tail: bool = False, quote: bool = True) -> str:
+    """``repr(value)`` (``str`` with ``quote=False``) cut to ``width`` characters, keeping its start (or its ``tail``)."""
+    text = repr(value) if quote else str(value)
+    text = " ".join(text.split())  # one line
+    if len(text) <= width:
+        return text
+    return "..." + text[-(width - 3):] if tail else text[: width - 3] + "..."
+
+
+def _describe_style(style: Any) -> str:
+    """An embedding by its type and shape, a clip by the end of its path."""
+    if isinstance(style, np.ndarray):
+        return f"<{style.dtype} array of shape {style.shape}>"
+    return _short(os.fspath(style) if isinstance(style, os.PathLike) else style, tail=True)

@@ -1,5 +1,6 @@
 """``trtgen eval``: does a voice work? Held-out sentences spoken and measured against espeak-ng.
 
-``alignment`` (the attention check), ``metrics`` (MCD-DTW, F0, the style space), ``report`` (the
-result's shape and scoring), ``run`` (the job), ``plots``, the tables are drawn by ``trtgen.console``.
+``metrics`` (MCD-DTW, F0, the style space), ``report`` (the result's shape and scoring), ``run`` (the
+job), ``plots``; the attention check is :mod:`trtgen.engine.alignment`, the tables are drawn by
+``trtgen.console``.
 """

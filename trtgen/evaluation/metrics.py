@@ -21,7 +21,7 @@ MCD_DB_PER_NEPER = 10.0 / math.log(10.0)
 
 
 class EvalError(UsageError):
-    """The evaluation cannot run as asked (missing corpus, too few held-out sentences, no TensorFlow)."""
+    """The evaluation cannot run as asked (missing corpus, too few held-out sentences, no way to export the random baseline)."""
 
 # --------------------------------------------------------------------------------------------------
 # Mel cepstra and MCD-DTW

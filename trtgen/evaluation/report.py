@@ -14,7 +14,8 @@ import numpy as np
 
 from trtgen import __version__
 from trtgen.errors import UsageError
-from trtgen.evaluation.alignment import AlignmentCheck, AlignmentRule
+from trtgen.engine.alignment import AlignmentCheck, AlignmentRule
+from trtgen.engine.voice import VoiceSpec
 from trtgen.evaluation.metrics import SpeechFeatures, StyleSpace, mcd_dtw, mcd_dtw_scores, nearest_voice, pearson_r
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ REPORT_NAME = "eval.json"
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Pass marks (the issue's "done" criteria); each applies to every voice and to all voices together."""
+    """Pass marks (docs/shipped-voice.md, "How a voice is measured"); each applies to every voice and to all voices together."""
 
     min_sentences_per_voice: int = 50
     alignment_ok: float = 0.98
@@ -48,7 +49,11 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class EvalOptions:
-    model_dir: Path
+    """What ``trtgen eval`` evaluates and how; ``voice`` is the model and how to run it, loaded once
+    (:class:`~trtgen.engine.voice.VoiceSpec`: model directory, backend, device, threads, batch size,
+    stop threshold)."""
+
+    voice: VoiceSpec
     corpus_dir: Path
     out_dir: Path
     sentences: int = 50
@@ -57,8 +62,6 @@ class EvalOptions:
     """Held-out sentences (by id) to skip. The default test slice is the first ``sentences``; a later,
     disjoint slice (e.g. ``first_sentence=50``) is a validation set for choosing decode settings such as
     the stop threshold without tuning on the test sentences."""
-    stop_threshold: float | None = None
-    """Decode with this stop threshold instead of the model card's (to choose one on a validation slice)."""
     dropout: float = 0.5
     """Prenet dropout at inference (Tacotron 2 keeps it on; 0.5 is the training rate)."""
     seed: int = 0
@@ -77,10 +80,6 @@ class EvalOptions:
     content_distractors: int = 4
     """The content check: each output is also compared (MCD-DTW) with espeak-ng's renderings of this many
     other held-out sentences in the same voice; right when its own sentence's rendering is the nearest."""
-    backend: str = "onnxruntime"
-    device: str = "cpu"
-    threads: int | None = None
-    batch_size: int = 32
     alignment_rule: AlignmentRule = field(default_factory=AlignmentRule)
     thresholds: Thresholds = field(default_factory=Thresholds)
 
@@ -89,8 +88,6 @@ class EvalOptions:
             raise UsageError(f"sentences must be >= 1, got {self.sentences}")
         if self.first_sentence < 0:
             raise UsageError(f"first_sentence must be >= 0, got {self.first_sentence}")
-        if self.stop_threshold is not None and not 0.0 < self.stop_threshold < 1.0:
-            raise UsageError(f"stop_threshold must be in (0, 1), got {self.stop_threshold}")
         if not 0.0 <= self.dropout < 1.0:
             raise UsageError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.plots < 0 or self.style_stats_utterances < 1 or self.reference_sentences < 1:

@@ -21,12 +21,14 @@ own magnitudes about 3.5 dB MCD away from the rendering and shifts its mean log-
 statistics of the style check come from espeak-ng renderings put through that same vocoder path, and
 that path's MCD (the "vocoder floor", a perfect model's score) is reported beside the models'.
 With ``compare_random`` the same evaluation runs on a randomly initialised model of the same
-configuration (exported with TensorFlow), which must be far worse, so the metrics demonstrably tell.
+configuration (written by the caller's ``export_random``, the exporter's side, which needs TensorFlow),
+which must be far worse, so the metrics demonstrably tell.
 Only numpy is used here; matplotlib is imported only to draw the plots.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -35,20 +37,19 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from trtgen.engine.artifact import Model, ModelCard, load_model
+from trtgen.engine.alignment import check_alignment
+from trtgen.engine.artifact import ModelCard
 from trtgen.engine.audio import AudioError, load_audio, stft_magnitude
 from trtgen.engine.config import AudioConfig
 from trtgen.engine.randomness import utterance_key
-from trtgen.engine.synthesis import SynthesisOptions
 from trtgen.engine.text import last_spoken_index
 from trtgen.engine.voice import Rejected, Row, Voice
 from trtgen.fileio import atomic_write
 from trtgen.progress import NoProgress, Progress
-from trtgen.evaluation.alignment import check_alignment
 from trtgen.evaluation.metrics import (
     EvalError,
     SpeechFeatures,
@@ -307,38 +308,30 @@ def _content_distractors(items: list[EvalItem], count: int) -> dict[str, list[st
     return chosen
 
 
-
-def _export_random(card: ModelCard, directory: Path, seed: int) -> Model:
-    try:
-        from trtgen_export.onnx_export import ExportOptions, export_model
-        from trtgen_export.variables import random_weights
-    except ImportError as error:
-        raise EvalError(
-            f"--compare-random exports a randomly initialised model with TensorFlow, which is not available "
-            f"({error.name} is missing): pip install 'trtgen[export]'"
-        ) from None
-    logger.info("exporting a randomly initialised %r model (seed %d) for comparison", card.model.name, seed)
-    export_model(
-        random_weights(card.model, seed),
-        card.model,
-        directory,
-        audio=card.audio,
-        text=card.text,
-        options=ExportOptions(opset=card.opset, name=f"random-{card.model.name}", source={"random_init": card.model.name, "seed": seed}),
-    )
-    return load_model(directory)
+ExportRandom = Callable[[ModelCard, Path, int], Path]
+"""Writes a randomly initialised model of a card's configuration into a directory, with a seed; returns
+the directory. The exporter owns it (``trtgen eval`` passes ``trtgen.commands.export.export_random_model``),
+so the evaluation needs no TensorFlow unless a random baseline is asked for."""
 
 
-def run_eval(options: EvalOptions, progress: Progress | None = None) -> EvalReport:
-    """Evaluate ``options.model_dir`` on the held-out sentences of ``options.corpus_dir``; write the JSON
-    report (and plots) into ``options.out_dir``. Pass/fail is in the returned report's ``checks``."""
+def run_eval(options: EvalOptions, progress: Progress | None = None, *, export_random: ExportRandom | None = None) -> EvalReport:
+    """Evaluate ``options.voice``'s model on the held-out sentences of ``options.corpus_dir``; write the JSON
+    report (and plots) into ``options.out_dir``. Pass/fail is in the returned report's ``checks``.
+
+    Args:
+        options: what to evaluate, on which sentences, with which thresholds.
+        progress: receives one bar per evaluated model; none by default.
+        export_random: builds the random baseline of ``options.compare_random`` (:data:`ExportRandom`);
+            required with it, unused without.
+    """
     from trtgen.corpora.espeak import CorpusError, load_corpus
 
     started = time.perf_counter()
     options.validate()
-    model = load_model(options.model_dir)
-    if options.stop_threshold is not None:
-        model = model.with_stop_threshold(options.stop_threshold)
+    if options.compare_random and export_random is None:
+        raise EvalError("compare_random needs export_random, the function that exports the random model: trtgen.commands.export.export_random_model")
+    voice = Voice.load(options.voice)
+    model = voice.model
     try:
         corpus = load_corpus(options.corpus_dir)
     except (CorpusError, OSError) as error:
@@ -359,21 +352,18 @@ def run_eval(options: EvalOptions, progress: Progress | None = None) -> EvalRepo
     references = _references(items, targets, space, audio, options, distractors)
     plot_ids = choose_plot_ids(items, options.plots)
     progress = progress or NoProgress()
-    def load(directory: Path) -> Voice:
-        return Voice.load(
-            directory, backend=options.backend, device=options.device, threads=options.threads,
-            options=SynthesisOptions(batch_size=options.batch_size), stop_threshold=options.stop_threshold,
-        )
-
-    trained, kept = _evaluate_model(load(options.model_dir), "trained", items, targets, space, options, plot_ids, distractors, progress)
     random = None
     random_kept: dict[str, tuple[Any, SpeechFeatures | None]] = {}
-    if options.compare_random:
-        with tempfile.TemporaryDirectory(prefix="trtgen-eval-random-") as directory:
-            _export_random(model.card, Path(directory), options.random_seed)
-            random, random_kept = _evaluate_model(
-                load(Path(directory)), "random", items, targets, space, options, plot_ids, distractors, progress
-            )
+    with contextlib.ExitStack() as cleanup:
+        random_dir = None
+        if options.compare_random and export_random is not None:
+            # Exported before either model decodes: missing exporter packages end the run before the slow part.
+            directory = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="trtgen-eval-random-")))
+            random_dir = export_random(model.card, directory, options.random_seed)
+        trained, kept = _evaluate_model(voice, "trained", items, targets, space, options, plot_ids, distractors, progress)
+        if random_dir is not None:
+            random_voice = Voice.load(dataclasses.replace(options.voice, model_dir=random_dir))
+            random, random_kept = _evaluate_model(random_voice, "random", items, targets, space, options, plot_ids, distractors, progress)
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots: list[str] = []
@@ -385,13 +375,13 @@ def run_eval(options: EvalOptions, progress: Progress | None = None) -> EvalRepo
             plots_skipped = "matplotlib is not installed: pip install matplotlib (or 'trtgen[bench]') for the plots"
             logger.warning("plots skipped: %s", plots_skipped)
     settings = {
-        "model_dir": str(options.model_dir),
+        "model_dir": str(model.directory),
         "corpus_dir": str(options.corpus_dir),
         "corpus_espeak_version": corpus.settings.espeak_version,
         "sentences_per_voice": options.sentences,
         "first_sentence": options.first_sentence,
         "stop_threshold": model.card.model.stop_threshold,
-        "stop_threshold_overridden": options.stop_threshold is not None,
+        "stop_threshold_overridden": options.voice.stop_threshold is not None,
         "sentence_ids": sorted({item.sentence_id for item in items}),
         "voices": list(train),
         "dropout": options.dropout,
@@ -401,9 +391,9 @@ def run_eval(options: EvalOptions, progress: Progress | None = None) -> EvalRepo
         "num_cepstra": options.num_cepstra,
         "style_stats_utterances": options.style_stats_utterances,
         "reference_sentences": options.reference_sentences,
-        "vocoder": dataclasses.asdict(SynthesisOptions().vocoder),
-        "backend": options.backend,
-        "device": options.device,
+        "vocoder": dataclasses.asdict(options.voice.synthesis.vocoder),
+        "backend": options.voice.backend,
+        "device": options.voice.device,
         "sample_rate": audio.sample_rate,
     }
     report = EvalReport(

@@ -1,5 +1,6 @@
-"""The attention check of ``trtgen eval`` (also used by the trainer): is the argmax path monotonic,
-free of big jumps, and does it reach the last spoken symbol?"""
+"""The attention check: is a decoded utterance's argmax path monotonic, free of big jumps, and does it
+reach the last spoken symbol? ``trtgen eval``, the trainer's held-out decode and the benchmarks judge
+alignments with it, so it lives beside the decoder that produces them."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class AlignmentRule:
     max_start: int = 3
     """The path must start on one of the first ``max_start + 1`` symbols (``<s>`` is symbol 0)."""
     end_slack: int = 0
-    """The path must reach the last spoken symbol (:func:`last_spoken_index`: the last letter or digit)
+    """The path must reach the last spoken symbol (:func:`trtgen.engine.text.last_spoken_index`: the last letter or digit)
     or at most this many symbols before it. Trailing punctuation and ``</s>`` are silent: a model
     stops as its attention reaches the last letter (seen on the default voice: clean diagonals that
     end on the "r" of "earlier." and never visit the full stop)."""

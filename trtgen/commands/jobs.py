@@ -1,0 +1,91 @@
+"""The unit of work of ``trtgen generate`` and the one body that renders it, in this process or on a worker.
+
+A :class:`Job` is one utterance of one dataset copy: everything a renderer needs, nothing it must look
+up. :func:`render` speaks jobs through a loaded :class:`~trtgen.engine.voice.Voice`, writes each WAV
+atomically into its copy directory and yields an :class:`Outcome` per job. ``trtgen generate`` runs it
+in its own process (:mod:`trtgen.commands.generate`) or on Ray workers (:mod:`trtgen.commands.cluster`);
+both import it from here, so neither imports the other's module.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from trtgen.commands.writers import write_utterance_wav
+from trtgen.engine.voice import Rejected, Row, Voice
+
+__all__ = ["Job", "Outcome", "render"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One utterance of one copy, as the renderer (this process or a cluster worker) needs it.
+
+    Attributes:
+        index: the row's index in the list.
+        id: the utterance id (keys its random streams with ``seed``).
+        text: the list row's text.
+        style: absolute path of the style clip.
+        copy: the copy's name; ``dropout`` and ``seed`` are the copy's.
+        directory: the copy directory the WAV goes to.
+        audio: the WAV's file name in that directory.
+        inputs_sha256: digest of everything that determines the audio; its record carries it, so
+            ``--resume`` sees a changed row (:func:`trtgen.commands.generate.inputs_digest`).
+    """
+
+    index: int
+    id: str
+    text: str
+    style: str
+    copy: str
+    dropout: float
+    seed: int
+    directory: str
+    audio: str
+    inputs_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a :class:`Job`: written (frames, duration, the WAV's digest and file status) or
+    rejected with a reason.
+
+    Attributes:
+        text: the transcript the audio speaks (:attr:`~trtgen.engine.voice.Speech.text`), for the record.
+        audio_sha256, audio_bytes: digest and size of the WAV as written, taken where it was written.
+        audio_status: ``(inode, ctime_ns)`` of the WAV right after it was renamed into place: the writer
+            compares it at the end of the run to be sure nothing changed the file since (see
+            docs/generating.md, "One record per utterance").
+    """
+
+    job: Job
+    reject: str | None = None
+    frames: int = 0
+    steps: int = 0
+    duration_s: float = 0.0
+    stopped: bool = False
+    text: str = ""
+    audio_sha256: str = ""
+    audio_bytes: int = 0
+    audio_status: tuple[int, int] = (0, 0)
+
+
+def render(voice: Voice, jobs: Iterable[Job], sample_format: str, staging: str | None = None) -> Iterator[Outcome]:
+    """Speak ``jobs`` and write each WAV atomically into its copy directory (through the staging directory
+    ``staging`` names, :func:`~trtgen.commands.writers.staging_dir`); yields outcomes as they finish."""
+    rows = (Row(job.id, job.text, job.style, job.dropout, job.seed, tag=job) for job in jobs)
+    for result in voice.stream(rows):
+        job: Job = result.tag
+        if isinstance(result, Rejected):
+            yield Outcome(job, reject=result.reason)
+            continue
+        started = time.perf_counter()
+        written = write_utterance_wav(Path(job.directory), job.audio, result.audio, voice.sample_rate, sample_format, staging)
+        voice.times.add("writing", time.perf_counter() - started)
+        yield Outcome(
+            job, frames=result.frames, steps=result.steps, duration_s=result.duration_s, stopped=result.stopped,
+            text=result.text, audio_sha256=written.sha256, audio_bytes=written.size_bytes, audio_status=written.status,
+        )
