@@ -267,3 +267,14 @@ def test_vocoder_on_cuda_writes_the_audio_of_the_cpu_vocoder(tmp_path):
         differences[key] = float(np.linalg.norm(on_gpu - on_cpu) / np.linalg.norm(on_cpu))
     print("relative difference of the CuPy vocoder's WAVs:", {k: f"{v:.1e}" for k, v in differences.items()})
     assert max(differences.values()) < 1e-2, differences
+
+
+def test_settings_name_the_model_directory_as_it_is_on_disk(reference_run, small_model_dir):
+    """The settings' model digest is the directory's, whatever precision runs (recorded apart): copies made
+    before the model was loaded once per run, and by Ray workers, resume into the same settings."""
+    from trtgen.engine.artifact import load_model
+
+    out, _ = reference_run
+    settings = json.loads((out / "clean" / "settings.json").read_text())
+    assert settings["model_digest"] == load_model(small_model_dir).digest
+    assert settings["precision"] == "float32"  # the test model has no int8 graphs

@@ -267,7 +267,7 @@ def _settings(model: Model, copy: CopySpec, options: GenerateOptions, backend: s
     return {
         "trtgen_version": __version__,
         "model": model.card.name,
-        "model_digest": model.digest,
+        "model_digest": model.source_digest,
         "backend": backend,
         "precision": precision,
         "copy": copy.name,

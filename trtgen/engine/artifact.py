@@ -214,6 +214,10 @@ class Model:
     card: ModelCard
     precision: str = "float32"
     """What :meth:`with_precision` made of it: ``int8`` when the card's int8 variants run."""
+    source_digest: str = ""
+    """:attr:`digest` of the directory as :func:`load_model` read it, before :meth:`with_precision` or
+    :meth:`with_stop_threshold`: a copy's settings name the model by it (the precision that runs is
+    recorded beside it)."""
 
     def graph_path(self, name: str) -> Path:
         return self.directory / self.card.graphs[name].file
@@ -244,7 +248,7 @@ class Model:
             if not self.card.quantized:
                 raise UsageError(f"{self.directory}: the model has no int8 graphs (export it with trtgen export --quantize)")
             graphs.update(self.card.quantized)
-        return Model(self.directory, dataclasses.replace(self.card, graphs=graphs, quantized={}), precision)
+        return dataclasses.replace(self, card=dataclasses.replace(self.card, graphs=graphs, quantized={}), precision=precision)
 
 
 def resolve_precision(card: ModelCard, device: str, precision: str | None = None) -> str:
@@ -295,4 +299,5 @@ def load_model(directory: str | Path, *, verify: bool = True) -> Model:
             raise ModelError(f"{directory}: {file} is named in {CARD_NAME} but missing")
         if verify and sha256_file(path) != expected:
             raise ModelError(f"{path}: sha256 differs from {CARD_NAME}; the file was changed or corrupted")
-    return Model(directory=directory, card=card)
+    model = Model(directory=directory, card=card)
+    return dataclasses.replace(model, source_digest=model.digest)
