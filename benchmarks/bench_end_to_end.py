@@ -1,7 +1,11 @@
 """End to end: ``trtgen generate`` vs the original way, on the same N utterances and the same model weights.
 
 Usage: python benchmarks/bench_end_to_end.py [--quick] [--configs small:128,openseq2seq:64,voice-trained:256]
-       [--batch-size 32] [--repeats N] [--equal-quality-iterations N]
+       [--batch-size 32] [--repeats N] [--equal-quality-iterations N] [--methods M,...] [--base REV]
+
+``--base REV`` also runs every trtgen method as the git revision REV does it (its own copy of this
+script, from a worktree, on the same model directory and list), interleaved with this tree's runs, and
+reports this tree's speed over REV's per round: a change's cost or gain measured side by side.
 
 The original way is OpenSeq2Seq's synthetic-data recipe rebuilt on the TF2 reference model
 (``trtgen_export.tf_model.TacotronGST``, the same weights that trtgen's ONNX model was exported from):
@@ -36,6 +40,7 @@ batches run to their longest row while trtgen refills finished rows: scheduling 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -113,9 +118,14 @@ class EndToEndSettings:
     """Classic iterations of ``original-equal-quality`` (from the vocoder study; None: that method is skipped)."""
     repeats: int = 1
     work_dir: Path = DEFAULT_WORK_DIR
+    only: tuple[str, ...] | None = None
+    """Run only these methods (None: every method of each config)."""
+    base: str | None = None
+    """A git revision whose trtgen runs beside this tree's (``<method>@base``)."""
 
     def methods_for(self, config: str) -> tuple[Method, ...]:
         names = self.methods.get(config, ("original", "trtgen-openseq2seq", "trtgen-default"))
+        names = tuple(n for n in names if self.only is None or n in self.only)
         return tuple(METHODS[n] for n in names if METHODS[n].gl_iters is not None or self.equal_quality_iterations)
 
     @staticmethod
@@ -176,12 +186,12 @@ def prepare_voice_inputs(work_dir: Path, count: int) -> Path:
     """The realistic case: the trained voice's held-out sentences (3-30 words, in the generator's
     order, unsorted like OpenSeq2Seq's list) spoken in the four shipped style clips."""
     from trtgen_export.train.sentences import HELDOUT, generate_sentences
-    from trtgen.commands.demo import demo_styles
+    from trtgen.engine.shipped import shipped_styles
 
     path = Path(work_dir) / "lists" / f"voice-heldout-{count}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     sentences = [s for s in generate_sentences() if s.split == HELDOUT]
-    clips = demo_styles()
+    clips = list(shipped_styles().values())
     rows = [
         {"id": f"voice{i:06d}", "text": sentences[i % len(sentences)].text, "style": str(clips[i % len(clips)])}
         for i in range(count)
@@ -226,13 +236,15 @@ def child_trtgen(spec: dict[str, Any]) -> dict[str, Any]:
     from trtgen.commands.generate import GenerateOptions, run_generate
     from trtgen.engine.synthesis import SynthesisOptions
     from trtgen.engine.vocoder import griffin_lim_preset
+    from trtgen.engine.voice import VoiceSpec
+
+    voice = VoiceSpec(
+        model_dir=Path(spec["model_dir"]), backend="onnxruntime", device="cpu",
+        synthesis=SynthesisOptions(batch_size=spec["batch_size"], vocoder=griffin_lim_preset(spec["vocoder"]), overlap=spec["overlap"]),
+    )
 
     def options(out: Path, limit: int | None) -> GenerateOptions:
-        return GenerateOptions(
-            model_dir=Path(spec["model_dir"]), list_path=Path(spec["list"]), out_dir=out, backend="onnxruntime", device="cpu",
-            synthesis=SynthesisOptions(batch_size=spec["batch_size"], vocoder=griffin_lim_preset(spec["vocoder"]), overlap=spec["overlap"]),
-            limit=limit, sample_format="float32",
-        )
+        return GenerateOptions(list_path=Path(spec["list"]), out_dir=out, voice=voice, limit=limit, sample_format="float32")
 
     out = Path(spec["out"])
     run_generate(options(out / "warm-up", 2))
@@ -343,12 +355,17 @@ def child_original(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """Run one method in a fresh Python process; returns its result dict."""
+def run_child(method: str, spec: dict[str, Any], tree: Path | None = None) -> dict[str, Any]:
+    """Run one method in a fresh Python process; returns its result dict. ``tree``: a checkout of another
+    revision, whose own copy of this script and whose ``trtgen`` run instead (``PYTHONPATH``)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
+    script = Path(__file__).resolve()
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+        script = tree / "benchmarks" / script.name
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", method, "--spec", json.dumps(spec)],
-        capture_output=True, text=True, env=env,
+        [sys.executable, str(script), "--child", method, "--spec", json.dumps(spec)],
+        capture_output=True, text=True, env=env, cwd=tree,
     )
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(_RESULT):
@@ -356,13 +373,28 @@ def run_child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
     raise RuntimeError(f"{method} child failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
 
 
+def base_tree(revision: str, work_dir: Path) -> Path:
+    """A detached git worktree of ``revision`` under ``work_dir`` (made once, reused)."""
+    repo = Path(__file__).resolve().parents[1]
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", revision], capture_output=True, text=True, check=True).stdout.strip()
+    tree = Path(work_dir).absolute() / "revisions" / commit[:12]
+    if not (tree / "trtgen").is_dir():
+        shutil.rmtree(tree, ignore_errors=True)
+        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), commit], capture_output=True, check=True)
+    return tree
+
+
 def run_end_to_end(settings: EndToEndSettings, log: Callable[[str], None] = print) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
+    base = base_tree(settings.base, settings.work_dir) if settings.base else None
     for config_name, count in settings.utterances.items():
         methods = settings.methods_for(config_name)
         models = {m.quantize: benchmark_model(config_name, settings.work_dir, quantize=m.quantize) for m in methods if m.kind == "trtgen"}
         list_path = prepare_inputs(settings.work_dir, count, config_name)
+        if base is not None:  # every trtgen method once more, as the base revision runs it
+            methods = tuple(v for m in methods for v in ((m, dataclasses.replace(m, name=f"{m.name}@base", what=f"{m.what}, at {settings.base}"))
+                                                          if m.kind == "trtgen" else (m,)))
         runs: dict[str, list[dict[str, Any]]] = {m.name: [] for m in methods}
         for repeat in range(max(1, settings.repeats)):
             for method in methods:
@@ -374,7 +406,7 @@ def run_end_to_end(settings: EndToEndSettings, log: Callable[[str], None] = prin
                     "gl_iters": method.gl_iters or settings.equal_quality_iterations,
                 }
                 try:
-                    result = run_child(method.kind, spec)
+                    result = run_child(method.kind, spec, base if method.name.endswith("@base") else None)
                 except RuntimeError as error:
                     failures.append({"config": config_name, "method": method.name, "error": str(error)[-600:]})
                     log(f"{config_name} {method.name}: FAILED")
@@ -399,7 +431,19 @@ def run_end_to_end(settings: EndToEndSettings, log: Callable[[str], None] = prin
             results.append(median)
     data = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()}, "results": results, "failures": failures}
     data["rounds"] = per_round_ratios(data)
+    data["against_base"] = against_base(data)
     return data
+
+
+def against_base(data: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
+    """Per config and trtgen method: this tree's utt/s over the base revision's, round by round."""
+    by = {(r["config"], r["method"]): r for r in data["results"]}
+    ratios: dict[str, dict[str, list[float]]] = {}
+    for (config, method), r in by.items():
+        base = by.get((config, f"{method}@base"))
+        if base is not None and len(base["walls"]) == len(r["walls"]):
+            ratios.setdefault(config, {})[method] = [b / a * (r["utterances"] / base["utterances"]) for a, b in zip(r["walls"], base["walls"])]
+    return ratios
 
 
 def spec_iters(method: Method, settings: EndToEndSettings) -> int | None:
@@ -466,6 +510,11 @@ def end_to_end_markdown(data: dict[str, Any]) -> list[str]:
             lines.append("Per round, x original: " + "; ".join(f"{m} " + ", ".join(f"{x:.2f}x" for x in v) for m, v in rounds.items())
                          + (f" (1-min load average {min(loads):.2f}-{max(loads):.2f} at the end of the medians' runs)." if loads else "."))
             lines.append("")
+    for config, methods in data.get("against_base", {}).items():
+        base = data["settings"].get("base")
+        lines.append(f"Against {base} (`{config}`), this tree's speed over the base revision's, per round: " + "; ".join(
+            f"{m} " + ", ".join(f"{x:.3f}" for x in v) + f" (median {statistics.median(v):.3f})" for m, v in methods.items()) + ".")
+        lines.append("")
     for failure in data.get("failures", []):
         lines += [f"- FAILED: {failure['config']} {failure['method']}: `{failure['error'].splitlines()[-1] if failure['error'] else ''}`"]
     return lines
@@ -482,6 +531,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--methods", help=f"comma list of methods to run (default: each config's; known: {', '.join(METHODS)})")
+    parser.add_argument("--base", help="a git revision whose trtgen runs beside this tree's, interleaved (e.g. HEAD~1)")
     args = parser.parse_args(argv)
     if args.child:
         result = (child_original if args.child == "original" else child_trtgen)(json.loads(args.spec))
@@ -496,6 +547,13 @@ def main(argv: list[str] | None = None) -> None:
         overrides["repeats"] = args.repeats
     if args.equal_quality_iterations:
         overrides["equal_quality_iterations"] = args.equal_quality_iterations
+    if args.methods:
+        overrides["only"] = tuple(m.strip() for m in args.methods.split(","))
+        unknown = [m for m in overrides["only"] if m not in METHODS]
+        if unknown:
+            parser.error(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    if args.base:
+        overrides["base"] = args.base
     settings = EndToEndSettings.quick(**overrides) if args.quick else EndToEndSettings(**overrides)
     data = run_end_to_end(settings)
     if args.json:
