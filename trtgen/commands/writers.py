@@ -283,12 +283,15 @@ class CopyWriter:
         (not only this run's rows): an utterance outside it is kept, or with ``prune`` removed."""
         try:
             self._create(self.directory)
+        except OSError as error:
+            raise OutputError(error, self.directory, "creating") from None
+        try:
             self._lock.acquire()
             self._held.enter_context(self._lock.tidying())
             return self._plan(resume, expected, listed, prune, progress or NoProgress())
         except OSError as error:
             self.abort()
-            raise OutputError(error, error.filename2 or error.filename or self.directory, "creating") from None
+            raise OutputError(error, error.filename2 or error.filename or self.directory) from None
         except BaseException:
             self.abort()
             raise
