@@ -1,8 +1,11 @@
 """TensorFlow model -> ONNX graphs (tf2onnx) -> a self-describing model directory.
 
 Graphs (opset 17, every batch and time axis dynamic):
-- ``style_encoder``: style_mel, style_len -> style_embedding. Split from the text encoder so that a
-  style clip is encoded once and its embedding reused (or interpolated) across utterances.
+- ``style_encoder``: style_mel, style_len -> style_embedding, style_token_weights. Split from the text
+  encoder so that a style clip is encoded once and its embedding reused (or interpolated) across
+  utterances; the token weights are the GST attention's softmax over the style tokens, per head.
+- ``style_tokens``: style_token_weights -> style_embedding, the style encoder's own tail cut out of it
+  (``trtgen_export.style_tokens``): any weights over the token bank to an embedding.
 - ``text_encoder``: text_ids, text_len, style_embedding -> memory, memory_keys, memory_mask.
 - ``decoder_step``: one decoder step; state in, next state out (names in the card).
 - ``decoder_chunk``: K copies of that step chained in one graph (K fixed at export, 8 by default),
@@ -32,9 +35,10 @@ import tensorflow as tf
 import tf2onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from trtgen_export.style_tokens import style_tokens_graph
 from trtgen_export.tf_model import TacotronGST, state_names
 from trtgen_export.variables import WeightDict
-from trtgen.engine.artifact import GraphSpec, ModelCard, StateTensor, TensorSpec
+from trtgen.engine.artifact import STYLE_TOKEN_WEIGHTS, STYLE_TOKENS, GraphSpec, ModelCard, StateTensor, TensorSpec
 from trtgen.fileio import sha256_file
 from trtgen.engine.config import AudioConfig, ModelConfig, TextConfig, text_config_for
 
@@ -154,7 +158,8 @@ class _Graphs:
 
         @tf.function
         def style_encoder(style_mel: tf.Tensor, style_len: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"style_embedding": self.model.encode_style(style_mel, style_len)}
+            embedding, weights = self.model.encode_style_with_token_weights(style_mel, style_len)
+            return {"style_embedding": embedding, STYLE_TOKEN_WEIGHTS: weights}
 
         signature = [
             tf.TensorSpec([None, None, c.num_mels], tf.float32, name="style_mel"),
@@ -164,6 +169,7 @@ class _Graphs:
             "style_mel": ["batch", "style_time", c.num_mels],
             "style_len": ["batch"],
             "style_embedding": ["batch", c.style_dim],
+            STYLE_TOKEN_WEIGHTS: ["batch", c.style_attention_heads, c.num_style_tokens],
         }
         return style_encoder, signature, axes
 
@@ -398,6 +404,7 @@ def export_model(
         converted[name] = proto
         logger.info("converted %s in %.1f s", name, time.perf_counter() - t0)
     converted["decoder_chunk"] = build_decoder_chunk(converted["decoder_step"], config, options.chunk_steps)
+    converted[STYLE_TOKENS] = style_tokens_graph(converted["style_encoder"], config)
     with tempfile.TemporaryDirectory(dir=out) as staging_dir:
         staging = Path(staging_dir)
         _share_external_weights([converted["decoder_step"], converted["decoder_chunk"]], staging, DECODER_WEIGHTS)

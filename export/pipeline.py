@@ -76,7 +76,7 @@ def check_parity(model_dir: Path, weights: WeightDict, config: ModelConfig, *, s
     import tensorflow as tf
 
     from trtgen_export.tf_model import TacotronGST
-    from trtgen.engine.artifact import load_model
+    from trtgen.engine.artifact import STYLE_TOKEN_WEIGHTS, STYLE_TOKENS, load_model
     from trtgen.engine.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     model = load_model(model_dir)
@@ -91,8 +91,17 @@ def check_parity(model_dir: Path, weights: WeightDict, config: ModelConfig, *, s
     style_mel = rng.normal(-3.0, 1.5, (batch, int(style_len.max()), config.num_mels)).astype(np.float32)
     errors: dict[str, float] = {}
 
-    style = backend.load("style_encoder").run({"style_mel": style_mel, "style_len": style_len})["style_embedding"]
-    errors["style_embedding"] = _relative(style, reference.encode_style(style_mel, style_len))
+    encoded_style = backend.load("style_encoder").run({"style_mel": style_mel, "style_len": style_len})
+    style = encoded_style["style_embedding"]
+    tf_style, tf_token_weights = reference.encode_style_with_token_weights(style_mel, style_len)
+    errors["style_embedding"] = _relative(style, tf_style)
+    if model.card.has_style_tokens:
+        errors[STYLE_TOKEN_WEIGHTS] = _relative(encoded_style[STYLE_TOKEN_WEIGHTS], tf_token_weights)
+        # The token bank on weights no clip gave (Dirichlet draws, as a style mode might make them), from
+        # a generator of their own: the decoder's masks below stay those of earlier exports.
+        drawn = np.random.default_rng(seed + 1).dirichlet(np.ones(config.num_style_tokens), (batch, config.style_attention_heads)).astype(np.float32)
+        bank = backend.load(STYLE_TOKENS).run({STYLE_TOKEN_WEIGHTS: drawn})["style_embedding"]
+        errors[STYLE_TOKENS] = _relative(bank, reference.embedding_from_token_weights(tf.constant(drawn)))
     encoded = backend.load("text_encoder").run({"text_ids": ids, "text_len": text_len, "style_embedding": style})
     tf_memory, tf_keys, tf_mask = reference.attention_memory(reference.encode_text(ids, text_len), tf.constant(style), text_len)
     errors["memory"] = _relative(encoded["memory"], tf_memory)

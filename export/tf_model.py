@@ -234,6 +234,13 @@ class TacotronGST(tf.Module):
 
     def encode_style(self, style_mel: tf.Tensor, style_len: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Reference encoder + GST attention (docs/openseq2seq-notes.md §4.4) -> style embedding [B, style_dim]."""
+        return self.encode_style_with_token_weights(style_mel, style_len, training)[0]
+
+    def encode_style_with_token_weights(
+        self, style_mel: tf.Tensor, style_len: tf.Tensor, training: bool = False
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """:meth:`encode_style` and the attention weights it mixes the tokens with: (style embedding [B, style_dim],
+        token weights [B, heads, tokens]). The embedding is computed as by :meth:`encode_style`, op for op."""
         c = self.config
         lengths = tf.cast(style_len, tf.int32)
         x = style_mel[..., None] * _sequence_mask(lengths, tf.shape(style_mel)[1])[..., None, None]
@@ -245,22 +252,34 @@ class TacotronGST(tf.Module):
         reference = tf.tanh(
             tf.matmul(state, self.w(STYLE + "reference_activation/kernel")) + self.w(STYLE + "reference_activation/bias")
         )
-        return self._style_attention(reference)
+        weights = self.style_token_weights(reference)
+        return self.embedding_from_token_weights(weights), weights
 
-    def _style_attention(self, reference: tf.Tensor) -> tf.Tensor:
-        """Multi-head additive attention over tanh(tokens), with OpenSeq2Seq's outer tanh (§4.4.6)."""
+    def _style_heads(self) -> tuple[int, int]:
+        """(heads, depth of a head) of the GST attention."""
         c = self.config
-        heads, depth = c.style_attention_heads, c.style_attention_dim // c.style_attention_heads
+        return c.style_attention_heads, c.style_attention_dim // c.style_attention_heads
+
+    def style_token_weights(self, reference: tf.Tensor) -> tf.Tensor:
+        """Multi-head additive attention of the reference embedding over tanh(tokens), with OpenSeq2Seq's outer
+        tanh (docs/openseq2seq-notes.md §4.4.6): per head a softmax over the tokens -> [B, heads, tokens]."""
+        heads, depth = self._style_heads()
         tokens = tf.tanh(self.w(STYLE + "token_embeddings"))
         query = tf.matmul(reference, self.w(STYLE + "attention/q/kernel"))
         keys = tf.matmul(tokens, self.w(STYLE + "attention/k/kernel"))
-        values = tf.matmul(tokens, self.w(STYLE + "attention/v/kernel"))
         query = tf.reshape(query, [-1, heads, 1, depth])  # [B, h, 1, d]
         keys = tf.reshape(tf.transpose(tf.reshape(keys, [-1, heads, depth]), [1, 0, 2]), [1, heads, -1, depth])
-        values = tf.transpose(tf.reshape(values, [-1, heads, depth]), [1, 0, 2])  # [h, N, d]
         v = self.w(STYLE + "attention/attention_v")
         scores = tf.reduce_sum(tf.tanh(v * tf.tanh(keys + query)), axis=-1)  # [B, h, N]
-        weights = tf.nn.softmax(scores, axis=-1)
+        return tf.nn.softmax(scores, axis=-1)
+
+    def embedding_from_token_weights(self, weights: tf.Tensor) -> tf.Tensor:
+        """Token weights [B, heads, tokens] -> style embedding [B, style_dim]: each head's weighted sum of its
+        token values, heads concatenated, then ``output_transform`` (§4.4.6). Linear in the weights."""
+        heads, depth = self._style_heads()
+        tokens = tf.tanh(self.w(STYLE + "token_embeddings"))
+        values = tf.matmul(tokens, self.w(STYLE + "attention/v/kernel"))
+        values = tf.transpose(tf.reshape(values, [-1, heads, depth]), [1, 0, 2])  # [h, N, d]
         heads_out = tf.einsum("bhn,hnd->bhd", weights, values)
         combined = tf.reshape(heads_out, [-1, heads * depth])
         return tf.matmul(combined, self.w(STYLE + "attention/output_transform/kernel"))

@@ -22,8 +22,9 @@ import typer
 from trtgen.errors import EXIT_FAILED, EXIT_OK, EXIT_REJECTS, Interrupted, TrtgenError, describe_os_error
 
 EXIT_CODES = (
-    "Exit codes: 0 done; 1 done, but some rows were rejected (see rejects.jsonl; for eval: a check failed; "
-    "for manifest --check: problems found); 2 bad options, list or model, or the output is locked by another "
+    "Exit codes: 0 done; 1 done, but some rows were rejected or left out (see rejects.jsonl; for manifest: "
+    "utterances that failed the quality check, unless --keep-failed; for eval: a check failed; for manifest "
+    "--check: problems found); 2 bad options, list or model, or the output is locked by another "
     "run (nothing was done); 3 the run failed part way (disk full, read-only or unwritable output, Ctrl-C or "
     "SIGTERM): rerun generate with --resume."
 )
@@ -200,6 +201,8 @@ def generate(
     ray: Optional[str] = typer.Option(None, "--ray", help="Render on Ray: local (a private instance), auto (the cluster `ray start` set up) or ray://HOST:PORT."),
     workers: int = typer.Option(1, "--workers", help="With --ray: workers, each holding one model (one GPU each with --device cuda)."),
     block_size: Optional[int] = typer.Option(None, "--block-size", help="With --ray: utterances per block sent to a worker (default: chosen from the list)."),
+    retries: Optional[int] = typer.Option(None, "--retries", help="Speak an utterance the quality gate fails again, with the next dropout stream, up to N times (default 2)."),
+    quality: Optional[str] = typer.Option(None, "--quality", help="Quality-gate thresholds over the model card's: KEY=VALUE,... e.g. max_pause_s=2,min_frames_per_symbol=1.5 (docs/generating.md)."),
 ) -> None:
     """Synthesise every utterance of an infer list, for one or several dataset copies."""
     from trtgen.commands.generate import generate_options, run_generate
@@ -208,7 +211,7 @@ def generate(
     options = _run("generate", lambda: generate_options(
         list_path=list_path, out_dir=out, model_dir=model, style_root=style_root, copies=copies, seed=seed, batch_size=batch_size,
         backend=backend, device=device, gl_iters=gl_iters, vocoder=vocoder, vocoder_device=vocoder_device, shard=shard, limit=limit,
-        resume=resume, prune=prune, sample_format=sample_format, naming=naming, threads=threads, ray=ray, workers=workers, block_size=block_size, precision=precision,
+        resume=resume, prune=prune, retries=retries, quality=quality, sample_format=sample_format, naming=naming, threads=threads, ray=ray, workers=workers, block_size=block_size, precision=precision,
     ))
     with _StopOnSignal() as stop, BarProgress() as progress:
         report = _run("generate", lambda: run_generate(options, progress, stop.requested), partial=render_generate)
@@ -239,8 +242,11 @@ def manifest(
     verify: bool = typer.Option(
         False, "--verify", help="Digest every synthetic file against its record (default: only files changed since their records were written)."
     ),
+    keep_failed: bool = typer.Option(
+        False, "--keep-failed", help="Keep utterances that failed the quality check, flagged quality_ok: false (default: left out, listed in rejects.jsonl, exit 1)."
+    ),
 ) -> None:
-    """Write training manifests that mix real and synthetic audio."""
+    """Write training manifests that mix real and synthetic audio; --mix also writes NeMo input_cfg files."""
     from trtgen.commands.manifests import ManifestOptions, write_manifests
     from trtgen.commands.synthetic_check import check_synthetic
     from trtgen.console import BarProgress, render_check, render_manifests
@@ -256,11 +262,17 @@ def manifest(
     options = ManifestOptions(
         copies=copy_names, formats=tuple(f.strip() for f in formats.split(",") if f.strip()), mix=mix,
         seed=seed, relative_to=relative_to, splits=splits, flac_to_wav=flac_to_wav, duration_tolerance_s=duration_tolerance,
-        verify=verify,
+        verify=verify, keep_failed=keep_failed,
     )
     with BarProgress(unit="files") as progress:
         result = _run("manifest", lambda: write_manifests(synthetic, out, real or (), options, progress=progress))
     render_manifests(result)
+    if result.failed.left_out:
+        typer.echo(
+            f"trtgen manifest: {result.failed.left_out} utterance(s) failed the quality check and were left out; "
+            "see rejects.jsonl (--keep-failed keeps them)", err=True,
+        )
+    _exit(EXIT_REJECTS if result.failed.left_out else EXIT_OK)
 
 
 @app.command(epilog=EXIT_CODES)
@@ -312,6 +324,7 @@ def eval_command(
     dropout: float = typer.Option(0.5, "--dropout", help="Prenet dropout at inference."),
     seed: int = typer.Option(0, "--seed", help="Seed of the dropout and Griffin-Lim phase streams."),
     compare_random: bool = typer.Option(False, "--compare-random", help="Also evaluate a randomly initialised model of the same config (needs TensorFlow)."),
+    calibrate_quality: bool = typer.Option(False, "--calibrate-quality", help="Write the quality-gate thresholds calibrated on these sentences into the model card (reported either way)."),
     plots: int = typer.Option(4, "--plots", help="Utterances to plot (alignment and spectrograms); 0 for none."),
     backend: str = typer.Option("onnxruntime", "--backend", help="auto, onnxruntime or tensorrt."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
@@ -328,7 +341,7 @@ def eval_command(
         voice = VoiceSpec(model_dir=model, backend=backend, device=device, threads=threads, stop_threshold=stop_threshold)
         options = EvalOptions(
             voice, corpus_dir=corpus, out_dir=out, sentences=sentences, first_sentence=first_sentence, dropout=dropout,
-            seed=seed, compare_random=compare_random, plots=plots,
+            seed=seed, compare_random=compare_random, plots=plots, calibrate_quality=calibrate_quality,
         )
         with BarProgress() as progress:
             return run_eval(options, progress, export_random=export_random_model)

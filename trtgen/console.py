@@ -89,14 +89,19 @@ def render_generate(report: Any) -> None:
         done = c.written or 1
         rows.append(
             [c.name, f"{c.dropout:g}", c.seed, c.written, c.skipped, f"{c.inputs_changed}/{c.files_missing}/{c.files_altered}",
-             c.rejected, f"{c.audio_seconds / 3600:.3f}", f"{100 * c.stopped / done:.0f}%", f"{100 * c.capped / done:.0f}%"]
+             c.rejected, f"{c.audio_seconds / 3600:.3f}", f"{100 * c.stopped / done:.0f}%", f"{c.failed}/{c.retried}"]
         )
     print_table(
         "trtgen generate",
         ["copy", "dropout", "seed", "written", "already done", "redone: inputs changed/file missing/altered", "rejected",
-         "audio h", "stopped", "capped"],
+         "audio h", "stopped", "gate: failed/passed on a retry"],
         rows,
     )
+    for c in report.copies:
+        if c.failed:
+            reasons = ", ".join(f"{reason} {count}" for reason, count in c.failed_reasons.most_common())
+            console.print(f"{c.name}: {c.failed} utterance(s) failed the quality gate ({reasons}); "
+                          "trtgen manifest leaves them out (--keep-failed keeps them)")
     for c in report.copies:
         if c.pruned:
             console.print(f"{c.name}: {c.pruned} utterance(s) no longer in the list were removed (--prune)")
@@ -226,6 +231,18 @@ def render_eval(report: Any) -> None:
         f"{_fmt_eval(report.content_ceiling.get('all', math.nan))}; voiced frames in espeak-ng's renderings: "
         f"{_fmt_eval(voiced.get('espeak', math.nan), '.2f')} (through Griffin-Lim: {_fmt_eval(voiced.get('espeak_vocoded', math.nan), '.2f')})"
     )
+    gate = report.quality_gate
+    if gate:
+        where = f"; written to {gate['written_to']}" if gate.get("written_to") else " (--calibrate-quality writes them into the card)"
+        calibrated = gate.get("calibrated")
+        console.print(
+            f"quality gate: passed {_fmt_eval(gate['passed'], '.3f')}, agrees with the checks above on "
+            f"{_fmt_eval(gate['agrees_with_eval'], '.3f')}; "
+            + (f"calibrated on {gate['calibrated_on']} utterances: frames per symbol {calibrated['min_frames_per_symbol']}-"
+               f"{calibrated['max_frames_per_symbol']}, pauses up to {calibrated['max_pause_s']} s{where}" if calibrated
+               else f"not calibrated ({gate.get('calibration_skipped')})"),
+            markup=False,
+        )
     console.print(f"trtgen eval: {verdict}; report {report.report_path} ({report.wall_seconds:.0f} s)")
 
 
@@ -273,17 +290,33 @@ def render_manifests(result: Any) -> None:
     """``trtgen manifest``: the files written and the counts behind them."""
     print_table("trtgen manifest", ["manifest", "path"], [[name, str(path)] for name, path in result.files.items()])
     counts = result.counts
+    failed = result.failed
+    verdict = "kept, flagged quality_ok: false" if failed.kept else "left out"
     console.print(
-        f"copies {', '.join(counts['copies'])}: {counts['synthetic_files']} synthetic files, "
+        f"copies {', '.join(counts['copies'])}: {counts['synthetic_files']} synthetic files "
+        f"({failed.total} failed the quality check: {verdict}), "
         f"{counts['templated_utterances']} utterances in every copy; {counts['real_utterances']} real; "
         f"{counts['rejects']} rejected (see rejects.jsonl)"
     )
+    if failed.total:
+        _render_failed(failed)
     if "mix_real" in counts:
         console.print(f"mix: {counts['mix_real']} real + {counts['mix_synthetic']} synthetic rows {counts['mix_synthetic_per_copy']}")
     if result.openseq2seq_config:
         console.print("Add to the OpenSeq2Seq ASR config (train data layer params):")
         for line in result.openseq2seq_config:
             console.print(f"  {line}", markup=False, highlight=False)
+
+
+def _render_failed(failed: Any) -> None:
+    """Utterances that failed the quality check, copy by reason (an utterance may count under several reasons)."""
+    reasons = list(failed.per_reason)
+    rows = [[copy, failed.per_copy[copy], *(by_reason.get(r, 0) for r in reasons)] for copy, by_reason in failed.per_copy_and_reason.items()]
+    if len(rows) > 1:
+        rows.append(["all", failed.total, *failed.per_reason.values()])
+    title = ("failed the quality check: kept, flagged quality_ok: false (--keep-failed)" if failed.kept
+             else "failed the quality check: left out of every manifest (rejects.jsonl; --keep-failed keeps them)")
+    print_table(title, ["copy", "utterances", *reasons], rows)
 
 
 def render_demo(result: Any) -> None:

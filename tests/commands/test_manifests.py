@@ -325,3 +325,244 @@ def test_manifest_cli(synthetic: Path, tmp_path: Path, shared_data: Path) -> Non
     assert str(deleted) in check.output and "missing" in check.output
     no_out = runner.invoke(app, ["manifest", "--synthetic", str(synthetic)])
     assert no_out.exit_code == 2
+
+
+# Data worth training on (issue 32): records carry "quality", "attempt", "style_mode"; older records only "capped".
+
+QUALITY_FAILED = {  # (copy, utterance) -> reasons; 1089-134691-0001 failed in every copy
+    ("drop0.5", "odd-1"): ["too_fast", "jumps"],
+    ("drop0.7", "1995-1837-0001"): ["clipping"],
+    ("drop0.3", "1089-134691-0001"): ["stops_early"],
+    ("drop0.5", "1089-134691-0001"): [],
+    ("drop0.7", "1089-134691-0001"): ["too_fast"],
+}
+OLD_CAPPED = ("drop0.3", "1089-134686-0000")  # a record of an earlier trtgen: no "quality", "capped": true
+
+
+def _edit_record(root: Path, copy: str, utterance_id: str, change) -> tuple[str, int]:
+    """Change one record in place; returns its records file and line."""
+    for path in sorted((root / copy).glob("records*.jsonl")):
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines, 1):
+            record = json.loads(line)
+            if record["id"] == utterance_id:
+                change(record)
+                lines[number - 1] = json.dumps(record)
+                path.write_text("".join(l + "\n" for l in lines))
+                return str(path), number
+    raise AssertionError(f"no record of {utterance_id} in {copy}")
+
+
+@pytest.fixture()
+def graded(synthetic: Path) -> tuple[Path, dict[tuple[str, str], tuple[str, int]]]:
+    """The synthetic copies with new-style records: every record of drop0.5 and drop0.7 carries a quality
+    verdict (QUALITY_FAILED fail), drop0.3 stays an old-style output but for one capped record; returns
+    where each failed record lies."""
+    where = {}
+    for copy in ("drop0.5", "drop0.7"):
+        for path in sorted((synthetic / copy).glob("records*.jsonl")):
+            for record in [json.loads(l) for l in path.read_text().splitlines()]:
+                reasons = QUALITY_FAILED.get((copy, record["id"]))
+
+                def grade(r: dict, reasons=reasons) -> None:
+                    r["quality"] = {"ok": reasons is None, "reasons": reasons or [], "signals": {"chars_per_s": 14.2}}
+                    r["attempt"] = 2 if r["id"] == "1272-128104-0000" else 1
+                    r["style_mode"] = "blend"
+                    r["style_draw"] = {"clips": [STYLE], "weights": [1.0]}
+
+                location = _edit_record(synthetic, copy, record["id"], grade)
+                if reasons is not None:
+                    where[(copy, record["id"])] = location
+    where[OLD_CAPPED] = _edit_record(synthetic, *OLD_CAPPED, lambda r: r.update(capped=True, stopped=False))
+    where[("drop0.3", "1089-134691-0001")] = _edit_record(
+        synthetic, "drop0.3", "1089-134691-0001", lambda r: r.update(quality={"ok": False, "reasons": ["stops_early"]})
+    )
+    return synthetic, where
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(l) for l in path.read_text().splitlines()]
+
+
+def test_records_read_quality_attempt_and_style_mode_old_and_new(synthetic: Path) -> None:
+    from trtgen.corpora.synthetic import Quality, SyntheticRecord, read_copy
+
+    old = json.loads((synthetic / "drop0.3" / "records.jsonl").read_text().splitlines()[0])
+    record = SyntheticRecord.from_json(old, "drop0.3", "records.jsonl", 1)
+    assert (record.quality, record.attempt, record.style_mode, record.style_draw) == (Quality(True, ()), 1, "clip", None)
+    assert SyntheticRecord.from_json(dict(old, capped=True), "drop0.3", "r", 1).quality == Quality(False, ("capped",))
+    new = dict(old, capped=True, quality={"ok": True, "reasons": [], "signals": {"x": 1.0}}, attempt=3, style_mode="tokens",
+               style_draw={"tokens": [0.1, 0.9]})
+    record = SyntheticRecord.from_json(new, "drop0.3", "r", 1)
+    assert record.quality.ok and record.quality.signals == {"x": 1.0}, "a record's own verdict wins over capped"
+    assert (record.attempt, record.style_mode, record.style_draw) == (3, "tokens", {"tokens": [0.1, 0.9]})
+    for bad, message in (("good", "'quality' must be an object"), ({"reasons": []}, "'quality.ok' must be true or false"),
+                         ({"ok": False, "reasons": "capped"}, "'quality.reasons' must be a list"),
+                         ({"ok": True, "signals": [1]}, "'quality.signals' must be an object")):
+        with pytest.raises(ValueError, match=message):
+            SyntheticRecord.from_json(dict(old, quality=bad), "drop0.3", "r", 1)
+    for key, bad in (("attempt", 0), ("attempt", 1.5), ("style_mode", ""), ("style_draw", [1])):
+        with pytest.raises(ValueError, match=key):
+            SyntheticRecord.from_json(dict(old, **{key: bad}), "drop0.3", "r", 1)
+    # A malformed quality is a rejected record line, as any malformed field.
+    source, line = _edit_record(synthetic, "drop0.3", "odd-1", lambda r: r.update(quality=[False]))
+    copy = read_copy(synthetic / "drop0.3")
+    assert "odd-1" not in copy.records
+    assert [(r.source, r.line, r.item) for r in copy.rejects] == [(source, line, "odd-1")]
+    assert "'quality' must be an object" in copy.rejects[0].reason
+
+
+def test_failed_utterances_are_left_out_of_every_manifest(graded, tmp_path: Path, shared_data: Path) -> None:
+    synthetic, where = graded
+    failed = set(QUALITY_FAILED) | {OLD_CAPPED}
+    out = tmp_path / "man"
+    result = write_manifests(synthetic, out, [shared_data / "LibriSpeech"], ManifestOptions(mix=0.5, splits="all", flac_to_wav=True, seed=5))
+
+    nemo = _jsonl(out / "nemo_synthetic.jsonl")
+    assert len(nemo) == 26 - len(failed)
+    assert not {(r["copy"], r["utterance_id"]) for r in nemo} & failed
+    assert all(r["quality_ok"] is True and "quality_reasons" not in r for r in nemo)
+    lhotse = pytest.importorskip("lhotse")
+    for name in ("recordings", "supervisions", "cuts"):
+        manifest = lhotse.load_manifest(out / f"lhotse_synthetic_{name}.jsonl.gz")
+        assert sorted(manifest.ids) == sorted(r["id"] for r in nemo), name
+    mixed = [r for r in _jsonl(out / "nemo_mix.jsonl") if r["synthetic"]]
+    assert len(mixed) == 7 and not {(r["copy"], r["utterance_id"]) for r in mixed} & failed
+    assert "1089-134691-0001" not in {r["utterance_id"] for r in mixed}, "failed in every copy: not in the mix pool"
+    spread = result.counts["mix_synthetic_per_copy"]
+    assert sum(spread.values()) == 7 and max(spread.values()) - min(spread.values()) <= 2
+    mix_csv = pd.read_csv(out / "openseq2seq_mix.csv")
+    synthetic_paths = [Path(f) for f in mix_csv.wav_filename if str(synthetic) in f]
+    assert len(synthetic_paths) == 7 and not {(p.parent.name, p.stem) for p in synthetic_paths} & failed
+
+    # OpenSeq2Seq: no {} row for an utterance that failed in some copy; its other copies get explicit rows.
+    table = pd.read_csv(out / "synthetic_data.csv")
+    templated = sorted(Path(f).stem for f in table.wav_filename if "{}" in f)
+    explicit = sorted((Path(f).parent.name, Path(f).stem) for f in table.wav_filename if "{}" not in f)
+    assert templated == sorted({"1089-134686-0001", "1272-128104-0000", "2412-153948-0000"} | {"1089-134691-0000"})
+    assert explicit == sorted([
+        ("drop0.3", "odd-1"), ("drop0.7", "odd-1"),
+        ("drop0.5", "1995-1837-0001"), ("drop0.3", "1995-1837-0001"),
+        ("drop0.5", "1089-134686-0000"), ("drop0.7", "1089-134686-0000"),
+    ])
+    assert table[table.wav_filename.str.contains("drop0.3/odd-1")].transcript.iloc[0] == nsr_normalize(ODD_TEXT)
+
+    # One reject per copy and utterance, at its record's file and line, with its reasons.
+    rejects = [r for r in _jsonl(out / "rejects.jsonl") if "quality check" in r["reason"]]
+    assert sorted((r["source"], r["line"], r["item"]) for r in rejects) == sorted((*where[k], k[1]) for k in failed)
+    by_key = {(Path(r["source"]).parent.name, r["item"]): r["reason"] for r in rejects}
+    assert "(too_fast, jumps)" in by_key[("drop0.5", "odd-1")] and "(capped)" in by_key[OLD_CAPPED]
+    assert "(unspecified)" in by_key[("drop0.5", "1089-134691-0001")] and "--keep-failed" in by_key[OLD_CAPPED]
+
+    assert result.failed.per_copy == {"drop0.3": 2, "drop0.5": 2, "drop0.7": 2} and result.failed.left_out == 6
+    assert result.failed.per_copy_and_reason == {
+        "drop0.3": {"capped": 1, "stops_early": 1},
+        "drop0.5": {"jumps": 1, "too_fast": 1, "unspecified": 1},
+        "drop0.7": {"clipping": 1, "too_fast": 1},
+    }
+    assert result.failed.per_reason == {"too_fast": 2, "capped": 1, "clipping": 1, "jumps": 1, "stops_early": 1, "unspecified": 1}
+    summary = json.loads((out / "manifest.json").read_text())
+    assert summary["counts"]["failed"] == json.loads(json.dumps(result.failed.to_dict()))
+    assert summary["counts"]["failed"]["left_out"] == 6 and summary["options"]["keep_failed"] is False
+
+
+def test_keep_failed_keeps_and_flags_them(graded, tmp_path: Path) -> None:
+    synthetic, _ = graded
+    out = tmp_path / "man"
+    result = write_manifests(synthetic, out, options=ManifestOptions(formats=("openseq2seq", "nemo", "lhotse"), keep_failed=True))
+    nemo = {(r["copy"], r["utterance_id"]): r for r in _jsonl(out / "nemo_synthetic.jsonl")}
+    assert len(nemo) == 26
+    assert nemo[("drop0.5", "odd-1")]["quality_ok"] is False and nemo[("drop0.5", "odd-1")]["quality_reasons"] == ["too_fast", "jumps"]
+    assert nemo[OLD_CAPPED]["quality_reasons"] == ["capped"]
+    assert sum(not r["quality_ok"] for r in nemo.values()) == 6
+    lhotse = pytest.importorskip("lhotse")
+    supervisions = lhotse.load_manifest(out / "lhotse_synthetic_supervisions.jsonl.gz")
+    assert supervisions["odd-1_drop0.5"].custom["quality_ok"] is False and supervisions["odd-1_drop0.3"].custom["quality_ok"] is True
+    table = pd.read_csv(out / "synthetic_data.csv")
+    assert len(table) == 8 and all("{}" in f for f in table.wav_filename), "kept: templated as before"
+    assert not [r for r in _jsonl(out / "rejects.jsonl") if "quality check" in r["reason"]]
+    assert result.failed.kept and result.failed.total == 6 and result.failed.left_out == 0
+
+
+def test_manifest_cli_exits_1_when_it_left_failed_utterances_out(graded, tmp_path: Path) -> None:
+    synthetic, _ = graded
+    runner = CliRunner()
+    arguments = ["manifest", "--synthetic", str(synthetic), "--formats", "nemo"]
+    left_out = runner.invoke(app, [*arguments, "--out", str(tmp_path / "a")])
+    assert left_out.exit_code == 1, left_out.output
+    assert "6 utterance(s) failed the quality check and were left out" in left_out.output
+    table = left_out.output[left_out.output.index("failed the quality check: left out"):]
+    for word in ("drop0.3", "drop0.5", "drop0.7", "too_fast", "capped", "clipping", "unspecified"):
+        assert word in table
+    kept = runner.invoke(app, [*arguments, "--out", str(tmp_path / "b"), "--keep-failed"])
+    assert kept.exit_code == 0, kept.output
+    assert "kept, flagged quality_ok: false" in kept.output
+    assert len(_jsonl(tmp_path / "b" / "nemo_synthetic.jsonl")) == 26
+
+
+def test_synthetic_flags(graded, tmp_path: Path, shared_data: Path) -> None:
+    synthetic, _ = graded
+    out = tmp_path / "man"
+    write_manifests(synthetic, out, [shared_data / "LibriSpeech"], ManifestOptions(formats=("nemo", "lhotse"), mix=0.5, splits="all"))
+    nemo = _jsonl(out / "nemo_synthetic.jsonl")
+    assert all(r["synthetic"] is True and r["dropout"] == COPIES[r["copy"]] for r in nemo)
+    by_key = {(r["copy"], r["utterance_id"]): r for r in nemo}
+    assert by_key[("drop0.5", "1272-128104-0000")]["attempt"] == 2 and by_key[("drop0.5", "1272-128104-0000")]["style_mode"] == "blend"
+    assert by_key[("drop0.3", "1272-128104-0000")]["attempt"] == 1 and by_key[("drop0.3", "1272-128104-0000")]["style_mode"] == "clip"
+    assert all(r["synthetic"] is False for r in _jsonl(out / "nemo_real.jsonl"))
+    mixed = _jsonl(out / "nemo_mix.jsonl")
+    assert Counter(r["synthetic"] for r in mixed) == {True: 7, False: 7}
+    assert all(("copy" in r) == r["synthetic"] for r in mixed)
+    lhotse = pytest.importorskip("lhotse")
+    for supervision in lhotse.load_manifest(out / "lhotse_synthetic_supervisions.jsonl.gz"):
+        custom = supervision.custom
+        assert custom["synthetic"] is True and {"copy", "dropout", "style_mode", "attempt", "quality_ok"} <= set(custom)
+    assert all(s.custom == {"synthetic": False} for s in lhotse.load_manifest(out / "lhotse_real_supervisions.jsonl.gz"))
+    for cut in lhotse.CutSet.from_file(out / "lhotse_synthetic_cuts.jsonl.gz"):
+        assert cut.custom["synthetic"] is True and cut.supervisions[0].custom["copy"] == cut.custom["copy"]
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_nemo_input_cfg_names_manifests_that_load(graded, tmp_path: Path, shared_data: Path, monkeypatch, relative: bool) -> None:
+    yaml = pytest.importorskip("yaml")
+    lhotse = pytest.importorskip("lhotse")
+    synthetic, _ = graded
+    out = tmp_path / "man"
+    options = ManifestOptions(mix=0.25, splits="all", flac_to_wav=True, relative_to=tmp_path if relative else None)
+    result = write_manifests(synthetic, out, [shared_data / "LibriSpeech"], options)
+    monkeypatch.chdir(tmp_path)  # relative paths: run the trainer from --relative-to
+    expected_rows = {True: 26 - 6, False: len(REAL_IDS)}
+    for name, kind, key in (("nemo_input_cfg.yaml", "nemo", "manifest_filepath"), ("nemo_input_cfg_lhotse.yaml", "lhotse", "cuts_path")):
+        assert result.files[name.replace(".yaml", "")] == out / name
+        entries = yaml.safe_load((out / name).read_text())
+        assert [(e["type"], e["weight"], e["tags"]) for e in entries] == [
+            (kind, 0.25, {"synthetic": False}), (kind, 0.75, {"synthetic": True})]
+        for entry in entries:
+            manifest = Path(entry[key])
+            assert manifest.is_absolute() != relative and manifest.is_file()
+            is_synthetic = entry["tags"]["synthetic"]
+            if kind == "nemo":  # what NeMo's LazyNeMoIterator needs of each line
+                rows = _jsonl(manifest)
+                for row in rows:
+                    assert Path(row["audio_filepath"]).is_file() and row["duration"] > 0 and row["text"]
+                    assert row["synthetic"] is is_synthetic
+            else:
+                rows = list(lhotse.CutSet.from_file(manifest))
+                for cut in rows:
+                    assert cut.load_audio().shape == (1, cut.recording.num_samples) and cut.supervisions[0].text
+                    assert cut.custom["synthetic"] is is_synthetic
+            assert len(rows) == expected_rows[is_synthetic]
+
+
+def test_a_mix_of_nothing_but_failed_utterances_is_refused_saying_why(synthetic: Path, tmp_path: Path, shared_data: Path) -> None:
+    for copy in COPIES:
+        for path in (synthetic / copy).glob("records*.jsonl"):
+            lines = [json.loads(l) for l in path.read_text().splitlines()]
+            path.write_text("".join(json.dumps(dict(r, quality={"ok": False, "reasons": ["late_start"]})) + "\n" for r in lines))
+    out = tmp_path / "man"
+    options = ManifestOptions(formats=("nemo",), mix=0.5, splits="all")
+    with pytest.raises(ValueError, match=r"passing the quality check .* 26 failed it \(late_start\): --keep-failed keeps them"):
+        write_manifests(synthetic, out, [shared_data / "LibriSpeech"], options)
+    assert not out.exists()
+    result = write_manifests(synthetic, out, [shared_data / "LibriSpeech"], ManifestOptions(formats=("nemo",), mix=0.5, splits="all", keep_failed=True))
+    assert result.counts["mix_synthetic"] == 7 and result.failed.total == 26

@@ -39,9 +39,9 @@ def test_prepare_generate_manifest_from_the_cli(shared_data, small_model_dir, tm
     result = runner.invoke(
         app,
         ["manifest", "--synthetic", str(synthetic), "--real", str(shared_data / "LibriSpeech"), "--splits", "all",
-         "--out", str(manifests), "--mix", "0.5", "--flac-to-wav"],
+         "--out", str(manifests), "--mix", "0.5", "--flac-to-wav", "--keep-failed"],
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, result.output  # the random test model fails the quality gate: kept here
     for name in ("synthetic_data.csv", "openseq2seq_mix.csv"):  # OpenSeq2Seq reads WAV only
         with open(manifests / name, newline="") as handle:
             assert all(row["wav_filename"].endswith(".wav") for row in csv.DictReader(handle)), name

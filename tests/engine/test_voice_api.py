@@ -373,7 +373,7 @@ def test_help_of_synthesize_and_stream_explains_every_parameter() -> None:
 
     from trtgen import Voice
 
-    words = {"text": "transcript", "style": "clip", "dropout": "[0, 1)", "seed": "seed", "utterance_id": "id", "alignment": "attention"}
+    words = {"text": "transcript", "style": "clip", "dropout": "[0, 1)", "seed": "seed", "utterance_id": "id", "alignment": "attention", "retries": "dropout stream"}
     for method in (Voice.synthesize, Voice.stream, Voice.load):
         text = _help(method)
         for parameter in list(inspect.signature(method).parameters)[1:]:
@@ -453,3 +453,74 @@ def test_a_reject_and_every_exported_error_survive_pickling(voice) -> None:
             copy = pickle.loads(pickle.dumps(error))
             assert type(copy) is cls and str(copy) == str(error), name
     assert pickle.loads(pickle.dumps(trtgen.Interrupted("SIGTERM", {"done": 3}))).partial == {"done": 3}
+
+
+# ---------------------------------------------------------------- the token bank (issue 32)
+def test_a_clips_token_weights_give_back_its_embedding(voice) -> None:
+    heads, tokens = voice.card.style_token_shape
+    seen = []
+    for name, clip in shipped_styles().items():
+        weights = voice.style_token_weights(clip)
+        assert weights.shape == (heads, tokens) and weights.dtype == np.float32, name
+        assert (weights >= 0).all(), name
+        np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-6, err_msg=name)
+        embedding = voice.style_embedding(clip)
+        again = voice.embedding_from_token_weights(weights)
+        assert again.shape == embedding.shape and again.dtype == np.float32, name
+        np.testing.assert_allclose(again, embedding, rtol=0, atol=1e-6 * np.abs(embedding).max(), err_msg=name)
+        seen.append(weights)
+    assert not any(np.array_equal(a, b) for i, a in enumerate(seen) for b in seen[i + 1 :]), "each clip has weights of its own"
+
+
+def test_any_weights_over_the_tokens_give_a_style_to_speak_with(voice) -> None:
+    heads, tokens = voice.card.style_token_shape
+    drawn = np.random.default_rng(0).dirichlet(np.ones(tokens), heads).astype(np.float32)
+    embedding = voice.embedding_from_token_weights(drawn)
+    assert embedding.shape == (voice.card.model.style_dim,) and np.isfinite(embedding).all()
+    np.testing.assert_array_equal(voice.embedding_from_token_weights(drawn), embedding)  # a pure function of the weights
+    speech = voice.synthesize("Somewhere between the voices.", embedding, seed=1, utterance_id="mix")
+    assert speech.audio.size > 0
+
+
+def test_token_weights_of_a_wrong_shape_type_or_value_are_refused_naming_the_shape(voice, tmp_path: Path) -> None:
+    from trtgen import StyleError
+
+    heads, tokens = voice.card.style_token_shape
+    clip = shipped_styles()["us-m3"]
+    good = voice.style_token_weights(clip)
+    for bad in (good[None], good.T, good[:, :-1], good.reshape(-1), [0.1] * tokens):
+        with pytest.raises(StyleError, match=rf"\({heads}, {tokens}\)"):
+            voice.embedding_from_token_weights(bad)
+    not_finite = good.copy()
+    not_finite[0, 0] = np.nan
+    for bad in (good.astype(np.int32), not_finite, np.full((heads, tokens), "a")):
+        with pytest.raises(StyleError):
+            voice.embedding_from_token_weights(bad)
+    with pytest.raises(StyleError, match="clip"):
+        voice.style_token_weights(voice.style_embedding(clip))
+    with pytest.raises(StyleError, match="unusable"):
+        voice.style_token_weights(tmp_path / "missing.wav")
+
+
+def test_a_model_exported_without_style_tokens_refuses_them_cleanly_and_speaks_as_before(voice, tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    import shutil
+
+    from tests.export.legacy import strip_style_tokens
+    from trtgen import StyleError, UsageError, Voice
+
+    old_dir = tmp_path / "old"
+    shutil.copytree(voice.model.directory, old_dir)
+    strip_style_tokens(old_dir)
+    old = Voice.load(old_dir, threads=2)
+    assert not old.card.has_style_tokens
+    clip = shipped_styles()["gb-f2"]
+    np.testing.assert_array_equal(old.style_embedding(clip), voice.style_embedding(clip))
+    heads, tokens = old.card.style_token_shape
+    uniform = np.full((heads, tokens), 1.0 / tokens, np.float32)
+    for call in (lambda: old.style_token_weights(clip), lambda: old.embedding_from_token_weights(uniform)):
+        with pytest.raises(UsageError, match="no style_tokens graph.*re-export it with this trtgen") as caught:
+            call()
+        assert not isinstance(caught.value, StyleError)
+    text = "An older model."
+    np.testing.assert_array_equal(old.synthesize(text, clip, seed=4).audio, voice.synthesize(text, clip, seed=4).audio)

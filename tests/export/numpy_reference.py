@@ -18,7 +18,7 @@ Conventions
 Public API (see each docstring): :func:`same_padding`, :func:`batch_norm`, :func:`conv1d_same`,
 :func:`conv2d_same`, :func:`cudnn_compatible_lstm_cell`, :func:`lstm_cell`, :func:`gru_cell`,
 :func:`bidirectional_lstm`, :func:`encode_text`, :func:`reference_encoder`, :func:`gst_attention`,
-:func:`encode_style`, :func:`build_memory`, :func:`initial_state`, :func:`prenet`, :func:`location_attention`,
+:func:`style_from_token_weights`, :func:`encode_style`, :func:`encode_style_with_token_weights`, :func:`build_memory`, :func:`initial_state`, :func:`prenet`, :func:`location_attention`,
 :func:`decoder_step`, :func:`decoding_caps`, :func:`decode`, :func:`postnet`.
 """
 
@@ -50,7 +50,9 @@ __all__ = [
     "encode_text",
     "reference_encoder",
     "gst_attention",
+    "style_from_token_weights",
     "encode_style",
+    "encode_style_with_token_weights",
     "build_memory",
     "initial_state",
     "prenet",
@@ -303,32 +305,54 @@ def gst_attention(weights: Weights, config: ModelConfig, ref: np.ndarray) -> tup
     weights [B, H, N])``. ``G = tanh(token_embeddings)``; ``q = ref@Wq``, ``k = G@Wk``, ``v = G@Wv`` (no biases);
     head h = feature slice ``[h·d, (h+1)·d)``, d = A/H; score with the outer tanh
     ``s[b,h,n] = Σ_d tanh(a[d] · tanh(k[h,n,d] + q[b,h,d]))`` (shared ``attention_v`` a [d], no scaling, no mask);
-    ``w = softmax_n(s)``; ``o[b,h] = Σ_n w[b,h,n] v[h,n]``; heads concatenated head-major; ``style = o @ Wout``.
+    ``w = softmax_n(s)``; then :func:`style_from_token_weights`: ``o[b,h] = Σ_n w[b,h,n] v[h,n]``; heads
+    concatenated head-major; ``style = o @ Wout``.
     """
     ref = np.asarray(ref, dtype=F64)
     heads = config.style_attention_heads
-    a_dim = config.style_attention_dim
-    d = a_dim // heads
+    d = config.style_attention_dim // heads
     tokens = np.tanh(_w(weights, STYLE + "token_embeddings"))
     q = ref @ _w(weights, STYLE + "attention/q/kernel")
     k = tokens @ _w(weights, STYLE + "attention/k/kernel")
-    v = tokens @ _w(weights, STYLE + "attention/v/kernel")
     att_v = _w(weights, STYLE + "attention/attention_v")
     n_tok = tokens.shape[0]
     qh = q.reshape(q.shape[0], heads, 1, d)  # [B, H, 1, d]
     kh = k.reshape(n_tok, heads, d).transpose(1, 0, 2)[None]  # [1, H, N, d]
-    vh = v.reshape(n_tok, heads, d).transpose(1, 0, 2)  # [H, N, d]
     scores = np.tanh(att_v * np.tanh(kh + qh)).sum(axis=-1)  # [B, H, N]
     w = np.exp(scores - scores.max(axis=-1, keepdims=True))
     w = w / w.sum(axis=-1, keepdims=True)
-    o = np.einsum("bhn,hnd->bhd", w, vh).reshape(ref.shape[0], a_dim)
-    return o @ _w(weights, STYLE + "attention/output_transform/kernel"), w
+    return style_from_token_weights(weights, config, w), w
+
+
+def style_from_token_weights(weights: Weights, config: ModelConfig, w: np.ndarray) -> np.ndarray:
+    """The token bank: token weights ``w`` [B, H, N] (any values) → style [B, A] (docs/openseq2seq-notes.md §4.4.6).
+
+    ``v = tanh(token_embeddings) @ Wv``, head h the feature slice ``[h·d, (h+1)·d)``; ``o[b,h] = Σ_n w[b,h,n] v[h,n]``,
+    heads concatenated head-major; ``style = o @ Wout``. Linear in ``w``.
+    """
+    w = np.asarray(w, dtype=F64)
+    heads = config.style_attention_heads
+    a_dim = config.style_attention_dim
+    d = a_dim // heads
+    tokens = np.tanh(_w(weights, STYLE + "token_embeddings"))
+    v = tokens @ _w(weights, STYLE + "attention/v/kernel")
+    vh = v.reshape(tokens.shape[0], heads, d).transpose(1, 0, 2)  # [H, N, d]
+    o = np.einsum("bhn,hnd->bhd", w, vh).reshape(w.shape[0], a_dim)
+    return o @ _w(weights, STYLE + "attention/output_transform/kernel")
 
 
 def encode_style(
     weights: Weights, config: ModelConfig, style_mel: np.ndarray, style_len: np.ndarray
 ) -> np.ndarray:
-    """Style embedding [B, style_attention_dim] float64 (docs/openseq2seq-notes.md §4.4).
+    """Style embedding [B, style_attention_dim] float64 (docs/openseq2seq-notes.md §4.4): the first of
+    :func:`encode_style_with_token_weights`."""
+    return encode_style_with_token_weights(weights, config, style_mel, style_len)[0]
+
+
+def encode_style_with_token_weights(
+    weights: Weights, config: ModelConfig, style_mel: np.ndarray, style_len: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(style embedding [B, style_attention_dim], token weights [B, H, N]) float64 (docs/openseq2seq-notes.md §4.4).
 
     Each item is cut to ``style_mel[b, :style_len[b]]`` and run alone through :func:`reference_encoder`
     (trtgen's batch-invariant reading of docs/openseq2seq-notes.md §4.4.1-3 / §10.2b: the GRU final state is the state at
@@ -343,7 +367,7 @@ def encode_style(
     )
     dense = STYLE + "reference_activation/"
     ref = np.tanh(h @ _w(weights, dense + "kernel") + _w(weights, dense + "bias"))
-    return gst_attention(weights, config, ref)[0]
+    return gst_attention(weights, config, ref)
 
 
 def build_memory(

@@ -20,7 +20,7 @@ tf = pytest.importorskip("tensorflow")
 from trtgen_export.checkpoint import write_checkpoint  # noqa: E402
 from trtgen_export.tf_model import TacotronGST  # noqa: E402
 from trtgen_export.variables import DECODER, expected_variables, random_weights  # noqa: E402
-from trtgen.engine.artifact import GRAPH_NAMES, load_model  # noqa: E402
+from trtgen.engine.artifact import GRAPH_NAMES, OPTIONAL_GRAPHS, STYLE_TOKEN_WEIGHTS, STYLE_TOKENS, load_model  # noqa: E402
 from trtgen.engine.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
 from trtgen.cli import app  # noqa: E402
 from trtgen.engine.config import model_preset  # noqa: E402
@@ -143,6 +143,84 @@ def test_memory_and_style_embedding(case):
     np.testing.assert_array_equal(encoded["memory_mask"], tf_mask.numpy())
 
 
+def test_style_token_weights_and_the_style_tokens_graph(case):
+    """The style encoder's second output is TensorFlow's token weights (per head a softmax over the tokens);
+    ``style_tokens`` gives back a clip's embedding from them, and TensorFlow's embedding for weights no clip gave."""
+    case, model = case
+    style, _ = _encode(case, model)
+    tf_style, tf_weights = case.reference.encode_style_with_token_weights(case.style_mel, case.style_len)
+    weights = style[STYLE_TOKEN_WEIGHTS]
+    assert weights.shape == (2, *model.card.style_token_shape)
+    assert relative_error(weights, tf_weights) <= TOLERANCE
+    assert relative_error(style["style_embedding"], tf_style) <= TOLERANCE
+    assert (weights >= 0).all()
+    np.testing.assert_allclose(weights.sum(axis=-1), 1.0, atol=1e-6)
+    backend = OnnxRuntimeBackend(model, threads=1)
+    encoder, bank = backend.load("style_encoder"), backend.load(STYLE_TOKENS)
+    for row, n in enumerate(case.style_len):  # one clip per call, as the runtime runs them
+        alone = encoder.run({"style_mel": case.style_mel[row : row + 1, :n], "style_len": case.style_len[row : row + 1]})
+        again = bank.run({STYLE_TOKEN_WEIGHTS: alone[STYLE_TOKEN_WEIGHTS]})["style_embedding"]
+        assert relative_error(again, alone["style_embedding"]) <= 1e-6
+    drawn = np.random.default_rng(3).dirichlet(np.ones(case.config.num_style_tokens), weights.shape[:2]).astype(np.float32)
+    tf_drawn = case.reference.embedding_from_token_weights(tf.constant(drawn))
+    assert relative_error(bank.run({STYLE_TOKEN_WEIGHTS: drawn})["style_embedding"], tf_drawn) <= TOLERANCE
+
+
+def _embeddings(model_dir, case: Case) -> list[np.ndarray]:
+    """The style encoder's embedding of each of the case's clips, alone, on one thread (as the runtime runs it)."""
+    runner = OnnxRuntimeBackend(load_model(model_dir), threads=1).load("style_encoder")
+    return [
+        runner.run({"style_mel": case.style_mel[row : row + 1, :n], "style_len": case.style_len[row : row + 1]}, ["style_embedding"])["style_embedding"]
+        for row, n in enumerate(case.style_len)
+    ]
+
+
+def test_a_model_exported_before_style_tokens_loads_and_is_brought_up_to_date_bit_for_bit(small_case, tmp_path):
+    """A directory without the token weights and ``style_tokens`` (as trtgen wrote them before) still loads;
+    ``add_style_tokens`` gives it both, leaving every other file as it was and every embedding bit for bit
+    (listing the attention's softmax as an output changes nothing ONNX Runtime computes)."""
+    import shutil
+
+    from tests.export.legacy import strip_style_tokens
+    from trtgen_export.style_tokens import _main, add_style_tokens, check_style_tokens
+
+    case, model = small_case
+    old = tmp_path / "old"
+    shutil.copytree(model.directory, old)
+    strip_style_tokens(old)
+    before = load_model(old)
+    assert not before.card.has_style_tokens and STYLE_TOKENS not in before.card.graphs
+    assert not (old / f"{STYLE_TOKENS}.onnx").exists()
+    files = {p.name: p.read_bytes() for p in old.iterdir() if p.name not in ("model.json", "style_encoder.onnx")}
+    embeddings = _embeddings(old, case)
+    assert _main([str(old)]) == 0  # python -m trtgen_export.style_tokens DIR
+    assert load_model(old, verify=True).card.has_style_tokens
+    assert {p.name: p.read_bytes() for p in old.iterdir() if p.name in files} == files
+    for then, now, fresh in zip(embeddings, _embeddings(old, case), _embeddings(model.directory, case)):
+        np.testing.assert_array_equal(now, then)
+        np.testing.assert_array_equal(now, fresh)
+    assert check_style_tokens(old) <= 1e-6
+    digest = load_model(old).digest
+    add_style_tokens(old)  # a second run leaves it alone
+    assert load_model(old).digest == digest
+
+
+def test_a_card_naming_style_tokens_without_the_weights_output_is_refused(small_case, tmp_path):
+    import shutil
+
+    from trtgen.engine.artifact import ModelCard, ModelError
+
+    _, model = small_case
+    broken = tmp_path / "broken"
+    shutil.copytree(model.directory, broken)
+    card = ModelCard.from_json(json.loads((broken / "model.json").read_text()))
+    encoder = card.graphs["style_encoder"]
+    card.graphs["style_encoder"] = dataclasses.replace(encoder, outputs=tuple(t for t in encoder.outputs if t.name != STYLE_TOKEN_WEIGHTS))
+    card.write(broken)
+    with pytest.raises(ModelError, match=STYLE_TOKEN_WEIGHTS):
+        load_model(broken)
+
+
 def _state(case: Case, model, encoded: dict, rng: np.random.Generator | None) -> dict:
     state = {}
     rows, time = encoded["memory_mask"].shape
@@ -217,7 +295,14 @@ def test_model_directory_and_card(case):
     case, model = case
     card = json.loads((model.directory / "model.json").read_text())
     assert card["schema_version"] == 1 and card["opset"] == 17
-    assert set(card["graphs"]) == set(GRAPH_NAMES)
+    assert set(card["graphs"]) == set(GRAPH_NAMES) | set(OPTIONAL_GRAPHS)
+    assert model.card.has_style_tokens
+    heads, tokens = model.card.style_token_shape
+    assert (heads, tokens) == (case.config.style_attention_heads, case.config.num_style_tokens)
+    weights = {"name": STYLE_TOKEN_WEIGHTS, "dtype": "float32", "shape": ["batch", heads, tokens]}
+    assert weights in card["graphs"]["style_encoder"]["outputs"]
+    assert card["graphs"][STYLE_TOKENS]["inputs"] == [weights]
+    assert card["graphs"][STYLE_TOKENS]["outputs"] == [{"name": "style_embedding", "dtype": "float32", "shape": ["batch", case.config.style_dim]}]
     assert card["model"] == json.loads(json.dumps(dataclasses.asdict(case.config)))
     assert len(card["text"]["symbols"]) == 94
     assert card["audio"]["hop_length"] == 200
@@ -233,6 +318,7 @@ def test_full_size_export_records_checkpoint_provenance(full_case):
     source = model.card.source
     assert source["checkpoint"].endswith("model.ckpt-1000") and len(source["checkpoint_sha256"]) == 64
     assert max(source["parity"].values()) < 1e-4
+    assert {STYLE_TOKEN_WEIGHTS, STYLE_TOKENS} <= set(source["parity"])
 
 
 def test_cli_records_a_stop_threshold_in_the_card(tmp_path):

@@ -26,7 +26,7 @@ from trtgen_export.trt_support import (
     parse_operators_md,
 )
 from trtgen_export.variables import random_weights
-from trtgen.engine.artifact import GRAPH_NAMES
+from trtgen.engine.artifact import GRAPH_NAMES, OPTIONAL_GRAPHS, STYLE_TOKENS
 from trtgen.engine.config import model_preset
 
 
@@ -147,7 +147,7 @@ def test_parser_refuses_an_unknown_layout() -> None:
 def test_every_exported_graph_is_supported(small_model: Path) -> None:
     report = check_tensorrt_support(small_model)
     assert report.ok, report.format()
-    assert {g.graph for g in report.graphs} == set(GRAPH_NAMES)
+    assert {g.graph for g in report.graphs} == set(GRAPH_NAMES) | set(OPTIONAL_GRAPHS)
     assert all(g.opset == 17 for g in report.graphs)
     table = SupportTable.load()
     for op in report.op_types:
@@ -160,6 +160,10 @@ def test_every_exported_graph_is_supported(small_model: Path) -> None:
     assert "Sigmoid" not in {node.op_type for node in style.graph.node}
     assert {"Loop", "Sigmoid"} <= set(next(g for g in report.graphs if g.graph == "style_encoder").op_counts)
     assert not report.findings(check="domain", verdict="no")
+    # The token bank is the style encoder's tail: matrix products and shape arithmetic, no loop.
+    tokens = next(g for g in report.graphs if g.graph == STYLE_TOKENS)
+    assert "MatMul" in tokens.op_counts and "Loop" not in tokens.op_counts
+    assert set(tokens.op_counts) <= set(next(g for g in report.graphs if g.graph == "style_encoder").op_counts)
 
 
 def test_restrictions_that_apply_are_judged(small_model: Path) -> None:
@@ -189,7 +193,7 @@ def test_runtime_binds_only_float32_and_int32(small_model: Path) -> None:
 
 
 def test_full_size_graphs_have_the_same_op_set(small_model: Path, variant_model: Path) -> None:
-    for graph in GRAPH_NAMES:
+    for graph in (*GRAPH_NAMES, *OPTIONAL_GRAPHS):
         small = graph_op_types(small_model / f"{graph}.onnx")
         other = graph_op_types(variant_model / f"{graph}.onnx")
         assert small == other, f"{graph}: {sorted(small ^ other)}"
@@ -204,7 +208,7 @@ def test_attention_window_graphs_are_supported(small_model: Path, windowed_model
     for graph in ("decoder_step", "decoder_chunk"):
         added = graph_op_types(windowed_model / f"{graph}.onnx") - graph_op_types(small_model / f"{graph}.onnx")
         assert "ArgMax" in added, sorted(added)
-    for graph in ("style_encoder", "text_encoder", "postnet"):
+    for graph in ("style_encoder", "text_encoder", "postnet", STYLE_TOKENS):
         assert graph_op_types(windowed_model / f"{graph}.onnx") == graph_op_types(small_model / f"{graph}.onnx")
 
 

@@ -81,6 +81,23 @@ def test_style_encoder_gru_and_gst_attention(setup, batch):
     assert_close(actual, expected, "style embedding")
 
 
+def test_style_token_weights_and_the_token_bank(setup, batch):
+    """The GST attention's weights (a softmax over the tokens per head) and the linear map from any weights
+    to an embedding, against the numpy reference; the embedding is that map of the clip's own weights."""
+    config, weights, model = setup
+    _, _, style, style_len = batch
+    expected_style, expected_weights = ref.encode_style_with_token_weights(weights, config, style, style_len)
+    embedding, token_weights = (t.numpy() for t in model.encode_style_with_token_weights(style, style_len))
+    assert token_weights.shape == (len(style_len), config.style_attention_heads, config.num_style_tokens)
+    assert_close(token_weights, expected_weights, "token weights")
+    np.testing.assert_allclose(token_weights.sum(axis=-1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(embedding, model.encode_style(style, style_len).numpy())
+    assert_close(embedding, expected_style, "style embedding")
+    assert_close(model.embedding_from_token_weights(token_weights).numpy(), embedding, "embedding of the clip's weights", 1e-6)
+    drawn = np.random.default_rng(5).dirichlet(np.ones(config.num_style_tokens), token_weights.shape[:2]).astype(np.float32)
+    assert_close(model.embedding_from_token_weights(drawn).numpy(), ref.style_from_token_weights(weights, config, drawn), "token bank")
+
+
 def test_style_encoder_item_equals_item_alone(setup, batch):
     _, _, model = setup
     _, _, style, style_len = batch

@@ -112,10 +112,11 @@ class _Block:
 class _RenderWorker:
     """The actor: one loaded voice on its own device; renders blocks of jobs."""
 
-    def __init__(self, spec: VoiceSpec, sample_format: str, staging: str) -> None:
+    def __init__(self, spec: VoiceSpec, sample_format: str, staging: str, retries: int) -> None:
         from trtgen.engine.voice import Voice
 
         self.sample_format = sample_format
+        self.retries = retries
         self.staging = staging
         threads = spec.threads or 1
         # Griffin-Lim keeps to the worker's CPUs too (its result does not depend on its thread count).
@@ -133,7 +134,7 @@ class _RenderWorker:
         before = dict(self.voice.times.seconds)
         decode_before = DecodeStats()
         decode_before.merge(self.voice.decode_stats)
-        outcomes = list(render(self.voice, jobs, self.sample_format, self.staging))
+        outcomes = list(render(self.voice, jobs, self.sample_format, self.staging, retries=self.retries))
         times = {k: v - before.get(k, 0.0) for k, v in self.voice.times.seconds.items()}
         return _Block(outcomes, self.name, time.perf_counter() - started, times, _difference(self.voice.decode_stats, decode_before))
 
@@ -170,7 +171,7 @@ class RayRenderer:
     workers: dict[str, WorkerReport] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, spec: VoiceSpec, cluster: ClusterOptions, sample_format: str) -> RayRenderer:
+    def start(cls, spec: VoiceSpec, cluster: ClusterOptions, sample_format: str, retries: int) -> RayRenderer:
         """Connect (``local``: a private instance; ``auto``; ``ray://host:port``), check that the cluster can
         hold the workers, start them and wait until each has loaded the model from ``spec``. Refuses
         (exit 2) before any output is written when something is missing."""
@@ -203,7 +204,7 @@ class RayRenderer:
             # Named, so that an operator (or a test) can find a worker through Ray's API: ray.util.list_named_actors.
             run = uuid.uuid4().hex[:8]
             actors = [
-                worker_class.options(name=f"{WORKER_NAME_PREFIX}{run}-{i}", namespace=WORKER_NAMESPACE).remote(spec, sample_format, f"ray-{run}-{i}")
+                worker_class.options(name=f"{WORKER_NAME_PREFIX}{run}-{i}", namespace=WORKER_NAMESPACE).remote(spec, sample_format, f"ray-{run}-{i}", retries)
                 for i in range(cluster.workers)
             ]
             try:

@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
@@ -35,6 +36,7 @@ from trtgen.corpora.synthetic import list_copies, manifest_id, record_files
 from trtgen.engine.artifact import Model
 from trtgen.engine.decode import DecodeStats
 from trtgen.engine.synthesis import StageTimes, SynthesisOptions
+from trtgen.engine.quality import parse_quality_overrides
 from trtgen.engine.vocoder import griffin_lim_preset
 from trtgen.engine.voice import Voice, VoiceSpec
 from trtgen.errors import Interrupted, MissingInputError, UsageError
@@ -49,6 +51,9 @@ __all__ = [
 ]
 
 _COPY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+DEFAULT_RETRIES = 2
+"""Attempts more at an utterance the quality gate fails (docs/quality.md: what
+they turn into passing utterances, and what they cost)."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,8 @@ class GenerateOptions:
         sample_format: ``pcm16`` or ``float32`` WAV.
         naming: ``id`` (``<id>.wav``) or ``openseq2seq`` (``sample_step0_{N}_syn.wav``).
         cluster: render on Ray workers instead of in this process (the same files).
+        retries: attempts more, each with the next dropout stream, at an utterance the quality gate
+            fails (:mod:`trtgen.engine.quality`); the gate's thresholds are ``voice.quality``'s.
     """
 
     list_path: Path
@@ -140,8 +147,11 @@ class GenerateOptions:
     sample_format: str = "pcm16"
     naming: str = "id"
     cluster: ClusterOptions | None = None
+    retries: int = DEFAULT_RETRIES
 
     def __post_init__(self) -> None:
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise UsageError(f"--retries {self.retries!r}: must be 0 or more")
         if self.limit is not None and self.limit < 0:
             raise UsageError(f"--limit {self.limit}: must be 0 or more")
         if self.sample_format not in SAMPLE_FORMATS:
@@ -181,6 +191,8 @@ def generate_options(
     ray: str | None = None,
     workers: int = 1,
     block_size: int | None = None,
+    quality: str | None = None,
+    retries: int | None = None,
     **rest: Any,
 ) -> GenerateOptions:
     """:class:`GenerateOptions` from the command line's values, every one checked (``trtgen generate``)."""
@@ -192,10 +204,12 @@ def generate_options(
     voice = VoiceSpec(
         model_dir=model_dir, backend=backend, device=device, threads=threads, precision=precision,
         synthesis=SynthesisOptions(batch_size=batch_size, vocoder=vocoder_options, vocoder_device=vocoder_device),
+        quality=tuple(parse_quality_overrides(quality).items()),
     )
     return GenerateOptions(
         list_path=list_path, out_dir=out_dir, voice=voice, copies=parse_copies(copies, base_seed=seed), seed=seed,
-        shard=parse_shard(shard), cluster=None if ray is None else ClusterOptions(ray, workers, block_size), **rest,
+        shard=parse_shard(shard), cluster=None if ray is None else ClusterOptions(ray, workers, block_size),
+        retries=DEFAULT_RETRIES if retries is None else retries, **rest,
     )
 
 
@@ -209,6 +223,9 @@ class CopyReport:
             text, style clip or settings changed, the file was gone, or it no longer matched its record.
         not_in_list: utterances of the copy whose row is no longer in the list (kept unless ``prune``).
         pruned: of those, removed (records and files) by ``--prune``.
+        failed: written utterances the quality gate failed after every attempt; ``failed_reasons``
+            counts their reasons (an utterance may have several).
+        retried: written utterances that passed on a later attempt.
     """
 
     name: str
@@ -225,6 +242,9 @@ class CopyReport:
     audio_seconds: float = 0.0
     stopped: int = 0
     capped: int = 0
+    failed: int = 0
+    failed_reasons: Counter[str] = field(default_factory=Counter)
+    retried: int = 0
 
 
 @dataclass
@@ -261,10 +281,13 @@ class GenerateReport:
 
 
 def _settings(model: Model, copy: CopySpec, options: GenerateOptions, backend: str, precision: str) -> dict[str, Any]:
-    """What must be equal for outputs to be combined in one copy directory."""
+    """What must be equal for outputs to be combined in one copy directory (the quality gate's thresholds
+    and retries too: they decide which attempt of a failing utterance is kept)."""
     vocoder = asdict(options.voice.synthesis.vocoder)
     vocoder.pop("threads", None)
     return {
+        "quality": options.voice.quality_thresholds(model.card).to_json(),
+        "retries": options.retries,
         "trtgen_version": __version__,
         "model": model.card.name,
         "model_digest": model.source_digest,
@@ -283,10 +306,15 @@ def _settings(model: Model, copy: CopySpec, options: GenerateOptions, backend: s
 def inputs_digest(utterance_id: str, text: str, style_sha256: str, settings: dict[str, Any]) -> str:
     """SHA-256 of everything that determines an utterance's audio: its id (which keys its random
     streams), the list row's text, the style clip's bytes, and the copy's settings (model digest,
-    dropout, seed, vocoder, backend, sample format...)."""
-    payload = json.dumps([utterance_id, text, style_sha256, settings], sort_keys=True, ensure_ascii=False)
+    dropout, seed, vocoder, backend, sample format...), the quality gate's aside (:data:`GATE_SETTINGS`:
+    they touch only utterances that fail, and the settings check already holds them equal)."""
+    audio_settings = {k: v for k, v in settings.items() if k not in GATE_SETTINGS}
+    payload = json.dumps([utterance_id, text, style_sha256, audio_settings], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
+
+GATE_SETTINGS = ("quality", "retries")
+"""Settings of the quality gate: in ``settings.json`` (a copy keeps them), not in the inputs digest."""
 
 StopRequest = Callable[[], "str | None"]
 """Asked after each utterance is written: the reason to stop there (e.g. ``"SIGTERM"``), or None to go on."""
@@ -391,9 +419,10 @@ class Renderer(Protocol):
 class LocalRenderer:
     """Renders in this process, with the voice loaded here."""
 
-    def __init__(self, voice: Voice, sample_format: str, startup_seconds: float) -> None:
+    def __init__(self, voice: Voice, sample_format: str, retries: int, startup_seconds: float) -> None:
         self.voice = voice
         self.sample_format = sample_format
+        self.retries = retries
         backend = voice.synthesizer.backend
         self.backend_name = f"{backend.name}-{backend.device}"
         self.precision = voice.precision
@@ -403,7 +432,7 @@ class LocalRenderer:
         self.workers: dict[str, Any] = {}
 
     def render(self, jobs: list[Job]) -> Iterator[Outcome]:
-        return render(self.voice, jobs, self.sample_format)
+        return render(self.voice, jobs, self.sample_format, retries=self.retries)
 
     def describe(self) -> str:
         return self.voice.describe()
@@ -426,11 +455,11 @@ def run_generate(options: GenerateOptions, progress: Progress | None = None, sto
         from trtgen.commands.cluster import RayRenderer
 
         model = options.voice.load_model()
-        renderer: Renderer = RayRenderer.start(options.voice, options.cluster, options.sample_format)
+        renderer: Renderer = RayRenderer.start(options.voice, options.cluster, options.sample_format, options.retries)
     else:
         voice = Voice.load(options.voice)
         model = voice.model
-        renderer = LocalRenderer(voice, options.sample_format, time.perf_counter() - started)
+        renderer = LocalRenderer(voice, options.sample_format, options.retries, time.perf_counter() - started)
     try:
         return _generate(options, model, listing, renderer, progress, stop, started)
     finally:
@@ -531,8 +560,14 @@ def _record(writer: CopyWriter, report: CopyReport, row: InferRow, job: Job, out
         copy=job.copy, dropout=job.dropout, seed=job.seed, frames=outcome.frames, steps=outcome.steps,
         duration_s=round(outcome.duration_s, 6), stopped=outcome.stopped, capped=not outcome.stopped, audio=job.audio,
         audio_bytes=outcome.audio_bytes, audio_sha256=outcome.audio_sha256, inputs_sha256=job.inputs_sha256,
+        quality=outcome.quality, attempt=outcome.attempt,
     ), outcome.audio_status)
     report.written += 1
     report.audio_seconds += outcome.duration_s
     report.stopped += int(outcome.stopped)
     report.capped += int(not outcome.stopped)
+    if outcome.quality is not None and not outcome.quality["ok"]:
+        report.failed += 1
+        report.failed_reasons.update(outcome.quality["reasons"])
+    elif outcome.attempt > 1:
+        report.retried += 1

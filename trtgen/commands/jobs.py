@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from trtgen.commands.writers import write_utterance_wav
 from trtgen.engine.voice import Rejected, Row, Voice
@@ -59,6 +59,8 @@ class Outcome:
         audio_status: ``(inode, ctime_ns)`` of the WAV right after it was renamed into place: the writer
             compares it at the end of the run to be sure nothing changed the file since (see
             docs/generating.md, "One record per utterance").
+        quality: the quality gate's verdict as the record carries it (``ok``, ``reasons``, ``signals``).
+        attempt: which try this is (``--retries`` speaks a failed utterance again).
     """
 
     job: Job
@@ -71,13 +73,18 @@ class Outcome:
     audio_sha256: str = ""
     audio_bytes: int = 0
     audio_status: tuple[int, int] = (0, 0)
+    quality: dict[str, Any] | None = None
+    attempt: int = 1
 
 
-def render(voice: Voice, jobs: Iterable[Job], sample_format: str, staging: str | None = None) -> Iterator[Outcome]:
+def render(
+    voice: Voice, jobs: Iterable[Job], sample_format: str, staging: str | None = None, *, retries: int = 0
+) -> Iterator[Outcome]:
     """Speak ``jobs`` and write each WAV atomically into its copy directory (through the staging directory
-    ``staging`` names, :func:`~trtgen.commands.writers.staging_dir`); yields outcomes as they finish."""
+    ``staging`` names, :func:`~trtgen.commands.writers.staging_dir`); yields outcomes as they finish.
+    ``retries``: attempts more at an utterance the quality gate fails (:meth:`Voice.stream`)."""
     rows = (Row(job.id, job.text, job.style, job.dropout, job.seed, tag=job) for job in jobs)
-    for result in voice.stream(rows):
+    for result in voice.stream(rows, retries=retries):
         job: Job = result.tag
         if isinstance(result, Rejected):
             yield Outcome(job, reject=result.reason)
@@ -88,4 +95,5 @@ def render(voice: Voice, jobs: Iterable[Job], sample_format: str, staging: str |
         yield Outcome(
             job, frames=result.frames, steps=result.steps, duration_s=result.duration_s, stopped=result.stopped,
             text=result.text, audio_sha256=written.sha256, audio_bytes=written.size_bytes, audio_status=written.status,
+            quality=None if result.quality is None else result.quality.to_json(), attempt=result.attempt,
         )

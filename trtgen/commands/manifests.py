@@ -10,17 +10,31 @@ Formats (written to ``output_dir``):
   transcript (or file name) differs between copies (copies made from different versions of the list)
   gets one explicit row per copy, which ``Speech2TextDataLayer`` reads as it stands (it calls
   ``filename.format(choice)``, which leaves a path without braces unchanged). Utterances missing from
-  some copies are left out and reported.
-* ``nemo``: JSON lines ``{"audio_filepath", "duration", "text", "sampling_rate", "id", ...}``:
+  some copies are left out and reported. An utterance that failed the quality check in some copies
+  gets explicit rows for the copies where it passed.
+* ``nemo``: JSON lines ``{"audio_filepath", "duration", "text", "sampling_rate", "id", "synthetic", ...}``:
   ``nemo_synthetic.jsonl`` (one line per copy and utterance, plus ``utterance_id``, ``copy``, ``style``,
-  ``dropout``) and ``nemo_real.jsonl``. ``sampling_rate`` makes NeMo's Lhotse reader name each cut by
-  its file's full path instead of its stem, which every copy of an utterance shares (README "Manifests").
-* ``lhotse``: ``lhotse_{real,synthetic}_{recordings,supervisions}.jsonl.gz``; the supervision speaker
-  is the M-AILABS style speaker.
+  ``dropout``, ``style_mode``, ``attempt``, ``quality_ok``) and ``nemo_real.jsonl``. ``sampling_rate``
+  makes NeMo's Lhotse reader name each cut by its file's full path instead of its stem, which every copy
+  of an utterance shares (README "Manifests").
+* ``lhotse``: ``lhotse_{real,synthetic}_{recordings,supervisions}.jsonl.gz`` and the same joined as cuts,
+  ``lhotse_{real,synthetic}_cuts.jsonl.gz``; the supervision speaker is the M-AILABS style speaker, and
+  its ``custom`` carries the fields NeMo's lines carry beyond the transcript.
 * ``--mix P``: ``openseq2seq_mix.csv`` / ``nemo_mix.jsonl`` holding every real utterance once and
   ``round(R * (1 - P) / P)`` synthetic rows, so that the real fraction is P (0.5 = 50/50) in every
-  epoch, for trainers without ``syn_enable``. See :func:`plan_mix`. OpenSeq2Seq reads WAV only: real
-  FLAC rows are converted to WAV under ``real_wav/`` when asked (``flac_to_wav``), else refused.
+  epoch, for trainers without ``syn_enable``. See :func:`plan_mix`; a draw of a copy where its utterance
+  failed the quality check takes another copy where it passed. OpenSeq2Seq reads WAV only: real FLAC
+  rows are converted to WAV under ``real_wav/`` when asked (``flac_to_wav``), else refused. Beside them,
+  ``nemo_input_cfg.yaml`` (and ``nemo_input_cfg_lhotse.yaml`` over the cut manifests) let NeMo's Lhotse
+  data loader draw the same fraction by weight, without a physical mix (docs/generating.md, "Mixing by
+  weight in NeMo").
+
+**Data worth training on.** An utterance whose record says its quality check failed
+(:class:`~trtgen.corpora.synthetic.Quality`; a record of an earlier trtgen: when it was capped) is left
+out of every manifest and listed in ``rejects.jsonl`` with its reasons, one reject per copy and
+utterance; ``keep_failed`` keeps it, flagged ``quality_ok: false``. Either way they are counted per copy
+and reason (:class:`FailedUtterances`). Every synthetic entry says ``synthetic: true``, every real one
+``synthetic: false``, so a trainer can tell them apart.
 
 A synthetic utterance's id is ``<utterance id>_<copy>`` in every manifest (a real one keeps its own), so
 ids are unique across copies and between real and synthetic rows. Every synthetic file's header, length
@@ -61,6 +75,7 @@ __all__ = [
     "FORMATS",
     "ManifestOptions",
     "ManifestResult",
+    "FailedUtterances",
     "DamagedAudioError",
     "nsr_normalize",
     "MixDraw",
@@ -111,6 +126,9 @@ class ManifestOptions:
     verify: bool = False
     """Digest every synthetic file against its record; by default only files changed since their
     records file was written are digested (:func:`trtgen.corpora.synthetic.audio_problem`)."""
+    keep_failed: bool = False
+    """Keep the utterances that failed the quality check, flagged ``quality_ok: false`` (still counted);
+    by default they are left out of every manifest and listed in ``rejects.jsonl``."""
 
 
 class DamagedAudioError(UsageError):
@@ -165,13 +183,53 @@ class _RealFile:
     info: AudioInfo | None
 
 
+UNSPECIFIED_REASON = "unspecified"
+"""The reason counted for a failed quality check whose record names none."""
+
+
+@dataclass
+class FailedUtterances:
+    """Utterances that failed the quality check, per copy and per reason (one utterance may have several)."""
+
+    kept: bool = False
+    """Kept in the manifests (``keep_failed``), or left out of them."""
+    per_copy: dict[str, int] = field(default_factory=dict)
+    """Failed utterances of each selected copy (0 included)."""
+    per_copy_and_reason: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_copy.values())
+
+    @property
+    def left_out(self) -> int:
+        """Failed utterances left out of the manifests: a run that left some out exits 1."""
+        return 0 if self.kept else self.total
+
+    @property
+    def per_reason(self) -> dict[str, int]:
+        """Failed utterances per reason over every copy, the most frequent first."""
+        counts: Counter[str] = Counter()
+        for by_reason in self.per_copy_and_reason.values():
+            counts.update(by_reason)
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kept": self.kept, "total": self.total, "left_out": self.left_out, "per_copy": self.per_copy,
+                "per_reason": self.per_reason, "per_copy_and_reason": self.per_copy_and_reason}
+
+
 @dataclass
 class ManifestResult:
+    """What :func:`write_manifests` wrote, what it left out (``rejects``, ``failed``) and its counts."""
+
     files: dict[str, Path] = field(default_factory=dict)
     rejects: list[Reject] = field(default_factory=list)
     openseq2seq_config: list[str] = field(default_factory=list)
     """Lines to add to an OpenSeq2Seq ASR config (printed by the CLI)."""
     counts: dict[str, Any] = field(default_factory=dict)
+    failed: FailedUtterances = field(default_factory=FailedUtterances)
+    """Utterances that failed the quality check (also in ``counts["failed"]``)."""
 
 
 class _Paths:
@@ -224,25 +282,60 @@ def _scan_copies(copies: list[SyntheticCopy], tolerance_s: float, progress: Prog
     return result
 
 
+def _leave_out_failed(
+    copies: list[SyntheticCopy], files: list[dict[str, _SynFile]], keep_failed: bool, rejects: list[Reject]
+) -> tuple[list[dict[str, _SynFile]], FailedUtterances]:
+    """Per copy, the files that go into the manifests (those whose quality check passed, or every one
+    with ``keep_failed``), and the count of those that failed; each one left out becomes a reject."""
+    failed = FailedUtterances(kept=keep_failed)
+    usable: list[dict[str, _SynFile]] = []
+    for copy, per_copy in zip(copies, files):
+        reasons: Counter[str] = Counter()
+        kept: dict[str, _SynFile] = {}
+        for utterance_id, f in per_copy.items():
+            quality = f.record.quality
+            if quality.ok or keep_failed:
+                kept[utterance_id] = f
+            if quality.ok:
+                continue
+            named = quality.reasons or (UNSPECIFIED_REASON,)
+            reasons.update(dict.fromkeys(named, 1))
+            failed.per_copy[copy.name] = failed.per_copy.get(copy.name, 0) + 1
+            if not keep_failed:
+                rejects.append(Reject(
+                    f.record.source, f.record.line,
+                    f"copy {copy.name}: failed the quality check ({', '.join(named)}): left out of every manifest (--keep-failed keeps it)",
+                    utterance_id,
+                ))
+        failed.per_copy.setdefault(copy.name, 0)
+        failed.per_copy_and_reason[copy.name] = dict(sorted(reasons.items()))
+        usable.append(kept)
+    return usable, failed
+
+
 @dataclass(frozen=True)
 class _Selection:
     """Which synthetic utterances go where in the OpenSeq2Seq CSV: ``common`` are present in every copy
-    (the mix draws from them), ``templated`` the common ones with one file name and one transcript in
-    every copy (one ``{}`` row each), ``explicit`` the other common ones (a row per copy)."""
+    and usable in at least one (the mix draws from them), ``templated`` the common ones usable in every
+    copy with one file name and one transcript (one ``{}`` row each), ``explicit`` the other common ones
+    with the copies that get a row (those where the utterance is usable)."""
 
     common: list[str]
     templated: list[str]
-    explicit: list[str]
+    explicit: list[tuple[str, tuple[int, ...]]]
 
 
-def _select_templated(copies: list[SyntheticCopy], files: list[dict[str, _SynFile]], rejects: list[Reject]) -> _Selection:
+def _select_templated(
+    copies: list[SyntheticCopy], files: list[dict[str, _SynFile]], usable: list[dict[str, _SynFile]], rejects: list[Reject]
+) -> _Selection:
     """Sort the utterances into :class:`_Selection`; those missing from some copies, or whose file name
-    cannot go into a CSV, are reported and left out."""
+    cannot go into a CSV, are reported and left out. ``usable`` are the files that go into manifests (a
+    failed quality check in one copy must not take the utterance's other copies out)."""
     names = [c.name for c in copies]
     every = sorted(set().union(*(f.keys() for f in files)))
     common: list[str] = []
     templated: list[str] = []
-    explicit: list[str] = []
+    explicit: list[tuple[str, tuple[int, ...]]] = []
     for utterance_id in every:
         present = [i for i, f in enumerate(files) if utterance_id in f]
         first = files[present[0]][utterance_id].record
@@ -254,10 +347,34 @@ def _select_templated(copies: list[SyntheticCopy], files: list[dict[str, _SynFil
         if any(ch in r.audio for r in records for ch in "{},\n"):
             rejects.append(Reject(first.source, first.line, "file name contains '{', '}' or ',' and cannot go into an OpenSeq2Seq CSV", utterance_id))
             continue
+        usable_in = tuple(i for i, per_copy in enumerate(usable) if utterance_id in per_copy)
+        if not usable_in:
+            continue  # failed in every copy: each copy's reject says so
         common.append(utterance_id)
         same = len({r.audio for r in records}) == 1 and len({nsr_normalize(r.text) for r in records}) == 1
-        (templated if same else explicit).append(utterance_id)
+        if same and len(usable_in) == len(files):
+            templated.append(utterance_id)
+        else:
+            explicit.append((utterance_id, usable_in))
     return _Selection(common, templated, explicit)
+
+
+def _usable_draws(plan: list[MixDraw], usable: list[dict[str, _SynFile]], ids: list[str]) -> list[MixDraw]:
+    """The plan with each synthetic draw of a copy where its utterance failed the quality check moved to
+    the copy, among those where it passed, with the fewest draws so far (ties: the next in selection
+    order): every utterance usable somewhere stays in the mix as often as the others, and the copies
+    stay nearly even."""
+    draws_per_copy = [0] * len(usable)
+    result = []
+    for draw in plan:
+        if not draw.real and ids[draw.index] not in usable[draw.copy]:
+            order = [(draw.copy + step) % len(usable) for step in range(1, len(usable))]
+            passed = [c for c in order if ids[draw.index] in usable[c]]  # never empty: _select_templated keeps those out
+            draw = dataclasses.replace(draw, copy=min(passed, key=lambda c: draws_per_copy[c]))
+        if not draw.real:
+            draws_per_copy[draw.copy] += 1
+        result.append(draw)
+    return result
 
 
 def _check_output_dir(out: Path, root: Path) -> None:
@@ -324,8 +441,6 @@ def write_manifests(
             raise UsageError("--mix needs the real data (--real)")
         if not 0.0 < options.mix < 1.0:
             raise UsageError(f"--mix is the fraction of real rows and must be in (0, 1), got {options.mix}")
-        if not {"openseq2seq", "nemo"} & set(formats):
-            raise UsageError("--mix writes openseq2seq and nemo manifests; add one of them to --formats")
     root = Path(synthetic_dir).expanduser().absolute()
     out = Path(output_dir).expanduser().absolute()
     if out.exists() and not out.is_dir():
@@ -343,7 +458,8 @@ def write_manifests(
     for copy in copies:
         rejects.extend(copy.rejects)
     files = _scan_copies(copies, options.duration_tolerance_s, progress)
-    selection = _select_templated(copies, files, rejects)
+    usable, result.failed = _leave_out_failed(copies, files, options.keep_failed, rejects)
+    selection = _select_templated(copies, files, usable, rejects)
     mix_ids = selection.common
     openseq2seq_mix = options.mix is not None and "openseq2seq" in formats
     need_real_info = bool({"nemo", "lhotse"} & set(formats)) or openseq2seq_mix
@@ -359,8 +475,14 @@ def write_manifests(
         base = render(root)
         if any(ch in base for ch in "{},"):
             raise UsageError(f"synthetic root {base} contains '{{', '}}' or ',' and cannot be an OpenSeq2Seq template")
-    synthetic = [f for per_copy in files for f in _sorted(per_copy)]
-    _check_unique([_synthetic_id(f.record) for f in synthetic] + [r.utterance.id for r in real_files], "synthetic and real rows together")
+    synthetic = [f for per_copy in usable for f in _sorted(per_copy)]
+    every_file = [f for per_copy in files for f in per_copy.values()]  # failed ones too: ids never depend on quality
+    _check_unique([_synthetic_id(f.record) for f in every_file] + [r.utterance.id for r in real_files], "synthetic and real rows together")
+    if options.mix is not None and {"openseq2seq", "nemo"} & set(formats) and not mix_ids and result.failed.left_out:
+        raise UsageError(
+            f"a mixed manifest needs synthetic utterances present in every selected copy and passing the quality check in "
+            f"one at least; {result.failed.left_out} failed it ({', '.join(result.failed.per_reason)}): --keep-failed keeps them"
+        )
     out.mkdir(parents=True, exist_ok=True)
 
     if "openseq2seq" in formats:
@@ -370,9 +492,9 @@ def write_manifests(
             for utterance_id in selection.templated:
                 first = files[0][utterance_id]
                 handle.write(f"{base}/{{}}/{first.record.audio},{first.size},{nsr_normalize(first.record.text)}\n")
-            for utterance_id in selection.explicit:
-                for per_copy in files:
-                    f = per_copy[utterance_id]
+            for utterance_id, usable_in in selection.explicit:
+                for index in usable_in:
+                    f = usable[index][utterance_id]
                     handle.write(f"{render(f.path)},{f.size},{nsr_normalize(f.record.text)}\n")
         result.files["openseq2seq"] = path
         result.openseq2seq_config = _openseq2seq_config(path, real_csvs, [c.name for c in copies], bool(real) and not real_csvs, render)
@@ -394,13 +516,24 @@ def write_manifests(
             result.files["lhotse_real_supervisions"] = out / "lhotse_real_supervisions.jsonl.gz"
             write_jsonl(result.files["lhotse_real_recordings"], (_lhotse_recording(r.utterance.id, r.utterance.audio, r.info, render) for r in real_files))  # type: ignore[arg-type]
             write_jsonl(result.files["lhotse_real_supervisions"], (_lhotse_real_supervision(r, options.language) for r in real_files))
+        result.files["lhotse_synthetic_cuts"] = out / "lhotse_synthetic_cuts.jsonl.gz"
+        write_jsonl(result.files["lhotse_synthetic_cuts"], (
+            _lhotse_cut(_lhotse_recording(_synthetic_id(f.record), f.path, f.info, render), _lhotse_synthetic_supervision(f, options.language))
+            for f in synthetic
+        ))
+        if real:
+            result.files["lhotse_real_cuts"] = out / "lhotse_real_cuts.jsonl.gz"
+            write_jsonl(result.files["lhotse_real_cuts"], (
+                _lhotse_cut(_lhotse_recording(r.utterance.id, r.utterance.audio, r.info, render), _lhotse_real_supervision(r, options.language))  # type: ignore[arg-type]
+                for r in real_files
+            ))
 
-    if options.mix is not None:
+    if options.mix is not None and {"openseq2seq", "nemo"} & set(formats):
         wav_files = _convert_to_wav(real_files, out / REAL_WAV_DIR, progress, rejects) if openseq2seq_mix and not_wav else real_files
         if len(wav_files) < len(real_files):  # the mix draws the same real rows in both formats
             converted = {r.utterance.id for r in wav_files}
             real_files = [r for r in real_files if r.utterance.id in converted]
-        plan = plan_mix(len(real_files), len(mix_ids), len(copies), options.mix, options.seed)
+        plan = _usable_draws(plan_mix(len(real_files), len(mix_ids), len(copies), options.mix, options.seed), usable, mix_ids)
         result.counts["mix_real"] = sum(1 for d in plan if d.real)
         result.counts["mix_synthetic"] = len(plan) - result.counts["mix_real"]
         per_copy = [0] * len(copies)
@@ -413,21 +546,33 @@ def write_manifests(
             with atomic_write(path, "w", newline="\n") as handle:
                 handle.write(OPENSEQ2SEQ_HEADER + "\n")
                 for d in plan:
-                    handle.write(_openseq2seq_mix_line(d, wav_files, files, mix_ids, render) + "\n")
+                    handle.write(_openseq2seq_mix_line(d, wav_files, usable, mix_ids, render) + "\n")
             result.files["openseq2seq_mix"] = path
         if "nemo" in formats:
             result.files["nemo_mix"] = out / "nemo_mix.jsonl"
             rows = [
-                _nemo_real(real_files[d.index], render) if d.real else _nemo_synthetic(files[d.copy][mix_ids[d.index]], render)
+                _nemo_real(real_files[d.index], render) if d.real else _nemo_synthetic(usable[d.copy][mix_ids[d.index]], render)
                 for d in plan
             ]
             rows = _number_repeats(rows)
             _check_unique([row["id"] for row in rows], "nemo_mix.jsonl")
             write_jsonl(result.files["nemo_mix"], rows)
+    if options.mix is not None:  # the same fraction, drawn by NeMo's data loader from the manifests as they are
+        weights = {"real": options.mix, "synthetic": 1.0 - options.mix}
+        if "nemo" in formats:
+            result.files["nemo_input_cfg"] = out / "nemo_input_cfg.yaml"
+            _write_input_cfg(result.files["nemo_input_cfg"], "nemo", "manifest_filepath", {
+                "real": result.files["nemo_real"], "synthetic": result.files["nemo_synthetic"]}, weights, render)
+        if "lhotse" in formats:
+            result.files["nemo_input_cfg_lhotse"] = out / "nemo_input_cfg_lhotse.yaml"
+            _write_input_cfg(result.files["nemo_input_cfg_lhotse"], "lhotse", "cuts_path", {
+                "real": result.files["lhotse_real_cuts"], "synthetic": result.files["lhotse_synthetic_cuts"]}, weights, render)
 
     result.counts.update({
         "copies": [c.name for c in copies],
         "synthetic_files": sum(len(f) for f in files),
+        "synthetic_rows": len(synthetic),
+        "failed": result.failed.to_dict(),
         "templated_utterances": len(selection.templated),
         "per_copy_utterances": len(selection.explicit),
         "real_utterances": len(real_files),
@@ -541,12 +686,23 @@ def _header(info: AudioInfo | None) -> AudioInfo:
     return info
 
 
+def _synthetic_fields(record: SyntheticRecord) -> dict[str, Any]:
+    """What a trainer may want to know of a synthetic entry beyond its audio and transcript: NeMo lines
+    carry it (NeMo's Lhotse reader moves it to ``cut.custom``), Lhotse supervisions in ``custom``."""
+    fields: dict[str, Any] = {
+        "synthetic": True, "utterance_id": record.id, "copy": record.copy, "style": record.style, "dropout": record.dropout,
+        "style_mode": record.style_mode, "attempt": record.attempt, "quality_ok": record.quality.ok,
+    }
+    if not record.quality.ok:
+        fields["quality_reasons"] = list(record.quality.reasons)
+    return fields
+
+
 def _nemo_synthetic(f: _SynFile, render: _Paths) -> dict[str, Any]:
     info = _header(f.info)
     return {
         "audio_filepath": render(f.path), "duration": round(info.duration_s, 6), "text": nsr_normalize(f.record.text),
-        "sampling_rate": info.sample_rate, "id": _synthetic_id(f.record), "utterance_id": f.record.id, "copy": f.record.copy,
-        "style": f.record.style, "dropout": f.record.dropout,
+        "sampling_rate": info.sample_rate, "id": _synthetic_id(f.record), **_synthetic_fields(f.record),
     }
 
 
@@ -554,7 +710,7 @@ def _nemo_real(r: _RealFile, render: _Paths) -> dict[str, Any]:
     info = _header(r.info)
     return {
         "audio_filepath": render(r.utterance.audio), "duration": round(info.duration_s, 6),  # type: ignore[arg-type]
-        "text": nsr_normalize(r.utterance.text), "sampling_rate": info.sample_rate, "id": r.utterance.id,
+        "text": nsr_normalize(r.utterance.text), "sampling_rate": info.sample_rate, "id": r.utterance.id, "synthetic": False,
     }
 
 
@@ -570,7 +726,7 @@ def _lhotse_recording(recording_id: str, path: Path, info: AudioInfo | None, ren
 
 def _lhotse_synthetic_supervision(f: _SynFile, language: str) -> dict[str, Any]:
     recording_id = _synthetic_id(f.record)
-    custom = {"utterance_id": f.record.id, "copy": f.record.copy, "style": f.record.style, "dropout": f.record.dropout}
+    custom = _synthetic_fields(f.record)
     row: dict[str, Any] = {
         "id": recording_id, "recording_id": recording_id, "start": 0.0, "duration": _header(f.info).duration_s, "channel": 0,
         "text": f.record.text, "language": language,
@@ -589,4 +745,60 @@ def _lhotse_real_supervision(r: _RealFile, language: str) -> dict[str, Any]:
     }
     if r.utterance.speaker:
         row["speaker"] = r.utterance.speaker
+    row["custom"] = {"synthetic": False}
     return row
+
+
+def _lhotse_cut(recording: dict[str, Any], supervision: dict[str, Any]) -> dict[str, Any]:
+    """A Lhotse ``MonoCut`` as ``CutSet.to_file`` writes it: the whole recording with its supervision,
+    whose ``custom`` the cut carries too (where NeMo's input_cfg ``tags`` go)."""
+    return {
+        "id": recording["id"], "start": 0.0, "duration": recording["duration"], "channel": 0, "supervisions": [supervision],
+        "recording": recording, "custom": dict(supervision["custom"]), "type": "MonoCut",
+    }
+
+
+def _write_input_cfg(path: Path, kind: str, path_key: str, manifests: dict[str, Path], weights: dict[str, float], render: _Paths) -> None:
+    """NeMo's Lhotse data loader ``input_cfg`` (docs/generating.md, "Mixing by weight in NeMo"): one
+    entry for the real manifest and one for the synthetic one, drawn by weight, tagged ``synthetic``."""
+    entries = [
+        {"type": kind, path_key: render(manifests[name]), "weight": round(weights[name], 10), "tags": {"synthetic": name == "synthetic"}}
+        for name in ("real", "synthetic")
+    ]
+    header = (f"# NeMo input_cfg written by trtgen manifest: real weight {weights['real']:g}, synthetic {weights['synthetic']:g}.\n"
+              "# model.train_ds.use_lhotse=true model.train_ds.input_cfg=<this file> (docs/generating.md)\n")
+    with atomic_write(path, "w", newline="\n") as handle:
+        handle.write(header + _yaml_list(entries))
+
+
+def _yaml_list(entries: list[dict[str, Any]]) -> str:
+    """A YAML block list of flat mappings (one level of nested mapping at most), without a YAML library."""
+    lines = []
+    for entry in entries:
+        for position, (key, value) in enumerate(entry.items()):
+            indent = "- " if position == 0 else "  "
+            if isinstance(value, dict):
+                lines.append(f"{indent}{key}:")
+                lines.extend(f"    {k}: {_yaml_scalar(v)}" for k, v in value.items())
+            else:
+                lines.append(f"{indent}{key}: {_yaml_scalar(value)}")
+    return "".join(line + "\n" for line in lines)
+
+
+def _yaml_scalar(value: Any) -> str:
+    """true/false, a number, or a double-quoted string (printable characters as they are, others escaped)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    escaped = []
+    for character in str(value):
+        code = ord(character)
+        if character in '"\\':
+            escaped.append("\\" + character)
+        elif character.isprintable():
+            escaped.append(character)
+        else:
+            escaped.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return '"' + "".join(escaped) + '"'
+

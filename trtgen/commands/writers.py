@@ -56,6 +56,9 @@ __all__ = [
 ]
 
 SETTINGS_FILE = "settings.json"
+SETTINGS_ADDED_LATER = ("quality", "retries")
+"""Settings a copy made by an earlier trtgen lacks (the quality gate's): such a copy takes this run's
+values, and its earlier utterances keep the records they have (docs/quality.md)."""
 STAGING = ".staging"
 SAMPLE_FORMATS = {"pcm16": "PCM_16", "float32": "FLOAT"}
 NAMINGS = ("id", "openseq2seq")
@@ -161,6 +164,8 @@ class UtteranceRecord:
         audio_sha256: SHA-256 of the WAV file: ``--resume`` and ``trtgen manifest`` compare the file with it.
         inputs_sha256: digest of what determines the audio (id, text, style clip bytes, copy settings with
             the model's digest): ``--resume`` makes the utterance again when it differs.
+        quality: the quality gate's verdict (``ok``, ``reasons``, ``signals``; :mod:`trtgen.engine.quality`).
+        attempt: which try the audio is (more than 1 when ``--retries`` spoke a failed utterance again).
     """
 
     id: str
@@ -180,6 +185,8 @@ class UtteranceRecord:
     audio_sha256: str
     inputs_sha256: str
     text_input: str | None = None
+    quality: dict[str, Any] | None = None
+    attempt: int = 1
 
     def to_json(self) -> dict[str, Any]:
         line: dict[str, Any] = {"id": self.id, "index": self.index, "text": self.text}
@@ -191,6 +198,9 @@ class UtteranceRecord:
             "audio": self.audio, "audio_bytes": self.audio_bytes, "audio_sha256": self.audio_sha256,
             "inputs_sha256": self.inputs_sha256,
         })
+        if self.quality is not None:
+            line["quality"] = self.quality
+            line["attempt"] = self.attempt
         return line
 
 
@@ -334,7 +344,10 @@ class CopyWriter:
                 previous = json.loads(settings_path.read_text(encoding="utf-8"))
             except ValueError as error:
                 raise SettingsMismatch(f"{settings_path} cannot be read ({error}); it says what made this copy: restore it or use another --out") from None
-            differences = {k: (previous.get(k), v) for k, v in self.settings.items() if previous.get(k) != v}
+            differences = {
+                k: (previous.get(k), v) for k, v in self.settings.items()
+                if previous.get(k) != v and not (k in SETTINGS_ADDED_LATER and k not in previous)
+            }
             if differences:
                 detail = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in sorted(differences.items()))
                 raise SettingsMismatch(

@@ -2,10 +2,12 @@
 
 Each copy is one full synthetic LibriSpeech. A record line is
 ``{"id", "index", "text", ["text_input",] "style", "copy", "dropout", "seed", "frames", "steps", "duration_s",
-"stopped", "capped", "audio", "audio_bytes", "audio_sha256", "inputs_sha256"}`` with ``text`` the transcript
-the audio speaks and ``audio`` the WAV's name relative to the copy directory; rows in ``rejects*.jsonl``
-were not generated and are not read. Unsharded runs write ``records.jsonl``, sharded runs
-``records.shard-I-of-N.jsonl`` each.
+"stopped", "capped", "audio", "audio_bytes", "audio_sha256", "inputs_sha256", "quality", "attempt", "style_mode",
+"style_draw"}`` with ``text`` the transcript the audio speaks and ``audio`` the WAV's name relative to the copy
+directory; rows in ``rejects*.jsonl`` were not generated and are not read. ``quality`` says whether the
+utterance is worth training on (:class:`Quality`); records of earlier trtgen versions have none of the last
+four fields, and read as ``attempt`` 1, ``style_mode`` ``clip``, and failed only when ``capped``. Unsharded
+runs write ``records.jsonl``, sharded runs ``records.shard-I-of-N.jsonl`` each.
 
 **One current record per utterance.** The records that describe a file are those whose size and
 SHA-256 are the file's; :func:`read_copy` picks, for each id, the record that describes its file (a
@@ -28,12 +30,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Sequence
 
 from trtgen.corpora.base import Reject
+from trtgen.engine.quality import Quality
 from trtgen.errors import UsageError
 from trtgen.fileio import iter_jsonl, sha256_file
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "Quality",
+    "recorded_quality",
     "SyntheticRecord",
     "SyntheticCopy",
     "SyntheticError",
@@ -62,6 +67,20 @@ def manifest_id(utterance_id: str, copy: str) -> str:
     return f"{utterance_id}_{copy}"
 
 
+def recorded_quality(value: dict[str, Any]) -> Quality:
+    """The record's ``quality`` (:class:`~trtgen.engine.quality.Quality`); a record written before trtgen
+    judged quality has none, and failed only when the decoder hit its step cap (``capped``). Raises
+    UsageError with the reason."""
+    raw = value.get("quality")
+    if raw is None:
+        return Quality(False, ("capped",)) if _flag(value, "capped") else Quality(True)
+    return Quality.from_json(raw)
+
+
+STYLE_MODE_CLIP = "clip"
+"""The style mode of records that name none: earlier trtgen versions embedded one clip per utterance."""
+
+
 @dataclass(frozen=True)
 class SyntheticRecord:
     """One generated utterance of one copy, as a records file lists it.
@@ -74,6 +93,10 @@ class SyntheticRecord:
         audio_bytes, audio_sha256: size and SHA-256 of the file as it was written (None in records of
             trtgen versions that did not write them).
         inputs_sha256: digest of what made the audio (``trtgen generate --resume`` compares it).
+        quality: the quality check's verdict (:class:`Quality`).
+        attempt: which try made the audio (1 the first; more when ``--retries`` spoke it again).
+        style_mode: how the style was given: ``clip``, ``blend`` or ``tokens``.
+        style_draw: what was drawn for that style (blend weights, tokens...), as the record holds it.
         source, line: the records file and line the record was read from.
         listed_before_ns: the records file's status-change time when it was read: a file whose own
             status-change time is older has not changed since the record was vouched for.
@@ -95,6 +118,10 @@ class SyntheticRecord:
     audio_sha256: str | None = None
     index: int | None = None
     inputs_sha256: str | None = None
+    quality: Quality = field(default_factory=Quality)
+    attempt: int = 1
+    style_mode: str = STYLE_MODE_CLIP
+    style_draw: dict[str, Any] | None = field(default=None, compare=False)
     source: str = ""
     line: int = 0
     listed_before_ns: int = 0
@@ -115,6 +142,15 @@ class SyntheticRecord:
         audio_path = PurePosixPath(audio.replace("\\", "/"))
         if audio_path.is_absolute() or ".." in audio_path.parts:
             raise UsageError(f'"audio" must be a path inside the copy directory, found {audio!r}')
+        attempt = _number(value, "attempt", int)
+        if attempt is not None and attempt < 1:
+            raise UsageError(f"'attempt' must be 1 or more, found {attempt!r}")
+        style_mode = value.get("style_mode")
+        if style_mode is not None and (not isinstance(style_mode, str) or not style_mode):
+            raise UsageError(f"'style_mode' must be a name such as 'clip', found {style_mode!r}")
+        style_draw = value.get("style_draw")
+        if style_draw is not None and not isinstance(style_draw, dict):
+            raise UsageError(f"'style_draw' must be an object, found {style_draw!r}")
         return cls(
             id=utterance_id, text=text, audio=audio_path.as_posix(), copy=copy,
             dropout=_number(value, "dropout", float), style=_string(value, "style"),
@@ -122,7 +158,8 @@ class SyntheticRecord:
             duration_s=_number(value, "duration_s", float), stopped=_flag(value, "stopped"),
             capped=_flag(value, "capped"), audio_bytes=_number(value, "audio_bytes", int),
             audio_sha256=_string(value, "audio_sha256"), index=_number(value, "index", int),
-            inputs_sha256=_string(value, "inputs_sha256"), source=source, line=line,
+            inputs_sha256=_string(value, "inputs_sha256"), quality=recorded_quality(value), attempt=attempt or 1,
+            style_mode=style_mode or STYLE_MODE_CLIP, style_draw=style_draw, source=source, line=line,
             listed_before_ns=listed_before_ns, raw=value,
         )
 

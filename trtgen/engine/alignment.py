@@ -73,14 +73,22 @@ def check_alignment(
     ``end_index`` is the symbol the path must reach (:func:`last_spoken_index`); default ``</s>``.
     """
     a = np.asarray(alignment, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] <= eos_index:
+        raise ValueError(f"alignment of shape {a.shape} does not fit a text whose </s> is at {eos_index}")
+    return check_path(a.argmax(axis=1), a.max(axis=1) if a.shape[0] else np.zeros(0), eos_index, rule, end_index=end_index)
+
+
+def check_path(
+    path: np.ndarray, peaks: np.ndarray, eos_index: int, rule: AlignmentRule = AlignmentRule(), *, end_index: int | None = None
+) -> AlignmentCheck:
+    """The same check from what the decode loop keeps of every utterance: the argmax symbol of each step
+    (``path``) and its weight (``peaks``), without the whole matrix (:func:`check_alignment`)."""
     end_index = eos_index if end_index is None else int(end_index)
-    if a.ndim != 2 or a.shape[1] <= eos_index or eos_index < 1 or not 0 < end_index <= eos_index:
-        raise ValueError(
-            f"alignment of shape {a.shape} does not fit a text whose </s> is at {eos_index} (end {end_index})"
-        )
-    if a.shape[0] == 0:
+    if eos_index < 1 or not 0 < end_index <= eos_index:
+        raise ValueError(f"a text whose </s> is at {eos_index} cannot end at {end_index}")
+    path = np.minimum(np.asarray(path, dtype=np.int64), eos_index)
+    if path.size == 0:
         return AlignmentCheck(False, False, False, False, 0, 0, 0, 0, end_index, eos_index, 0.0, 0.0)
-    path = np.minimum(a.argmax(axis=1), eos_index)
     running = np.maximum.accumulate(path)
     max_backstep = int((running - path).max())
     max_jump = int(np.maximum(path[1:] - running[:-1], 0).max()) if path.size > 1 else 0
@@ -97,5 +105,5 @@ def check_alignment(
         end_index=end_index,
         eos_index=int(eos_index),
         visited_fraction=float(np.unique(path).size / (eos_index + 1)),
-        mean_peak=float(a.max(axis=1).mean()),
+        mean_peak=float(np.mean(peaks)) if len(peaks) else 0.0,
     )

@@ -23,6 +23,9 @@ __all__ = [
     "CARD_NAME",
     "SCHEMA_VERSION",
     "GRAPH_NAMES",
+    "OPTIONAL_GRAPHS",
+    "STYLE_TOKENS",
+    "STYLE_TOKEN_WEIGHTS",
     "ModelError",
     "TensorSpec",
     "GraphSpec",
@@ -40,6 +43,12 @@ CARD_NAME = "model.json"
 SCHEMA_VERSION = 1
 GRAPH_NAMES = ("style_encoder", "text_encoder", "decoder_step", "decoder_chunk", "postnet")
 """Every model directory holds these graphs (see README "The model directory")."""
+STYLE_TOKENS = "style_tokens"
+"""The token-bank graph: style token weights [batch, heads, tokens] -> style embedding (docs/openseq2seq-notes.md §4.4.6)."""
+STYLE_TOKEN_WEIGHTS = "style_token_weights"
+"""The tensor of a clip's token weights: a second output of ``style_encoder``, the input of ``style_tokens``."""
+OPTIONAL_GRAPHS = (STYLE_TOKENS,)
+"""Graphs a model directory may lack: those exported before trtgen wrote them (see :attr:`ModelCard.has_style_tokens`)."""
 PRECISIONS = ("float32", "int8")
 """``float32``: the exported graphs; ``int8``: the card's statically quantised variants where it has them
 (``trtgen export --quantize``, docs/throughput.md), float32 for the other graphs."""
@@ -132,6 +141,17 @@ class ModelCard:
         if not isinstance(steps, int):
             raise ModelError(f"decoder_chunk's {self.prenet_masks[0]} has no fixed step axis ({steps!r}); re-export the model")
         return steps
+
+    @property
+    def has_style_tokens(self) -> bool:
+        """Whether the model exposes its token bank: the style encoder's ``style_token_weights`` output and the
+        ``style_tokens`` graph (exported by this trtgen; older model directories lack both)."""
+        return STYLE_TOKENS in self.graphs and any(t.name == STYLE_TOKEN_WEIGHTS for t in self.graphs["style_encoder"].outputs)
+
+    @property
+    def style_token_shape(self) -> tuple[int, int]:
+        """(heads, tokens): the shape of one clip's token weights, a softmax over the tokens per attention head."""
+        return self.model.style_attention_heads, self.model.num_style_tokens
 
     def _state_width(self, name: str) -> int | str:
         """Second axis of decoder state ``name`` as the decoder graph declares it: a width or ``"text_time"``."""
@@ -292,6 +312,8 @@ def load_model(directory: str | Path, *, verify: bool = True) -> Model:
     missing = [name for name in GRAPH_NAMES if name not in card.graphs]
     if missing:
         raise ModelError(f"{card_path}: graphs missing from the card: {', '.join(missing)}")
+    if STYLE_TOKENS in card.graphs and not card.has_style_tokens:
+        raise ModelError(f"{card_path}: lists {STYLE_TOKENS} but its style_encoder has no {STYLE_TOKEN_WEIGHTS} output; re-export the model")
     files = {spec.file: spec.sha256 for spec in (*card.graphs.values(), *card.quantized.values())} | dict(card.external_data)
     for file, expected in files.items():
         path = directory / file

@@ -59,6 +59,11 @@ class DecodedUtterance:
     steps: int
     alignment: np.ndarray | None = None
     """[steps, text_len] attention weights, when requested."""
+    attention_path: np.ndarray | None = None
+    """[steps] the symbol each step attended most (int32): what the quality gate checks, kept for every
+    utterance (:func:`trtgen.engine.alignment.check_path`)."""
+    attention_peak: np.ndarray | None = None
+    """[steps] that symbol's attention weight (float32)."""
 
     @property
     def num_frames(self) -> int:
@@ -133,6 +138,8 @@ class _Slots:
         self.keys = np.zeros(rows, np.uint64)
         self.rates = np.zeros(rows, np.float32)
         self.alignments: list[list[np.ndarray]] = [[] for _ in range(rows)]
+        self.paths: list[list[np.ndarray]] = [[] for _ in range(rows)]
+        self.peaks: list[list[np.ndarray]] = [[] for _ in range(rows)]
 
     @property
     def rows(self) -> int:
@@ -155,6 +162,8 @@ class _Slots:
         self.keys[row] = np.uint64(request.prenet_key)
         self.rates[row] = request.dropout
         self.alignments[row] = []
+        self.paths[row] = []
+        self.peaks[row] = []
 
     def keep(self, rows: np.ndarray) -> None:
         """Drop every row not in ``rows`` (the batch shrinks when no work is left)."""
@@ -166,6 +175,8 @@ class _Slots:
         self.frames = self.frames[index]
         self.request = [self.request[i] for i in rows]
         self.alignments = [self.alignments[i] for i in rows]
+        self.paths = [self.paths[i] for i in rows]
+        self.peaks = [self.peaks[i] for i in rows]
         for name in ("steps", "cap", "text_len", "keys", "rates"):
             setattr(self, name, getattr(self, name)[rows])
 
@@ -280,9 +291,7 @@ class ChunkedDecoder:
         feeds = {"memory": slots.memory, "memory_keys": slots.memory_keys, "memory_mask": slots.memory_mask}
         feeds.update(slots.state)
         feeds.update(zip(self.card.prenet_masks, masks))
-        wanted = ["frames", "stop_logits"] + [s.next for s in self.card.decoder_state]
-        if self.keep_alignments:
-            wanted.append("alignments")
+        wanted = ["frames", "stop_logits", "alignments"] + [s.next for s in self.card.decoder_state]
         runtime_started = time.perf_counter()
         out = self.runner.run(feeds, wanted)
         runtime = time.perf_counter() - runtime_started
@@ -300,10 +309,16 @@ class ChunkedDecoder:
         capped = ~any_fired & (slots.steps + k >= slots.cap)
         done = any_fired | capped
         lengths = np.where(any_fired, slots.steps * r + first + 1, slots.cap * r)
-        if self.keep_alignments:
-            alignments = _to_host(out["alignments"], xp)
-            for row in range(rows):
-                usable = int(min(k, slots.cap[row] - slots.steps[row]))
+        # Every utterance keeps its attention path (argmax and peak per step) for the quality gate; the
+        # whole matrix only when asked.
+        path = _to_host(xp.argmax(out["alignments"], axis=2), xp).astype(np.int32)  # [K, rows]
+        peak = _to_host(xp.max(out["alignments"], axis=2), xp).astype(np.float32)
+        alignments = _to_host(out["alignments"], xp) if self.keep_alignments else None
+        for row in range(rows):
+            usable = int(min(k, slots.cap[row] - slots.steps[row]))
+            slots.paths[row].append(path[:usable, row])
+            slots.peaks[row].append(peak[:usable, row])
+            if alignments is not None:
                 slots.alignments[row].append(alignments[:usable, row, : slots.text_len[row]])
         self.stats.chunks += 1
         self.stats.slot_steps += rows * k
@@ -338,6 +353,8 @@ class ChunkedDecoder:
             stopped=stopped,
             steps=steps,
             alignment=alignment,
+            attention_path=np.concatenate(slots.paths[row])[:steps],
+            attention_peak=np.concatenate(slots.peaks[row])[:steps],
         )
 
 

@@ -25,14 +25,14 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequenc
 
 import numpy as np
 
-from trtgen.engine.artifact import Model
+from trtgen.engine.artifact import STYLE_TOKEN_WEIGHTS, STYLE_TOKENS, Model
 from trtgen.engine.audio import AudioError, pad_style_batch, style_features
 from trtgen.engine.backends.base import Backend, GraphRunner
 from trtgen.engine.cost import work_per_frame
 from trtgen.engine.decode import ChunkedDecoder, DecodeRequest, DecodeStats, DecodedUtterance
 from trtgen.engine.overlap import overlapped
 from trtgen.engine.vocoder import GriffinLimOptions, available_cores, griffin_lim, vocoder_array_module
-from trtgen.errors import UsageError
+from trtgen.errors import StyleError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +106,9 @@ class SynthesizedUtterance:
     steps: int
     mel: np.ndarray | None = None
     alignment: np.ndarray | None = None
+    attention_path: np.ndarray | None = None
+    """[steps] the symbol each decoder step attended most (:class:`~trtgen.engine.decode.DecodedUtterance`)."""
+    attention_peak: np.ndarray | None = None
 
 
 @dataclass
@@ -170,27 +173,87 @@ class _InFlight:
 
 
 class StyleBank:
-    """Style embeddings per clip, each computed once (and cached) from that clip alone.
+    """Style embeddings per clip, each computed once (and cached) from that clip alone, with the clip's
+    token weights where the model has them; and the token bank's map from weights to an embedding.
 
     A corpus reuses each M-AILABS clip for many transcripts; encoding it once saves the audio front end
     and the reference encoder for every later use. Alone, on one thread: in a batch, or on several
     threads, ONNX Runtime's matrix products in the reference encoder's GRU round differently (their K
     blocking follows each call's shapes), so an embedding, and every utterance spoken with it, would
     depend on which other clips shared its batch: on the list's order, the shard, the resume point.
+    Token weights go through the ``style_tokens`` graph one row at a time, on one thread, for the same reason.
     """
 
     def __init__(self, model: Model, backend: Backend, times: StageTimes) -> None:
         self.audio = model.card.audio
+        self.card = model.card
+        self.backend = backend
         self.runner = _TimedRunner(backend.load("style_encoder", threads=1), times, "style encoder")
+        self.outputs = ["style_embedding"] + ([STYLE_TOKEN_WEIGHTS] if self.card.has_style_tokens else [])
         self.times = times
         self.xp = backend.xp
         self.cache: dict[Path, np.ndarray] = {}
+        self.token_weights_cache: dict[Path, np.ndarray] = {}
+        """Each cached clip's token weights [heads, tokens] (computed in the same call as its embedding)."""
+        self._tokens_runner: _TimedRunner | None = None
 
     def embeddings(self, clips: Iterable[Path]) -> tuple[dict[Path, np.ndarray], dict[Path, str]]:
         """Embeddings of ``clips`` (host arrays) and, for clips that cannot be read, the reason."""
-        errors: dict[Path, str] = {}
         wanted = list(dict.fromkeys(clips))
-        for clip in wanted:
+        errors = self._encode(wanted)
+        return {c: self.cache[c] for c in wanted if c in self.cache}, errors
+
+    def token_weights(self, clips: Iterable[Path]) -> tuple[dict[Path, np.ndarray], dict[Path, str]]:
+        """Token weights [heads, tokens] of ``clips`` (host arrays: per head a softmax over the style tokens)
+        and, for clips that cannot be read, the reason; :class:`~trtgen.errors.UsageError` for a model
+        exported without them."""
+        self.require_style_tokens()
+        wanted = list(dict.fromkeys(clips))
+        errors = self._encode(wanted)
+        return {c: self.token_weights_cache[c] for c in wanted if c in self.token_weights_cache}, errors
+
+    def embeddings_from_token_weights(self, weights: Any) -> np.ndarray:
+        """Style embeddings [rows, style_dim] (host array) of token weights [rows, heads, tokens], each row
+        through the ``style_tokens`` graph on its own (a clip's own weights give its embedding).
+
+        Raises :class:`~trtgen.errors.StyleError` for weights of another shape or type or with non-finite
+        values, :class:`~trtgen.errors.UsageError` for a model exported without ``style_tokens``.
+        """
+        self.require_style_tokens()
+        heads, tokens = self.card.style_token_shape
+        array = np.asarray(weights)
+        if array.dtype.kind != "f":
+            raise StyleError(f"token weights of dtype {array.dtype}: they must be floating point (float32)")
+        if array.ndim != 3 or array.shape[1:] != (heads, tokens):
+            raise StyleError(
+                f"token weights of shape {array.shape}: this model's are (rows, {heads}, {tokens}): "
+                f"per row {heads} heads x {tokens} tokens"
+            )
+        array = array.astype(np.float32)
+        if not np.isfinite(array).all():
+            raise StyleError("token weights with NaN or infinite values (as float32)")
+        if self._tokens_runner is None:
+            self._tokens_runner = _TimedRunner(self.backend.load(STYLE_TOKENS, threads=1), self.times, "style encoder")
+        embeddings = np.zeros((len(array), self.card.model.style_dim), np.float32)
+        for row, one in enumerate(array):
+            out = self._tokens_runner.run({STYLE_TOKEN_WEIGHTS: self.xp.asarray(one[None])}, ["style_embedding"])["style_embedding"]
+            embeddings[row] = _to_host(out, self.xp)[0]
+        return embeddings
+
+    def require_style_tokens(self) -> None:
+        """:class:`~trtgen.errors.UsageError`, saying how to get them, unless the model has its token weights and ``style_tokens``."""
+        if not self.card.has_style_tokens:
+            raise UsageError(
+                f"the model {self.card.name!r} has no {STYLE_TOKENS} graph (and its style encoder no token weights): it was "
+                "exported before trtgen wrote them; re-export it with this trtgen (trtgen export CHECKPOINT --out DIR), "
+                "or add them to the directory as it is: python -m trtgen_export.style_tokens DIR"
+            )
+
+    def _encode(self, clips: list[Path]) -> dict[Path, str]:
+        """Encode the clips not yet cached, each alone (one call gives its embedding and token weights);
+        returns the reason for each clip that cannot be read."""
+        errors: dict[Path, str] = {}
+        for clip in clips:
             if clip in self.cache:
                 continue
             started = time.perf_counter()
@@ -203,11 +266,12 @@ class StyleBank:
                 self.times.add("style front end", time.perf_counter() - started)
             mels, lengths = pad_style_batch([mel])
             out = self.runner.run(
-                {"style_mel": self.xp.asarray(mels), "style_len": self.xp.asarray(lengths.astype(np.int32))}
-            )["style_embedding"]
-            self.cache[clip] = _to_host(out, self.xp)[0]
-        found = {c: self.cache[c] for c in wanted if c in self.cache}
-        return found, errors
+                {"style_mel": self.xp.asarray(mels), "style_len": self.xp.asarray(lengths.astype(np.int32))}, self.outputs
+            )
+            if STYLE_TOKEN_WEIGHTS in out:
+                self.token_weights_cache[clip] = _to_host(out[STYLE_TOKEN_WEIGHTS], self.xp)[0]
+            self.cache[clip] = _to_host(out["style_embedding"], self.xp)[0]
+        return errors
 
 
 DECODER_SCALING = 1.5
@@ -362,6 +426,7 @@ class Synthesizer:
                 SynthesizedUtterance(
                     index=d.index, audio=audio.get(row), num_frames=d.num_frames, stopped=d.stopped,
                     steps=d.steps, mel=_to_host(mels[row], xp) if options.keep_mels else None, alignment=d.alignment,
+                    attention_path=d.attention_path, attention_peak=d.attention_peak,
                 )
             )
             vocoder_keys.pop(d.index, None)

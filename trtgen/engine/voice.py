@@ -37,11 +37,12 @@ from typing import Any, Union
 
 import numpy as np
 
-from trtgen.engine.artifact import PRECISIONS, Model, default_model_dir, load_model, resolve_precision
+from trtgen.engine.artifact import PRECISIONS, Model, ModelCard, default_model_dir, load_model, resolve_precision
 from trtgen.engine.backends import BACKENDS, create_backend
+from trtgen.engine.quality import Quality, QualityThresholds, assess
 from trtgen.engine.randomness import utterance_key
 from trtgen.engine.synthesis import StageTimes, SynthesisOptions, Synthesizer, Utterance
-from trtgen.engine.text import EncodedText, TextEncoder
+from trtgen.engine.text import EncodedText, TextEncoder, last_spoken_index
 from trtgen.engine.vocoder import GriffinLimOptions, griffin_lim_preset
 from trtgen.errors import StyleError, SynthesisError, TextError, TrtgenError, UsageError
 
@@ -75,6 +76,8 @@ class VoiceSpec:
             (:class:`~trtgen.engine.synthesis.SynthesisOptions`).
         stop_threshold: decode with this stop threshold instead of the card's (``trtgen eval``).
         verify: re-hash every file of the model against its card when loading.
+        quality: quality-gate thresholds that override the card's (``(name, value)`` pairs of
+            :class:`~trtgen.engine.quality.QualityThresholds`; ``trtgen generate --quality``).
     """
 
     model_dir: Path | None = None
@@ -85,8 +88,11 @@ class VoiceSpec:
     synthesis: SynthesisOptions = field(default_factory=SynthesisOptions)
     stop_threshold: float | None = None
     verify: bool = True
+    quality: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "quality", tuple(sorted(dict(self.quality).items())))
+        QualityThresholds.with_values(QualityThresholds(), dict(self.quality))  # names and values checked now
         if self.model_dir is not None:
             if not isinstance(self.model_dir, (str, os.PathLike)):
                 raise UsageError(f"model directory {self.model_dir!r}: give a path")
@@ -110,6 +116,10 @@ class VoiceSpec:
     def directory(self) -> Path:
         """The model directory this spec loads (the shipped voice's when ``model_dir`` is None)."""
         return self.model_dir if self.model_dir is not None else default_model_dir()
+
+    def quality_thresholds(self, card: ModelCard) -> QualityThresholds:
+        """The quality gate's thresholds for a model with ``card``: the card's, overridden by ``quality``."""
+        return QualityThresholds.with_values(QualityThresholds.from_card(card.defaults), dict(self.quality))
 
     def load_model(self) -> Model:
         """The model as it will run: the card read (and verified), stop threshold and precision applied."""
@@ -175,6 +185,11 @@ class Speech:
         alignment: ``[steps, text_len]`` attention weights, when asked for; else None.
         mel: ``[frames, num_mels]`` postnet log-mel, when asked for; else None.
         tag: the row's ``tag``.
+        quality: the quality gate's verdict (:class:`~trtgen.engine.quality.Quality`: ``ok``, ``reasons``,
+            ``signals``): a gross failure (stop never fired, babbling, skipped words, broken attention,
+            long silences, clipping) is not ``ok``.
+        attempt: which try this is (1 unless ``retries`` spoke a failed utterance again with the next
+            dropout stream).
     """
 
     id: str
@@ -191,6 +206,8 @@ class Speech:
     alignment: np.ndarray | None = None
     mel: np.ndarray | None = None
     tag: Any = None
+    quality: Quality | None = None
+    attempt: int = 1
 
     @property
     def duration_s(self) -> float:
@@ -199,9 +216,11 @@ class Speech:
 
     def __repr__(self) -> str:
         ending = "stopped" if self.stopped else "reached its frame cap"
+        verdict = "" if self.quality is None or self.quality.ok else f", failed {'/'.join(self.quality.reasons)}"
+        attempt = f", attempt {self.attempt}" if self.attempt > 1 else ""
         return (
-            f"Speech(id={_short(self.id)}, {self.duration_s:.2f} s at {self.sample_rate} Hz, {self.frames} frames, {ending}, "
-            f"text={_short(self.text)})"
+            f"Speech(id={_short(self.id)}, {self.duration_s:.2f} s at {self.sample_rate} Hz, {self.frames} frames, {ending}"
+            f"{verdict}{attempt}, text={_short(self.text)})"
         )
 
 
@@ -290,6 +309,18 @@ def _loose_field(item: Any, name: str, position: int) -> Any:
     return None
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """An utterance handed to the synthesizer, with what its result needs: the row, its encoded text,
+    its seed, the utterance itself (a retry copies it) and which attempt it is."""
+
+    row: Row
+    encoded: EncodedText
+    seed: int
+    utterance: Utterance
+    attempt: int = 1
+
+
 @dataclass
 class _Checked:
     """A row that passed every check before the style encoder: its text encoded, its style named."""
@@ -326,6 +357,8 @@ class Voice:
         self.encoder = TextEncoder(model.card.text)
         self._styles = synthesizer.style_bank()
         self.spec = VoiceSpec(model.directory, device=synthesizer.backend.device, synthesis=synthesizer.options, verify=False)
+        self.quality_thresholds = self.spec.quality_thresholds(model.card)
+        """The quality gate's thresholds: the card's, overridden by the spec's ``quality``."""
 
     @classmethod
     def load(
@@ -395,6 +428,7 @@ class Voice:
             raise UsageError(f"Voice.from_model: give a VoiceSpec, not a {type(spec).__name__}")
         voice = cls(model, Synthesizer(model, create_backend(model, spec.backend, spec.device, threads=spec.threads), spec.synthesis))
         voice.spec = spec
+        voice.quality_thresholds = spec.quality_thresholds(model.card)
         return voice
 
     def __repr__(self) -> str:
@@ -444,6 +478,54 @@ class Voice:
             raise StyleError(f"style clip unusable: {unreadable[source]}")
         return found[source].copy()
 
+    def style_token_weights(self, style: Style) -> np.ndarray:
+        """A clip's weights over the model's style tokens: float32 ``[heads, tokens]``, per attention head a
+        softmax over the tokens (non-negative, summing to 1), computed with its embedding, once per clip.
+
+        The embedding is linear in them (docs/openseq2seq-notes.md §4.4.6):
+        ``voice.embedding_from_token_weights(voice.style_token_weights(clip))`` is ``voice.style_embedding(clip)``.
+
+        Args:
+            style: a reference clip (path to a WAV or FLAC, e.g. from :func:`trtgen.shipped_styles`).
+
+        Raises:
+            StyleError: the clip is missing, unreadable or not audio, or ``style`` is an embedding (its
+                weights are not known).
+            UsageError: the model was exported without token weights (re-export it with this trtgen).
+        """
+        _, source = self._style_source(style)
+        if isinstance(source, np.ndarray):
+            raise StyleError("token weights come from a reference clip: give its path, not an embedding")
+        found, unreadable = self._styles.token_weights([source])
+        if source in unreadable:
+            raise StyleError(f"style clip unusable: {unreadable[source]}")
+        return found[source].copy()
+
+    def embedding_from_token_weights(self, weights: np.ndarray) -> np.ndarray:
+        """The style embedding (float32, the model's style size) that token weights ``[heads, tokens]`` give,
+        through the model's ``style_tokens`` graph: a style anywhere in the token bank, to speak with as
+        :meth:`style_embedding`'s. A clip's own weights (:meth:`style_token_weights`) give its embedding.
+
+        Weights off the simplex (negative, or a head not summing to 1) are computed as given, though the
+        model never met them.
+
+        Args:
+            weights: float array of shape ``(heads, tokens)`` (:attr:`ModelCard.style_token_shape
+                <trtgen.engine.artifact.ModelCard.style_token_shape>`).
+
+        Raises:
+            StyleError: (a :class:`~trtgen.errors.UsageError`) weights of another shape or type, or with
+                non-finite values; the message names the shape wanted.
+            UsageError: the model has no ``style_tokens`` graph (exported before trtgen wrote it):
+                re-export it with this trtgen.
+        """
+        self._styles.require_style_tokens()
+        heads, tokens = self.card.style_token_shape
+        array = np.asarray(weights)
+        if array.shape != (heads, tokens):
+            raise StyleError(f"token weights of shape {array.shape}: this model's are ({heads}, {tokens}): {heads} heads x {tokens} tokens")
+        return self._styles.embeddings_from_token_weights(array[None])[0]
+
     def synthesize(
         self,
         text: str,
@@ -453,6 +535,7 @@ class Voice:
         seed: int = 0,
         utterance_id: str = "utt",
         alignment: bool = False,
+        retries: int = 0,
     ) -> Speech:
         """Speak one sentence.
 
@@ -468,9 +551,13 @@ class Voice:
             utterance_id: the utterance's id, which keys its random streams: ``trtgen generate`` writes
                 this same audio for the row with this id, dropout and seed.
             alignment: also keep the attention weights (``Speech.alignment``).
+            retries: speak it again, with the next dropout stream, up to this many times while the quality
+                gate fails it (``Speech.quality``, ``Speech.attempt``); still a pure function of the
+                arguments.
 
         Returns:
-            The :class:`Speech`: audio, sample rate, transcript spoken, frames, whether the stop token fired.
+            The :class:`Speech`: audio, sample rate, transcript spoken, frames, whether the stop token
+            fired, the quality gate's verdict (a failed one is returned, not raised).
 
         Raises:
             TextError: the text cannot be spoken (empty, too long, characters outside the model's symbols).
@@ -481,7 +568,7 @@ class Voice:
             SynthesisError: the decoder stopped too early to vocode (another seed or dropout may speak it).
         """
         row = Row(utterance_id, text, style, dropout, seed)
-        (result,) = self.stream([row], batch_size=1, alignments=alignment)
+        (result,) = self.stream([row], batch_size=1, alignments=alignment, retries=retries)
         if isinstance(result, Rejected):
             raise result.error if result.error is not None else TrtgenError(result.reason)
         return result
@@ -495,6 +582,7 @@ class Voice:
         alignments: bool = False,
         mels: bool = False,
         lookahead: int | None = DEFAULT_LOOKAHEAD,
+        retries: int = 0,
     ) -> Iterator[Speech | Rejected]:
         """Speak every row; yields a :class:`Speech` as each utterance finishes (not in row order) and a
         :class:`Rejected` for each row that cannot be spoken: never raises for a row.
@@ -511,41 +599,89 @@ class Voice:
             mels: keep each utterance's postnet log-mel (``Speech.mel``).
             lookahead: rows read ahead and decoded longest text first (less padding); None: all at once.
                 The audio depends neither on it nor on ``batch_size``.
+            retries: speak an utterance the quality gate fails (:attr:`Speech.quality`), or one decoded
+                too short to vocode, again with the next dropout stream, up to this many times; the
+                first passing attempt is yielded, else the last. Still a pure function of the row.
         """
+        if isinstance(retries, bool) or not isinstance(retries, numbers.Integral) or retries < 0:
+            raise UsageError(f"retries {retries!r}: must be a whole number, 0 or more")
         options = dataclasses.replace(
             self.options, batch_size=batch_size or self.options.batch_size, keep_alignments=alignments, keep_mels=mels
         )
         rejected: list[Rejected] = []
-        pending: dict[int, tuple[Row, EncodedText, float]] = {}
-        utterances = self._prepare(iter(rows), lookahead, pending, rejected)
-        for result in self.synthesizer.run(utterances, options):
-            while rejected:  # filled by _prepare, which may run on the decoder's thread (overlapped stages)
-                yield rejected.pop(0)
-            row, encoded, dropout = pending.pop(result.index)
-            speech = Speech(
-                id=row.id, audio=np.zeros(0, np.float32) if result.audio is None else result.audio, sample_rate=self.sample_rate,
-                text=encoded.spoken, symbols=encoded.text, text_ids=encoded.ids, frames=result.num_frames, steps=result.steps,
-                stopped=result.stopped, dropout=dropout, seed=row.seed, alignment=result.alignment, mel=result.mel, tag=row.tag,
-            )
-            if result.audio is None:
-                error = SynthesisError(f"the decoder stopped after {result.num_frames} frame(s): too short to vocode")
-                yield Rejected(row.id, str(error), row.tag, decoded=speech, error=error)
-            else:
-                yield speech
-        yield from rejected
+        pending: dict[int, _Pending] = {}
+        indexes = itertools.count()
+        source: Iterable[Utterance] = self._prepare(iter(rows), lookahead, pending, rejected, indexes)
+        while True:
+            again: list[_Pending] = []
+            for result in self.synthesizer.run(source, options):
+                while rejected:  # filled by _prepare, which may run on the decoder's thread (overlapped stages)
+                    yield rejected.pop(0)
+                item = pending.pop(result.index)
+                outcome = self._outcome(item, result)
+                failed = isinstance(outcome, Rejected) or not (outcome.quality is None or outcome.quality.ok)
+                if failed and item.attempt <= retries:
+                    again.append(item)
+                else:
+                    yield outcome
+            yield from rejected
+            rejected.clear()
+            if not again:
+                return
+            source = [self._retry(item, next(indexes), pending) for item in again]
+
+    def _outcome(self, item: _Pending, result: Any) -> Speech | Rejected:
+        """The :class:`Speech` of a synthesised utterance, judged by the quality gate, or a
+        :class:`Rejected` when it decoded too short to vocode."""
+        row, encoded = item.row, item.encoded
+        speech = Speech(
+            id=row.id, audio=np.zeros(0, np.float32) if result.audio is None else result.audio, sample_rate=self.sample_rate,
+            text=encoded.spoken, symbols=encoded.text, text_ids=encoded.ids, frames=result.num_frames, steps=result.steps,
+            stopped=result.stopped, dropout=item.utterance.dropout, seed=item.seed, alignment=result.alignment, mel=result.mel,
+            tag=row.tag, quality=self._assess(encoded, result), attempt=item.attempt,
+        )
+        if result.audio is None:
+            error = SynthesisError(f"the decoder stopped after {result.num_frames} frame(s): too short to vocode")
+            return Rejected(row.id, str(error), row.tag, decoded=speech, error=error)
+        return speech
+
+    def _assess(self, encoded: EncodedText, result: Any) -> Quality | None:
+        """The quality gate (:func:`~trtgen.engine.quality.assess`) on one synthesised utterance."""
+        if result.attention_path is None:
+            return None
+        text = self.card.text
+        ids = np.asarray(encoded.ids)
+        eos = int(np.flatnonzero(ids == text.eos_id)[0])
+        return assess(
+            stopped=result.stopped, frames=result.num_frames, symbols=eos - 1, attention_path=result.attention_path,
+            attention_peak=result.attention_peak, eos_index=eos, end_index=last_spoken_index(ids, text),
+            audio=np.zeros(0, np.float32) if result.audio is None else result.audio, hop_length=self.card.audio.hop_length,
+            sample_rate=self.sample_rate, thresholds=self.quality_thresholds,
+        )
+
+    @staticmethod
+    def _retry(item: _Pending, index: int, pending: dict[int, _Pending]) -> Utterance:
+        """The next attempt at a failed utterance: the same text and style, the next prenet dropout stream
+        (keyed by the attempt, so the attempt is a pure function of the row too)."""
+        attempt = item.attempt + 1
+        utterance = dataclasses.replace(
+            item.utterance, index=index, prenet_key=utterance_key(item.seed, item.row.id, f"prenet#{attempt}")
+        )
+        pending[index] = dataclasses.replace(item, utterance=utterance, attempt=attempt)
+        return utterance
 
     def _prepare(
         self,
         items: Iterator[Any],
         lookahead: int | None,
-        pending: dict[int, tuple[Row, EncodedText, float]],
+        pending: dict[int, _Pending],
         rejected: list[Rejected],
+        counter: Iterator[int],
     ) -> Iterator[Utterance]:
         """The one row -> utterance set-up: check the row, encode the text, embed the style, key the random streams.
 
         Rejects go to ``rejected`` (the caller yields them); accepted rows to ``pending`` by index.
         """
-        counter = itertools.count()
         positions = itertools.count()
         while True:
             window = list(itertools.islice(items, lookahead)) if lookahead else list(items)
@@ -584,10 +720,8 @@ class Voice:
                     ready.append((c, embedded[c.style]))
             ready.sort(key=lambda pair: -pair[0].encoded.text_len)  # stable: equal lengths keep row order
             for c, embedding in ready:
-                index = next(counter)
-                pending[index] = (c.row, c.encoded, c.dropout)
-                yield Utterance(
-                    index=index,
+                utterance = Utterance(
+                    index=next(counter),
                     text_ids=c.encoded.ids,
                     style_embedding=embedding,
                     dropout=c.dropout,
@@ -595,6 +729,8 @@ class Voice:
                     vocoder_key=utterance_key(c.seed, c.row.id, "griffin_lim"),
                     encoding_key=(c.encoded.text, c.style_key),
                 )
+                pending[utterance.index] = _Pending(c.row, c.encoded, c.seed, utterance)
+                yield utterance
             if not lookahead:
                 return
 

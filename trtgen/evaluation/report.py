@@ -77,6 +77,9 @@ class EvalOptions:
     vocoder floor of the MCD and the ceiling of the style check."""
     num_cepstra: int = 24
     """Mel-cepstral coefficients ``c_1 .. c_D`` in the MCD."""
+    calibrate_quality: bool = False
+    """Write the quality-gate thresholds calibrated on this evaluation into the model card's
+    ``defaults["quality"]`` (:func:`trtgen.engine.quality.calibrate`); they are reported either way."""
     content_distractors: int = 4
     """The content check: each output is also compared (MCD-DTW) with espeak-ng's renderings of this many
     other held-out sentences in the same voice; right when its own sentence's rendering is the nearest."""
@@ -146,6 +149,15 @@ class UtteranceResult:
     """Mean ln-mel of the output's speech frames (for :meth:`StyleSpace.nearest_relative`; not in the JSON)."""
     style_voice_relative: str | None = None
     """Nearest voice by :meth:`StyleSpace.nearest_relative` (the style check)."""
+    quality_ok: bool | None = None
+    """The quality gate's verdict (:mod:`trtgen.engine.quality`), which ``trtgen generate`` records."""
+    quality_reasons: tuple[str, ...] = ()
+    quality_signals: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gate_agrees(self) -> bool:
+        """The gate fails exactly the utterances this evaluation's own checks fail (alignment, stopping)."""
+        return bool(self.quality_ok) == (self.alignment_ok and self.stopped)
 
     @property
     def alignment_ok(self) -> bool:
@@ -194,6 +206,10 @@ class GroupSummary:
     """Mean share of YIN-voiced frames (espeak-ng's renderings: about 0.5; an over-smoothed output
     loses its harmonics and with them its voicing and F0)."""
     mean_attention_peak: float
+    gate_passed: float = math.nan
+    """Share the quality gate passes (:mod:`trtgen.engine.quality`, as ``trtgen generate`` runs it)."""
+    gate_agrees: float = math.nan
+    """Share where the gate's verdict is this evaluation's (alignment ok and stopped, or not)."""
 
 
 @dataclass
@@ -254,6 +270,8 @@ class EvalReport:
     plots_skipped: str | None
     wall_seconds: float
     report_path: Path | None = None
+    quality_gate: dict[str, Any] = field(default_factory=dict)
+    """The gate's thresholds as run, those calibrated on this evaluation, and whether the card took them."""
 
     @property
     def passed(self) -> bool:
@@ -280,6 +298,7 @@ class EvalReport:
                 "models": {
                     m.label: _model_json(m) for m in (self.trained, self.random) if m is not None
                 },
+                "quality_gate": self.quality_gate,
                 "plots": self.plots,
                 "plots_skipped": self.plots_skipped,
                 "wall_seconds": round(self.wall_seconds, 3),
@@ -396,6 +415,9 @@ def score_utterance(
         style_voice_f0=style_f0,
         style_distances=distances,
         mean_log_mel=features.mean_log_mel.tolist() if features is not None else None,
+        quality_ok=None if output.quality is None else output.quality.ok,
+        quality_reasons=() if output.quality is None else output.quality.reasons,
+        quality_signals={} if output.quality is None else output.quality.signals.to_json(),
     )
 
 
@@ -431,6 +453,8 @@ def summarise(name: str, rows: list[UtteranceResult]) -> GroupSummary:
         style_correct_f0=mean_or_nan(r.style_voice_f0 == r.voice for r in rows),
         voiced_fraction=mean_or_nan(r.voiced_fraction for r in with_audio if r.voiced_fraction is not None),
         mean_attention_peak=mean_or_nan(a.mean_peak for a in aligned if a is not None),
+        gate_passed=mean_or_nan(bool(r.quality_ok) for r in rows),
+        gate_agrees=mean_or_nan(r.gate_agrees for r in rows),
     )
 
 

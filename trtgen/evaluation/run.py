@@ -42,12 +42,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from trtgen.engine.alignment import check_alignment
-from trtgen.engine.artifact import ModelCard
+from trtgen.engine.artifact import ModelCard, load_model
+from trtgen.engine.quality import calibrate
 from trtgen.engine.audio import AudioError, load_audio, stft_magnitude
 from trtgen.engine.config import AudioConfig
 from trtgen.engine.randomness import utterance_key
 from trtgen.engine.text import last_spoken_index
 from trtgen.engine.voice import Rejected, Row, Voice
+from trtgen.errors import UsageError
 from trtgen.fileio import atomic_write
 from trtgen.progress import NoProgress, Progress
 from trtgen.evaluation.metrics import (
@@ -293,6 +295,32 @@ def _evaluate_model(
     return evaluation, kept
 
 
+def _quality_gate(voice: Voice, trained: ModelEvaluation, options: EvalOptions) -> dict[str, Any]:
+    """The quality gate as this run ran it, its agreement with the evaluation's own checks, and thresholds
+    calibrated on the utterances those checks pass; written into the card with ``calibrate_quality``."""
+    passing = [r.quality_signals for r in trained.utterances if r.alignment_ok and r.stopped and r.quality_signals]
+    summary: dict[str, Any] = {
+        "thresholds": voice.quality_thresholds.to_json(),
+        "passed": trained.overall.gate_passed,
+        "agrees_with_eval": trained.overall.gate_agrees,
+        "calibrated_on": len(passing),
+    }
+    try:
+        calibrated = calibrate(passing, voice.quality_thresholds)
+    except UsageError as error:
+        summary["calibrated"] = None
+        summary["calibration_skipped"] = str(error)
+        if options.calibrate_quality:
+            raise EvalError(f"--calibrate-quality: {error}") from None
+        return summary
+    summary["calibrated"] = calibrated.to_json()
+    if options.calibrate_quality:
+        on_disk = load_model(voice.model.directory, verify=False).card  # as written, not as it runs (int8 variants)
+        dataclasses.replace(on_disk, defaults={**on_disk.defaults, "quality": calibrated.to_json()}).write(voice.model.directory)
+        summary["written_to"] = str(voice.model.directory / "model.json")
+    return summary
+
+
 def _content_distractors(items: list[EvalItem], count: int) -> dict[str, list[str]]:
     """Per item, the ids of ``count`` other held-out items of its voice: the sentences 2, 3, .. after it
     (cyclically), skipping the next one, whose clip is the item's style reference."""
@@ -364,6 +392,7 @@ def run_eval(options: EvalOptions, progress: Progress | None = None, *, export_r
         if random_dir is not None:
             random_voice = Voice.load(dataclasses.replace(options.voice, model_dir=random_dir))
             random, random_kept = _evaluate_model(random_voice, "random", items, targets, space, options, plot_ids, distractors, progress)
+    quality_gate = _quality_gate(voice, trained, options)
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots: list[str] = []
@@ -409,6 +438,7 @@ def run_eval(options: EvalOptions, progress: Progress | None = None, *, export_r
         trained=trained,
         random=random,
         checks=run_checks(trained, random, references.mcd_anchors["all"]["vocoder_floor"], options.thresholds),
+        quality_gate=quality_gate,
         plots=plots,
         plots_skipped=plots_skipped,
         wall_seconds=time.perf_counter() - started,
