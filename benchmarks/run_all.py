@@ -436,6 +436,10 @@ def main(argv: list[str] | None = None) -> None:
         "(benchmarks/bench_train_step.py).",
         "- Griffin-Lim and `trtgen generate` on a GPU: benchmarks/results/gpu.md (benchmarks/bench_gpu.py); no GPU was lent "
         "for this run.",
+        "- Style variety (`--copies NAME:RATE:SEED:STYLE`): what each style mode adds to speaking rate, F0 and spectral "
+        "centroid, its quality-gate failure rate and its cost: benchmarks/results/variety.md (benchmarks/bench_variety.py).",
+        "- A change against an earlier revision, side by side (`bench_end_to_end.py --base REV`): benchmarks/results/revisions.md "
+        "(the labels work of issue 31; the quality gate's cost).",
     ]
     lines += ["", f"Raw numbers: {output.with_suffix('.json').name}. Reproduce: `{command_line('benchmarks/run_all.py', argv_used)}`.", ""]
 

@@ -27,6 +27,9 @@ _LAZY = {
     "Speech": "trtgen.engine.voice",
     "Rejected": "trtgen.engine.voice",
     "shipped_styles": "trtgen.engine.shipped",
+    "StyleBlend": "trtgen.engine.styles",
+    "StyleTokens": "trtgen.engine.styles",
+    "draw_style": "trtgen.engine.styles",
     "TrtgenError": "trtgen.errors",
     "UsageError": "trtgen.errors",
     "TextError": "trtgen.errors",
@@ -40,12 +43,13 @@ _LAZY = {
 """Where each public name but ``__version__`` is defined (``__all__`` lists the same names)."""
 
 __all__ = [
-    "Voice", "VoiceSpec", "Row", "Speech", "Rejected", "shipped_styles", "TrtgenError", "UsageError", "TextError",
+    "Voice", "VoiceSpec", "Row", "Speech", "Rejected", "shipped_styles", "StyleBlend", "StyleTokens", "draw_style", "TrtgenError", "UsageError", "TextError",
     "StyleError", "SynthesisError", "ModelError", "RunError", "OutputError", "Interrupted", "__version__",
 ]
 
 if TYPE_CHECKING:
     from trtgen.engine.shipped import shipped_styles
+    from trtgen.engine.styles import StyleBlend, StyleTokens, draw_style
     from trtgen.engine.voice import Rejected, Row, Speech, Voice, VoiceSpec
     from trtgen.errors import (
         Interrupted,

@@ -182,7 +182,7 @@ def generate(
     out: Path = typer.Option(..., "--out", help="Output root: one sub-directory per copy."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the voice shipped with trtgen)."),
     style_root: Optional[Path] = typer.Option(None, "--style-root", help="Root of relative style paths (default: from prepare.json, else the list's directory)."),
-    copies: Optional[str] = typer.Option(None, "--copies", help="NAME:RATE[:SEED],... one dataset copy per entry (default: one copy at the model's training dropout)."),
+    copies: Optional[str] = typer.Option(None, "--copies", help="NAME:RATE[:SEED[:STYLE]],... one dataset copy per entry, STYLE clip (default), blend or tokens (default: one copy at the model's training dropout)."),
     seed: int = typer.Option(0, "--seed", help="Base seed from which copies without an explicit SEED get theirs."),
     batch_size: int = typer.Option(32, "--batch-size", help="Utterances decoded together."),
     backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime or tensorrt."),
@@ -202,6 +202,7 @@ def generate(
     workers: int = typer.Option(1, "--workers", help="With --ray: workers, each holding one model (one GPU each with --device cuda)."),
     block_size: Optional[int] = typer.Option(None, "--block-size", help="With --ray: utterances per block sent to a worker (default: chosen from the list)."),
     retries: Optional[int] = typer.Option(None, "--retries", help="Speak an utterance the quality gate fails again, with the next dropout stream, up to N times (default 2)."),
+    style_concentration: Optional[float] = typer.Option(None, "--style-concentration", help="How near a tokens copy's drawn GST token weights stay to the clip's own (Dirichlet concentration; default 5)."),
     quality: Optional[str] = typer.Option(None, "--quality", help="Quality-gate thresholds over the model card's: KEY=VALUE,... e.g. max_pause_s=2,min_frames_per_symbol=1.5 (docs/generating.md)."),
 ) -> None:
     """Synthesise every utterance of an infer list, for one or several dataset copies."""
@@ -211,7 +212,7 @@ def generate(
     options = _run("generate", lambda: generate_options(
         list_path=list_path, out_dir=out, model_dir=model, style_root=style_root, copies=copies, seed=seed, batch_size=batch_size,
         backend=backend, device=device, gl_iters=gl_iters, vocoder=vocoder, vocoder_device=vocoder_device, shard=shard, limit=limit,
-        resume=resume, prune=prune, retries=retries, quality=quality, sample_format=sample_format, naming=naming, threads=threads, ray=ray, workers=workers, block_size=block_size, precision=precision,
+        resume=resume, prune=prune, retries=retries, quality=quality, style_concentration=style_concentration, sample_format=sample_format, naming=naming, threads=threads, ray=ray, workers=workers, block_size=block_size, precision=precision,
     ))
     with _StopOnSignal() as stop, BarProgress() as progress:
         report = _run("generate", lambda: run_generate(options, progress, stop.requested), partial=render_generate)

@@ -87,3 +87,14 @@ def test_a_model_that_never_stops_fails_every_utterance_capped(tmp_path: Path) -
     assert "4 utterance(s) failed the quality gate" in " ".join(result.output.split())
     records = [json.loads(line) for line in (tmp_path / "out" / "c" / "records.jsonl").read_text().splitlines()]
     assert len(records) == 4 and all(not r["quality"]["ok"] and "capped" in r["quality"]["reasons"] and r["attempt"] == 2 for r in records)
+
+    # Not training data: every manifest leaves them out, names each in its rejects, and says so (exit 1).
+    result = CliRunner().invoke(app, ["manifest", "--synthetic", str(tmp_path / "out"), "--out", str(tmp_path / "man"), "--formats", "nemo"])
+    assert result.exit_code == 1, result.output
+    assert (tmp_path / "man" / "nemo_synthetic.jsonl").read_text() == ""
+    rejects = [json.loads(line) for line in (tmp_path / "man" / "rejects.jsonl").read_text().splitlines()]
+    assert sorted(r["item"] for r in rejects) == sorted(r["id"] for r in records) and all("capped" in r["reason"] for r in rejects)
+    result = CliRunner().invoke(app, ["manifest", "--synthetic", str(tmp_path / "out"), "--out", str(tmp_path / "kept"), "--formats", "nemo", "--keep-failed"])
+    assert result.exit_code == 0, result.output
+    kept = [json.loads(line) for line in (tmp_path / "kept" / "nemo_synthetic.jsonl").read_text().splitlines()]
+    assert len(kept) == 4 and all(row["quality_ok"] is False and row["synthetic"] is True for row in kept)

@@ -37,6 +37,7 @@ from trtgen.engine.artifact import Model
 from trtgen.engine.decode import DecodeStats
 from trtgen.engine.synthesis import StageTimes, SynthesisOptions
 from trtgen.engine.quality import parse_quality_overrides
+from trtgen.engine.styles import DEFAULT_CONCENTRATION, STYLE_MODES, StyleBlend, StyleTokens, draw_style
 from trtgen.engine.vocoder import griffin_lim_preset
 from trtgen.engine.voice import Voice, VoiceSpec
 from trtgen.errors import Interrupted, MissingInputError, UsageError
@@ -58,11 +59,13 @@ they turn into passing utterances, and what they cost)."""
 
 @dataclass(frozen=True)
 class CopySpec:
-    """One synthetic copy of the corpus: its directory name, prenet dropout rate and seed."""
+    """One synthetic copy of the corpus: its directory name, prenet dropout rate, seed, and how each
+    utterance's style is made (:data:`~trtgen.engine.styles.STYLE_MODES`: ``clip``, ``blend``, ``tokens``)."""
 
     name: str
     dropout: float
     seed: int
+    style: str = "clip"
 
 
 def copy_seed(base_seed: int, name: str) -> int:
@@ -78,25 +81,29 @@ def default_copy(dropout: float, base_seed: int = 0) -> CopySpec:
 
 
 def parse_copies(text: str | None, *, base_seed: int = 0) -> tuple[CopySpec, ...]:
-    """``NAME:RATE[:SEED],...`` -> copies; nothing given -> () (:func:`default_copy` once the model is known)."""
+    """``NAME:RATE[:SEED[:STYLE]],...`` -> copies (an empty SEED: derived from ``base_seed`` and the
+    name); nothing given -> () (:func:`default_copy` once the model is known)."""
     if not text:
         return ()
     copies = []
     for part in text.split(","):
         fields = part.strip().split(":")
-        if len(fields) not in (2, 3) or not fields[0]:
-            raise UsageError(f"--copies: {part!r} is not NAME:RATE or NAME:RATE:SEED")
+        if len(fields) not in (2, 3, 4) or not fields[0]:
+            raise UsageError(f"--copies: {part!r} is not NAME:RATE[:SEED[:STYLE]]")
         name = fields[0]
         if not _COPY_NAME.match(name):
             raise UsageError(f"--copies: copy name {name!r} must be letters, digits, '.', '_' or '-'")
         try:
             rate = float(fields[1])
-            seed = int(fields[2]) if len(fields) == 3 else copy_seed(base_seed, name)
+            seed = int(fields[2]) if len(fields) >= 3 and fields[2] else copy_seed(base_seed, name)
         except ValueError:
             raise UsageError(f"--copies: {part!r}: RATE must be a number and SEED an integer") from None
         if not 0.0 <= rate < 1.0:
             raise UsageError(f"--copies: {name}: dropout rate {rate} must be in [0, 1)")
-        copies.append(CopySpec(name, rate, seed))
+        style = fields[3] if len(fields) == 4 else "clip"
+        if style not in STYLE_MODES:
+            raise UsageError(f"--copies: {name}: style {style!r}: choose {', '.join(STYLE_MODES)}")
+        copies.append(CopySpec(name, rate, seed, style))
     names = [c.name for c in copies]
     if len(set(names)) != len(names):
         raise UsageError(f"--copies: copy names repeat: {names}")
@@ -132,6 +139,7 @@ class GenerateOptions:
         cluster: render on Ray workers instead of in this process (the same files).
         retries: attempts more, each with the next dropout stream, at an utterance the quality gate
             fails (:mod:`trtgen.engine.quality`); the gate's thresholds are ``voice.quality``'s.
+        style_concentration: how near a ``tokens`` copy's drawn token weights stay to the clip's own.
     """
 
     list_path: Path
@@ -148,8 +156,11 @@ class GenerateOptions:
     naming: str = "id"
     cluster: ClusterOptions | None = None
     retries: int = DEFAULT_RETRIES
+    style_concentration: float = DEFAULT_CONCENTRATION
 
     def __post_init__(self) -> None:
+        if not self.style_concentration > 0:
+            raise UsageError(f"--style-concentration {self.style_concentration}: must be above 0")
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
             raise UsageError(f"--retries {self.retries!r}: must be 0 or more")
         if self.limit is not None and self.limit < 0:
@@ -193,6 +204,7 @@ def generate_options(
     block_size: int | None = None,
     quality: str | None = None,
     retries: int | None = None,
+    style_concentration: float | None = None,
     **rest: Any,
 ) -> GenerateOptions:
     """:class:`GenerateOptions` from the command line's values, every one checked (``trtgen generate``)."""
@@ -209,7 +221,8 @@ def generate_options(
     return GenerateOptions(
         list_path=list_path, out_dir=out_dir, voice=voice, copies=parse_copies(copies, base_seed=seed), seed=seed,
         shard=parse_shard(shard), cluster=None if ray is None else ClusterOptions(ray, workers, block_size),
-        retries=DEFAULT_RETRIES if retries is None else retries, **rest,
+        retries=DEFAULT_RETRIES if retries is None else retries,
+        style_concentration=DEFAULT_CONCENTRATION if style_concentration is None else style_concentration, **rest,
     )
 
 
@@ -282,10 +295,15 @@ class GenerateReport:
 
 def _settings(model: Model, copy: CopySpec, options: GenerateOptions, backend: str, precision: str) -> dict[str, Any]:
     """What must be equal for outputs to be combined in one copy directory (the quality gate's thresholds
-    and retries too: they decide which attempt of a failing utterance is kept)."""
+    and retries too: they decide which attempt of a failing utterance is kept; the style mode when it is
+    not OpenSeq2Seq's ``clip``, which copies made before style modes had)."""
     vocoder = asdict(options.voice.synthesis.vocoder)
     vocoder.pop("threads", None)
+    style = {}
+    if copy.style != "clip":
+        style = {"style": {"mode": copy.style, **({"concentration": options.style_concentration} if copy.style == "tokens" else {})}}
     return {
+        **style,
         "quality": options.voice.quality_thresholds(model.card).to_json(),
         "retries": options.retries,
         "trtgen_version": __version__,
@@ -329,6 +347,20 @@ class _Listing:
     listed: set[str]
     style_sha256: dict[Path, str]
     rejects: list[Reject]
+    clips: list[Path]
+    """Every style clip the whole list names (before ``--limit``/``--shard``): ``blend``'s partners."""
+
+    def pool(self) -> dict[str, Path]:
+        """The list's readable clips by digest (``blend`` draws a partner from them); digests computed once."""
+        pool: dict[str, Path] = {}
+        for clip in self.clips:
+            if clip not in self.style_sha256:
+                try:
+                    self.style_sha256[clip] = sha256_file(clip)
+                except OSError:
+                    continue
+            pool.setdefault(self.style_sha256[clip], clip)
+        return pool
 
 
 def _read_listing(options: GenerateOptions) -> _Listing:
@@ -361,7 +393,7 @@ def _read_listing(options: GenerateOptions) -> _Listing:
         else:
             kept.append(row)
     rejects.sort(key=lambda r: r.line or 0)
-    return _Listing(kept, listed, digests, rejects)
+    return _Listing(kept, listed, digests, rejects, sorted({row.style for row in all_rows}))
 
 
 def _check_manifest_ids(out_dir: Path, copies: list[CopySpec], rows: list[InferRow]) -> None:
@@ -473,11 +505,18 @@ def _generate(
     copies = list(options.copies) or [default_copy(model.card.model.prenet_dropout, options.seed)]
     rows = listing.rows
     _check_manifest_ids(Path(options.out_dir), copies, rows)
+    if any(c.style == "tokens" for c in copies) and not model.card.has_style_tokens:
+        raise UsageError(
+            f"--copies: a tokens copy needs the model's token bank, and {model.directory} has none: add it with "
+            f"`python -m trtgen_export.style_tokens {model.directory}` or re-export the model with this trtgen"
+        )
+    pool = listing.pool() if any(c.style == "blend" for c in copies) else {}
     log_rejects(listing.rejects, "list rows")
 
     writers: list[CopyWriter] = []
     reports: list[CopyReport] = []
     expected: list[dict[str, Expected]] = []
+    drawn: list[dict[str, Path | StyleBlend | StyleTokens]] = []
     copy_rejects: list[list[Reject]] = [list(listing.rejects) for _ in copies]
     all_rejects: list[Reject] = []
     try:
@@ -485,9 +524,11 @@ def _generate(
             settings = _settings(model, copy, options, renderer.backend_name, renderer.precision)
             writer = CopyWriter(Path(options.out_dir) / copy.name, settings, shard=options.shard, naming=options.naming)
             writers.append(writer)
+            styles = {row.id: _draw(copy, row, listing.style_sha256[row.style], pool, options.style_concentration) for row in rows}
+            drawn.append(styles)
             expected.append({
                 row.id: Expected(writer.audio_name(row.id, row.index),
-                                 inputs_digest(row.id, row.text, listing.style_sha256[row.style], settings))
+                                 inputs_digest(row.id, row.text, _style_digest(styles[row.id], listing.style_sha256), settings))
                 for row in rows
             })
             opened = writer.open(resume=options.resume, expected=expected[-1], listed=listing.listed, prune=options.prune, progress=progress)
@@ -500,10 +541,10 @@ def _generate(
         for writer in writers:  # every copy has been checked: now write
             writer.start()
         jobs = [
-            Job(row.index, row.id, row.text, str(row.style), copy.name, copy.dropout, copy.seed, str(writer.directory),
+            Job(row.index, row.id, row.text, _job_style(styles[row.id]), copy.name, copy.dropout, copy.seed, str(writer.directory),
                 wanted[row.id].audio, wanted[row.id].inputs_sha256)
             for row in rows
-            for copy, writer, wanted in zip(copies, writers, expected)
+            for copy, writer, wanted, styles in zip(copies, writers, expected, drawn)
             if row.id not in writer.completed
         ]
         by_index = {row.index: row for row in rows}
@@ -552,6 +593,25 @@ def _generate(
     return report
 
 
+def _draw(copy: CopySpec, row: InferRow, clip_sha256: str, pool: dict[str, Path], concentration: float) -> Path | StyleBlend | StyleTokens:
+    """The style of ``row`` in ``copy``: its clip, or what the copy's mode draws for it (:func:`draw_style`)."""
+    return draw_style(copy.style, row.style, copy.seed, row.id, clip_sha256=clip_sha256, pool=pool, concentration=concentration)
+
+
+def _style_digest(style: Path | StyleBlend | StyleTokens, digests: dict[Path, str]) -> str:
+    """What of the style goes into an utterance's inputs digest: the clip's bytes, and for a drawn style
+    the partner's bytes and the weight, or the concentration (the draw follows from them and the id)."""
+    if isinstance(style, StyleBlend):
+        return f"{digests[style.first]}|blend|{digests[style.second]}|{style.weight!r}"
+    if isinstance(style, StyleTokens):
+        return f"{digests[style.clip]}|tokens|{style.concentration!r}"
+    return digests[style]
+
+
+def _job_style(style: Path | StyleBlend | StyleTokens) -> str | StyleBlend | StyleTokens:
+    return str(style) if isinstance(style, Path) else style
+
+
 def _record(writer: CopyWriter, report: CopyReport, row: InferRow, job: Job, outcome: Outcome) -> None:
     """Append a written utterance's record: the spoken text (and the row's, where it differs) and the digests."""
     spoken = outcome.text or row.text
@@ -560,7 +620,7 @@ def _record(writer: CopyWriter, report: CopyReport, row: InferRow, job: Job, out
         copy=job.copy, dropout=job.dropout, seed=job.seed, frames=outcome.frames, steps=outcome.steps,
         duration_s=round(outcome.duration_s, 6), stopped=outcome.stopped, capped=not outcome.stopped, audio=job.audio,
         audio_bytes=outcome.audio_bytes, audio_sha256=outcome.audio_sha256, inputs_sha256=job.inputs_sha256,
-        quality=outcome.quality, attempt=outcome.attempt,
+        quality=outcome.quality, attempt=outcome.attempt, style_draw=outcome.style_draw,
     ), outcome.audio_status)
     report.written += 1
     report.audio_seconds += outcome.duration_s

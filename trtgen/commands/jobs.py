@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from trtgen.commands.writers import write_utterance_wav
+from trtgen.engine.styles import StyleBlend, StyleTokens
 from trtgen.engine.voice import Rejected, Row, Voice
 
 __all__ = ["Job", "Outcome", "render"]
@@ -28,7 +29,8 @@ class Job:
         index: the row's index in the list.
         id: the utterance id (keys its random streams with ``seed``).
         text: the list row's text.
-        style: absolute path of the style clip.
+        style: absolute path of the style clip, or the style a copy's mode drew from it
+            (:mod:`trtgen.engine.styles`).
         copy: the copy's name; ``dropout`` and ``seed`` are the copy's.
         directory: the copy directory the WAV goes to.
         audio: the WAV's file name in that directory.
@@ -39,7 +41,7 @@ class Job:
     index: int
     id: str
     text: str
-    style: str
+    style: str | StyleBlend | StyleTokens
     copy: str
     dropout: float
     seed: int
@@ -61,6 +63,7 @@ class Outcome:
             docs/generating.md, "One record per utterance").
         quality: the quality gate's verdict as the record carries it (``ok``, ``reasons``, ``signals``).
         attempt: which try this is (``--retries`` speaks a failed utterance again).
+        style_draw: what a copy's style mode drew (None for ``clip``).
     """
 
     job: Job
@@ -75,6 +78,7 @@ class Outcome:
     audio_status: tuple[int, int] = (0, 0)
     quality: dict[str, Any] | None = None
     attempt: int = 1
+    style_draw: dict[str, Any] | None = None
 
 
 def render(
@@ -96,4 +100,5 @@ def render(
             job, frames=result.frames, steps=result.steps, duration_s=result.duration_s, stopped=result.stopped,
             text=result.text, audio_sha256=written.sha256, audio_bytes=written.size_bytes, audio_status=written.status,
             quality=None if result.quality is None else result.quality.to_json(), attempt=result.attempt,
+            style_draw=result.style_draw,
         )

@@ -166,6 +166,8 @@ class UtteranceRecord:
             the model's digest): ``--resume`` makes the utterance again when it differs.
         quality: the quality gate's verdict (``ok``, ``reasons``, ``signals``; :mod:`trtgen.engine.quality`).
         attempt: which try the audio is (more than 1 when ``--retries`` spoke a failed utterance again).
+        style_draw: what a copy's style mode drew (``mode``, clips and weight, or token weights); None
+            for ``clip`` (the record then names no mode, as before style modes).
     """
 
     id: str
@@ -187,6 +189,7 @@ class UtteranceRecord:
     text_input: str | None = None
     quality: dict[str, Any] | None = None
     attempt: int = 1
+    style_draw: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         line: dict[str, Any] = {"id": self.id, "index": self.index, "text": self.text}
@@ -201,6 +204,9 @@ class UtteranceRecord:
         if self.quality is not None:
             line["quality"] = self.quality
             line["attempt"] = self.attempt
+        if self.style_draw is not None:
+            line["style_mode"] = self.style_draw["mode"]
+            line["style_draw"] = {k: v for k, v in self.style_draw.items() if k != "mode"}
         return line
 
 

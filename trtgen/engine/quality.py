@@ -208,13 +208,18 @@ def assess(
     check = check_path(attention_path, attention_peak, eos_index, t.alignment_rule, end_index=end_index)
     vocoded = max(frames - 1, 0)
     rate = vocoded / max(symbols, 1)
-    samples = np.asarray(audio, dtype=np.float32)
-    finite = np.isfinite(samples)
-    non_finite = int(samples.size - np.count_nonzero(finite))
-    clean = np.where(finite, samples, np.float32(0.0))
+    clean = np.asarray(audio, dtype=np.float32)
+    magnitude = np.abs(clean)
+    peak = float(magnitude.max()) if clean.size else 0.0
+    non_finite = 0
+    if not math.isfinite(peak):  # rare: only then a pass to count and zero the bad samples
+        finite = np.isfinite(clean)
+        non_finite = int(clean.size - np.count_nonzero(finite))
+        clean = np.where(finite, clean, np.float32(0.0))
+        magnitude = np.abs(clean)
+        peak = float(magnitude.max())
+    clipped = float(np.count_nonzero(magnitude >= 1.0) / clean.size) if peak >= 1.0 else 0.0
     leading, trailing, pause = _silences(clean, hop_length, t.silence_db)
-    peak = float(np.abs(clean).max()) if clean.size else 0.0
-    clipped = float(np.count_nonzero(np.abs(clean) >= 1.0) / clean.size) if clean.size else 0.0
     seconds = hop_length / sample_rate
     signals = QualitySignals(
         stopped=bool(stopped), frames=int(frames), symbols=int(symbols), frames_per_symbol=float(rate),
@@ -247,7 +252,8 @@ def _silences(audio: np.ndarray, hop: int, silence_db: float) -> tuple[int, int,
     count = audio.size // hop
     if count == 0:
         return 0, 0, 0
-    energy = np.square(audio[: count * hop].reshape(count, hop), dtype=np.float64).mean(axis=1)
+    frames = audio[: count * hop].reshape(count, hop)
+    energy = np.einsum("ij,ij->i", frames, frames)  # per-frame sum of squares, no temporary the size of the audio
     loudest = float(energy.max())
     if loudest <= 0.0:
         return count, 0, 0

@@ -41,6 +41,7 @@ from trtgen.engine.artifact import PRECISIONS, Model, ModelCard, default_model_d
 from trtgen.engine.backends import BACKENDS, create_backend
 from trtgen.engine.quality import Quality, QualityThresholds, assess
 from trtgen.engine.randomness import utterance_key
+from trtgen.engine.styles import StyleBlend, StyleTokens, draw_token_weights
 from trtgen.engine.synthesis import StageTimes, SynthesisOptions, Synthesizer, Utterance
 from trtgen.engine.text import EncodedText, TextEncoder, last_spoken_index
 from trtgen.engine.vocoder import GriffinLimOptions, griffin_lim_preset
@@ -48,7 +49,7 @@ from trtgen.errors import StyleError, SynthesisError, TextError, TrtgenError, Us
 
 __all__ = ["Voice", "VoiceSpec", "Row", "Speech", "Rejected", "Style", "RowLike", "check_dropout"]
 
-Style = Union[str, os.PathLike, np.ndarray]
+Style = Union[str, os.PathLike, np.ndarray, StyleBlend, StyleTokens]
 """A reference clip (path to a WAV/FLAC) or a precomputed style embedding (:meth:`Voice.style_embedding`)."""
 
 DEFAULT_LOOKAHEAD = 4096
@@ -139,8 +140,11 @@ class Row:
     Attributes:
         id: names the utterance and, with ``seed``, keys its random streams (a string).
         text: the transcript to speak.
-        style: a reference clip (path to a WAV or FLAC, e.g. from :func:`trtgen.shipped_styles`) or a
-            style embedding (:meth:`Voice.style_embedding`, a float array of the model's style size).
+        style: a reference clip (path to a WAV or FLAC, e.g. from :func:`trtgen.shipped_styles`), a
+            style embedding (:meth:`Voice.style_embedding`, a float array of the model's style size), or
+            a drawn style (:class:`~trtgen.engine.styles.StyleBlend` of two clips,
+            :class:`~trtgen.engine.styles.StyleTokens` around a clip's token weights;
+            :func:`trtgen.draw_style` draws them as ``trtgen generate``'s style modes do).
         dropout: prenet dropout at inference, in [0, 1); None: the model's training rate.
         seed: seed of the dataset copy (an integer): with ``id`` it fixes the dropout masks and the
             Griffin-Lim phase.
@@ -190,6 +194,9 @@ class Speech:
             long silences, clipping) is not ``ok``.
         attempt: which try this is (1 unless ``retries`` spoke a failed utterance again with the next
             dropout stream).
+        style_draw: for a drawn style (:class:`~trtgen.engine.styles.StyleBlend`,
+            :class:`~trtgen.engine.styles.StyleTokens`), what was drawn: its ``mode``, the clips and
+            weight, or the token weights; None for a clip or an embedding.
     """
 
     id: str
@@ -208,6 +215,7 @@ class Speech:
     tag: Any = None
     quality: Quality | None = None
     attempt: int = 1
+    style_draw: dict[str, Any] | None = None
 
     @property
     def duration_s(self) -> float:
@@ -319,6 +327,7 @@ class _Pending:
     seed: int
     utterance: Utterance
     attempt: int = 1
+    style_draw: dict[str, Any] | None = None
 
 
 @dataclass
@@ -331,7 +340,7 @@ class _Checked:
     seed: int
     style_key: str
     """Equal styles, equal keys: a clip's absolute path, or ``embedding:<digest>``."""
-    style: np.ndarray | Path
+    style: np.ndarray | Path | StyleBlend | StyleTokens
     """The embedding (float32) or the clip to embed."""
 
 
@@ -471,12 +480,10 @@ class Voice:
         """The style embedding (float32, the model's style size) of a clip, computed once per clip, or of
         ``style`` itself if it is one; :class:`~trtgen.errors.StyleError` if it cannot be used."""
         _, source = self._style_source(style)
-        if isinstance(source, np.ndarray):
-            return source.copy()
-        found, unreadable = self._styles.embeddings([source])
-        if source in unreadable:
-            raise StyleError(f"style clip unusable: {unreadable[source]}")
-        return found[source].copy()
+        ((embedding, _),) = self._resolve_styles([source])
+        if isinstance(embedding, StyleError):
+            raise embedding
+        return embedding.copy()
 
     def style_token_weights(self, style: Style) -> np.ndarray:
         """A clip's weights over the model's style tokens: float32 ``[heads, tokens]``, per attention head a
@@ -638,7 +645,7 @@ class Voice:
             id=row.id, audio=np.zeros(0, np.float32) if result.audio is None else result.audio, sample_rate=self.sample_rate,
             text=encoded.spoken, symbols=encoded.text, text_ids=encoded.ids, frames=result.num_frames, steps=result.steps,
             stopped=result.stopped, dropout=item.utterance.dropout, seed=item.seed, alignment=result.alignment, mel=result.mel,
-            tag=row.tag, quality=self._assess(encoded, result), attempt=item.attempt,
+            tag=row.tag, quality=self._assess(encoded, result), attempt=item.attempt, style_draw=item.style_draw,
         )
         if result.audio is None:
             error = SynthesisError(f"the decoder stopped after {result.num_frames} frame(s): too short to vocode")
@@ -708,18 +715,15 @@ class Voice:
                     continue
                 dropout = self.card.model.prenet_dropout if dropout is None else dropout
                 checked.append(_Checked(row, encoded, dropout, seed, style_key, style))
-            clips = [c.style for c in checked if isinstance(c.style, Path)]
-            embedded, unreadable = self._styles.embeddings(clips)
-            ready: list[tuple[_Checked, np.ndarray]] = []
-            for c in checked:
-                if isinstance(c.style, np.ndarray):
-                    ready.append((c, c.style))
-                elif c.style in unreadable:
-                    rejected.append(_reject(c.row.id, c.row.tag, StyleError(f"style clip unusable: {unreadable[c.style]}")))
+            resolved = self._resolve_styles([c.style for c in checked])
+            ready: list[tuple[_Checked, np.ndarray, dict[str, Any] | None]] = []
+            for c, (embedding, drawn) in zip(checked, resolved):
+                if isinstance(embedding, StyleError):
+                    rejected.append(_reject(c.row.id, c.row.tag, embedding))
                 else:
-                    ready.append((c, embedded[c.style]))
-            ready.sort(key=lambda pair: -pair[0].encoded.text_len)  # stable: equal lengths keep row order
-            for c, embedding in ready:
+                    ready.append((c, embedding, drawn))
+            ready.sort(key=lambda item: -item[0].encoded.text_len)  # stable: equal lengths keep row order
+            for c, embedding, drawn in ready:
                 utterance = Utterance(
                     index=next(counter),
                     text_ids=c.encoded.ids,
@@ -729,7 +733,7 @@ class Voice:
                     vocoder_key=utterance_key(c.seed, c.row.id, "griffin_lim"),
                     encoding_key=(c.encoded.text, c.style_key),
                 )
-                pending[utterance.index] = _Pending(c.row, c.encoded, c.seed, utterance)
+                pending[utterance.index] = _Pending(c.row, c.encoded, c.seed, utterance, style_draw=drawn)
                 yield utterance
             if not lookahead:
                 return
@@ -744,9 +748,61 @@ class Voice:
             raise UsageError(f"the row's id {_short(row.id)} is of type {type(row.id).__name__}, not str")
         return (check_dropout(row.dropout), _check_seed(row.seed), *self._style_source(row.style))
 
-    def _style_source(self, style: Any) -> tuple[str, np.ndarray | Path]:
-        """The key naming ``style`` (equal styles, equal keys) and its float32 embedding or the clip's
-        absolute path; :class:`~trtgen.errors.StyleError` if it cannot be a style."""
+    def _resolve_styles(self, sources: list[Any]) -> list[tuple[np.ndarray | StyleError, dict[str, Any] | None]]:
+        """Each source's embedding (or the StyleError that stops it) and, for a drawn style, what was drawn.
+        Every clip involved is embedded once (:class:`~trtgen.engine.synthesis.StyleBank`)."""
+        clips: list[Path] = []
+        token_clips: list[Path] = []
+        for source in sources:
+            if isinstance(source, Path):
+                clips.append(source)
+            elif isinstance(source, StyleBlend):
+                clips += [source.first, source.second]
+            elif isinstance(source, StyleTokens):
+                token_clips.append(source.clip)
+        embedded, unreadable = self._styles.embeddings(clips)
+        weights: dict[Path, np.ndarray] = {}
+        if token_clips:
+            try:
+                weights, more = self._styles.token_weights(token_clips)
+                unreadable.update(more)
+            except UsageError as error:  # a model exported without its token bank
+                unreadable.update({clip: str(error) for clip in token_clips})
+        results: list[tuple[np.ndarray | StyleError, dict[str, Any] | None]] = []
+        for source in sources:
+            used = [source] if isinstance(source, Path) else [source.first, source.second] if isinstance(source, StyleBlend) else \
+                [source.clip] if isinstance(source, StyleTokens) else []
+            broken = [clip for clip in used if clip in unreadable]
+            if broken:
+                results.append((StyleError(f"style clip unusable: {unreadable[broken[0]]}"), None))
+            elif isinstance(source, np.ndarray):
+                results.append((source, None))
+            elif isinstance(source, Path):
+                results.append((embedded[source], None))
+            elif isinstance(source, StyleBlend):
+                weight = np.float32(source.weight)
+                mixed = weight * embedded[source.first] + (np.float32(1.0) - weight) * embedded[source.second]
+                results.append((mixed.astype(np.float32), {"mode": "blend", **source.to_json()}))
+            else:
+                drawn = draw_token_weights(weights[source.clip], source.concentration, source.key)
+                embedding = self._styles.embeddings_from_token_weights(drawn[None])[0]
+                results.append((embedding, {"mode": "tokens", **source.to_json(drawn)}))
+        return results
+
+    def _style_source(self, style: Any) -> tuple[str, np.ndarray | Path | StyleBlend | StyleTokens]:
+        """The key naming ``style`` (equal styles, equal keys) and what makes it: a float32 embedding, a
+        clip's absolute path, or a drawn style over absolute paths (:mod:`trtgen.engine.styles`);
+        :class:`~trtgen.errors.StyleError` if it cannot be a style."""
+        if isinstance(style, StyleBlend):
+            if not 0.0 <= style.weight <= 1.0:
+                raise StyleError(f"a blend weight of {style.weight}: it must be in [0, 1]")
+            first, second = (self._style_source(clip)[1] for clip in (style.first, style.second))
+            blend = StyleBlend(first, second, float(style.weight))  # type: ignore[arg-type]
+            return f"blend:{first}|{second}|{blend.weight!r}", blend
+        if isinstance(style, StyleTokens):
+            clip = self._style_source(style.clip)[1]
+            tokens = StyleTokens(clip, float(style.concentration), int(style.key))  # type: ignore[arg-type]
+            return f"tokens:{clip}|{tokens.concentration!r}|{tokens.key}", tokens
         if isinstance(style, np.ndarray):
             dim = self.card.model.style_dim
             if style.dtype.kind != "f":
