@@ -93,7 +93,8 @@ def quantized_nodes(model: onnx.ModelProto, graph: str) -> list[str]:
 def calibration_feeds(model_dir: Path, graphs: Sequence[str], options: QuantizeOptions) -> dict[str, list[dict[str, np.ndarray]]]:
     """The inputs each of ``graphs`` receives while the float model speaks the calibration sentences in
     the shipped style clips (through :class:`trtgen.Voice`, exactly as ``trtgen generate`` runs it)."""
-    from trtgen.engine.voice import Rejected, Row, Voice
+    from trtgen.engine.rows import Rejected, Row
+    from trtgen.engine.voice import Voice
     from trtgen.engine.shipped import shipped_styles
     from trtgen.engine.synthesis import SynthesisOptions
     from trtgen.engine.vocoder import GriffinLimOptions

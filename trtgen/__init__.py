@@ -23,9 +23,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "Voice": "trtgen.engine.voice",
     "VoiceSpec": "trtgen.engine.voice",
-    "Row": "trtgen.engine.voice",
-    "Speech": "trtgen.engine.voice",
-    "Rejected": "trtgen.engine.voice",
+    "Row": "trtgen.engine.rows",
+    "Speech": "trtgen.engine.rows",
+    "Rejected": "trtgen.engine.rows",
     "shipped_styles": "trtgen.engine.shipped",
     "StyleBlend": "trtgen.engine.styles",
     "StyleTokens": "trtgen.engine.styles",
@@ -50,7 +50,8 @@ __all__ = [
 if TYPE_CHECKING:
     from trtgen.engine.shipped import shipped_styles
     from trtgen.engine.styles import StyleBlend, StyleTokens, draw_style
-    from trtgen.engine.voice import Rejected, Row, Speech, Voice, VoiceSpec
+    from trtgen.engine.rows import Rejected, Row, Speech
+    from trtgen.engine.voice import Voice, VoiceSpec
     from trtgen.errors import (
         Interrupted,
         ModelError,

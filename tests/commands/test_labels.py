@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from trtgen.cli import app
 from trtgen.commands.generate import GenerateOptions, parse_copies, run_generate
-from trtgen.commands.manifests import ManifestOptions, nsr_normalize, write_manifests
+from trtgen.commands.manifest_lines import nsr_normalize
+from trtgen.commands.manifests import ManifestOptions, write_manifests
 from trtgen.commands.writers import ListConflict, encode_wav
 from trtgen.engine.shipped import shipped_styles
 from trtgen.engine.synthesis import SynthesisOptions

@@ -17,7 +17,8 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from trtgen.cli import app
-from trtgen.commands.manifests import DamagedAudioError, ManifestOptions, nsr_normalize, plan_mix, write_manifests
+from trtgen.commands.manifest_lines import nsr_normalize
+from trtgen.commands.manifests import DamagedAudioError, ManifestOptions, plan_mix, write_manifests
 from trtgen.commands.synthetic_check import check_synthetic
 
 REAL_IDS = ["1272-128104-0000", "2412-153948-0000", "1089-134686-0000", "1089-134686-0001",

@@ -284,7 +284,7 @@ def test_synthesize_refuses_a_dropout_outside_0_1_or_not_a_number(voice, dropout
 
 def test_the_dropout_check_is_one_function_for_synthesize_and_stream() -> None:
     from trtgen import UsageError
-    from trtgen.engine.voice import check_dropout
+    from trtgen.engine.rows import check_dropout
 
     assert check_dropout(None) is None
     assert check_dropout(0) == 0.0 and check_dropout(np.float32(0.25)) == 0.25 and check_dropout(0.999) == 0.999

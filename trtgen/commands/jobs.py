@@ -16,7 +16,8 @@ from typing import Any, Iterable, Iterator
 
 from trtgen.commands.writers import write_utterance_wav
 from trtgen.engine.styles import StyleBlend, StyleTokens
-from trtgen.engine.voice import Rejected, Row, Voice
+from trtgen.engine.rows import Rejected, Row
+from trtgen.engine.voice import Voice
 
 __all__ = ["Job", "Outcome", "render"]
 
@@ -56,7 +57,7 @@ class Outcome:
     rejected with a reason.
 
     Attributes:
-        text: the transcript the audio speaks (:attr:`~trtgen.engine.voice.Speech.text`), for the record.
+        text: the transcript the audio speaks (:attr:`~trtgen.engine.rows.Speech.text`), for the record.
         audio_sha256, audio_bytes: digest and size of the WAV as written, taken where it was written.
         audio_status: ``(inode, ctime_ns)`` of the WAV right after it was renamed into place: the writer
             compares it at the end of the run to be sure nothing changed the file since (see

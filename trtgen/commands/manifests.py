@@ -49,9 +49,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
-import re
-import string
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,10 +58,14 @@ import numpy as np
 import soundfile as sf
 
 from trtgen.commands.copylock import lock_holders
-from trtgen.commands.synthetic_check import AudioInfo, AudioProbeError, damaged_problem, expected_rate, file_problem, probe_audio
+from trtgen.commands.manifest_lines import (
+    PathRenderer, RealFile, SynFile, header_of, lhotse_cut, lhotse_real_supervision, lhotse_recording, lhotse_synthetic_supervision,
+    nemo_real, nemo_synthetic, nsr_normalize, size_or_minus_one, synthetic_id, write_input_cfg,
+)
+from trtgen.commands.synthetic_check import AudioProbeError, damaged_problem, expected_rate, file_problem, probe_audio
 from trtgen.corpora.base import Reject, log_rejects, write_rejects
-from trtgen.corpora.librispeech import LibriUtterance, read_librispeech
-from trtgen.corpora.synthetic import SETTINGS_FILE, SyntheticCopy, SyntheticRecord, list_copies, manifest_id, read_synthetic, record_files
+from trtgen.corpora.librispeech import read_librispeech
+from trtgen.corpora.synthetic import SETTINGS_FILE, SyntheticCopy, list_copies, read_synthetic, record_files, record_lines
 from trtgen.fileio import atomic_path, atomic_write, write_jsonl
 from trtgen.errors import UsageError
 from trtgen.progress import Progress, StepProgress
@@ -77,7 +78,6 @@ __all__ = [
     "ManifestResult",
     "FailedUtterances",
     "DamagedAudioError",
-    "nsr_normalize",
     "MixDraw",
     "plan_mix",
     "write_manifests",
@@ -88,18 +88,6 @@ SYNTHETIC_CSV = "synthetic_data.csv"
 OPENSEQ2SEQ_HEADER = "wav_filename,wav_filesize,transcript"
 REAL_WAV_DIR = "real_wav"
 """Where ``flac_to_wav`` puts WAV copies of real FLAC files, inside the manifests' directory."""
-
-
-# Spec §7.1 (NSR L13-31): ’ “ ” -> ', à â -> a, è é ê -> e, ü -> u, and every ASCII punctuation
-# character except the apostrophe deleted. The ASCII double quote is in both lists; deletion wins.
-_NSR_TABLE = str.maketrans("\"'\u2019\u201c\u201d\u00e0\u00e2\u00e8\u00e9\u00ea\u00fc", "'''''aaeeeu", string.punctuation.replace("'", ""))
-
-_MAILABS_STYLE = re.compile(r"(?:^|/)by_book/(?:female|male)/([^/]+)/[^/]+/wavs/[^/]+$")
-
-
-def nsr_normalize(text: str) -> str:
-    """OpenSeq2Seq's nsr_create_syn_train_csv.py transcript normalisation: translate, ``lower()``, ``strip()``."""
-    return text.translate(_NSR_TABLE).lower().strip()
 
 
 @dataclass(frozen=True)
@@ -169,20 +157,6 @@ def plan_mix(num_real: int, num_synthetic: int, num_copies: int, real_fraction: 
     return [rows[i] for i in order.tolist()]
 
 
-@dataclass(frozen=True)
-class _SynFile:
-    record: SyntheticRecord
-    path: Path
-    info: AudioInfo | None
-    size: int
-
-
-@dataclass(frozen=True)
-class _RealFile:
-    utterance: LibriUtterance
-    info: AudioInfo | None
-
-
 UNSPECIFIED_REASON = "unspecified"
 """The reason counted for a failed quality check whose record names none."""
 
@@ -232,34 +206,14 @@ class ManifestResult:
     """Utterances that failed the quality check (also in ``counts["failed"]``)."""
 
 
-class _Paths:
-    """Renders paths absolute, or relative to ``relative_to``, always with ``/``."""
-
-    def __init__(self, relative_to: Path | None) -> None:
-        self.base = Path(relative_to).expanduser().absolute() if relative_to is not None else None
-
-    def __call__(self, path: Path) -> str:
-        absolute = os.path.abspath(path)
-        if self.base is None:
-            return Path(absolute).as_posix()
-        return Path(os.path.relpath(absolute, self.base)).as_posix()
-
-
-def _style_speaker(style: str | None) -> str | None:
-    if not style:
-        return None
-    match = _MAILABS_STYLE.search(style.replace("\\", "/"))
-    return match.group(1) if match else None
-
-
-def _scan_copies(copies: list[SyntheticCopy], tolerance_s: float, progress: Progress | None) -> list[dict[str, _SynFile]]:
+def _scan_copies(copies: list[SyntheticCopy], tolerance_s: float, progress: Progress | None) -> list[dict[str, SynFile]]:
     """Per copy: id -> file, its header checked against its record; raises :class:`DamagedAudioError`
     naming the files that are missing, unreadable or disagree with their records."""
     bar = StepProgress(progress, "reading synthetic audio headers", sum(len(c.records) for c in copies))
     result = []
     damaged: list[str] = []
     for copy in copies:
-        files: dict[str, _SynFile] = {}
+        files: dict[str, SynFile] = {}
         sample_rate = expected_rate(copy)
         for d in copy.damaged.values():
             path = copy.directory / d.record.audio
@@ -271,7 +225,7 @@ def _scan_copies(copies: list[SyntheticCopy], tolerance_s: float, progress: Prog
             if problem is not None or info is None:
                 damaged.append(f"{path}: {problem}")
                 continue
-            files[record.id] = _SynFile(record, path, info, info.size_bytes)
+            files[record.id] = SynFile(record, path, info, info.size_bytes)
         result.append(files)
     if damaged:
         shown = "; ".join(damaged[:5]) + (f"; and {len(damaged) - 5} more" if len(damaged) > 5 else "")
@@ -283,15 +237,15 @@ def _scan_copies(copies: list[SyntheticCopy], tolerance_s: float, progress: Prog
 
 
 def _leave_out_failed(
-    copies: list[SyntheticCopy], files: list[dict[str, _SynFile]], keep_failed: bool, rejects: list[Reject]
-) -> tuple[list[dict[str, _SynFile]], FailedUtterances]:
+    copies: list[SyntheticCopy], files: list[dict[str, SynFile]], keep_failed: bool, rejects: list[Reject]
+) -> tuple[list[dict[str, SynFile]], FailedUtterances]:
     """Per copy, the files that go into the manifests (those whose quality check passed, or every one
     with ``keep_failed``), and the count of those that failed; each one left out becomes a reject."""
     failed = FailedUtterances(kept=keep_failed)
-    usable: list[dict[str, _SynFile]] = []
+    usable: list[dict[str, SynFile]] = []
     for copy, per_copy in zip(copies, files):
         reasons: Counter[str] = Counter()
-        kept: dict[str, _SynFile] = {}
+        kept: dict[str, SynFile] = {}
         for utterance_id, f in per_copy.items():
             quality = f.record.quality
             if quality.ok or keep_failed:
@@ -326,7 +280,7 @@ class _Selection:
 
 
 def _select_templated(
-    copies: list[SyntheticCopy], files: list[dict[str, _SynFile]], usable: list[dict[str, _SynFile]], rejects: list[Reject]
+    copies: list[SyntheticCopy], files: list[dict[str, SynFile]], usable: list[dict[str, SynFile]], rejects: list[Reject]
 ) -> _Selection:
     """Sort the utterances into :class:`_Selection`; those missing from some copies, or whose file name
     cannot go into a CSV, are reported and left out. ``usable`` are the files that go into manifests (a
@@ -359,7 +313,7 @@ def _select_templated(
     return _Selection(common, templated, explicit)
 
 
-def _usable_draws(plan: list[MixDraw], usable: list[dict[str, _SynFile]], ids: list[str]) -> list[MixDraw]:
+def _usable_draws(plan: list[MixDraw], usable: list[dict[str, SynFile]], ids: list[str]) -> list[MixDraw]:
     """The plan with each synthetic draw of a copy where its utterance failed the quality check moved to
     the copy, among those where it passed, with the fewest draws so far (ties: the next in selection
     order): every utterance usable somewhere stays in the mix as often as the others, and the copies
@@ -400,7 +354,7 @@ def _refuse_busy(copies: list[str], root: Path) -> None:
 
 def _read_real(
     sources: Sequence[str | Path], splits: Any, need_info: bool, progress: Progress | None, rejects: list[Reject]
-) -> tuple[list[_RealFile], list[str]]:
+) -> tuple[list[RealFile], list[str]]:
     """Real utterances (with headers read if needed) and the librivox CSVs among the sources."""
     if not sources:
         return [], []
@@ -408,17 +362,17 @@ def _read_real(
     rejects.extend(corpus.rejects)
     csvs = [s for s in corpus.sources if s.endswith(".csv")]
     bar = StepProgress(progress, "reading real audio headers", len(corpus.utterances)) if need_info else None
-    real: list[_RealFile] = []
+    real: list[RealFile] = []
     for utt in corpus.utterances:
         if not need_info:
-            real.append(_RealFile(utt, None))
+            real.append(RealFile(utt, None))
             continue
         bar.step()  # type: ignore[union-attr]
         if utt.audio is None:
             rejects.append(Reject(utt.source, utt.line, "no audio path", utt.id))
             continue
         try:
-            real.append(_RealFile(utt, probe_audio(utt.audio)))
+            real.append(RealFile(utt, probe_audio(utt.audio)))
         except AudioProbeError as exc:
             rejects.append(Reject(utt.source, utt.line, f"real audio {exc.kind}: {utt.audio}", utt.id))
     return real, csvs
@@ -446,13 +400,13 @@ def write_manifests(
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: a file, not a directory")
     _check_output_dir(out, root)
-    render = _Paths(options.relative_to)
+    render = PathRenderer(options.relative_to)
     result = ManifestResult()
     rejects = result.rejects
 
     names = list(options.copies) if options.copies is not None else list_copies(root)
     _refuse_busy(names, root)
-    lines = sum(path.read_bytes().count(b"\n") for name in names if (root / name).is_dir() for path in record_files(root / name))
+    lines = sum(record_lines(root / name) for name in names)
     bar = StepProgress(progress, "checking synthetic audio against its records", lines)
     copies = read_synthetic(root, options.copies, verify=options.verify, step=bar.step)
     for copy in copies:
@@ -477,7 +431,7 @@ def write_manifests(
             raise UsageError(f"synthetic root {base} contains '{{', '}}' or ',' and cannot be an OpenSeq2Seq template")
     synthetic = [f for per_copy in usable for f in _sorted(per_copy)]
     every_file = [f for per_copy in files for f in per_copy.values()]  # failed ones too: ids never depend on quality
-    _check_unique([_synthetic_id(f.record) for f in every_file] + [r.utterance.id for r in real_files], "synthetic and real rows together")
+    _check_unique([synthetic_id(f.record) for f in every_file] + [r.utterance.id for r in real_files], "synthetic and real rows together")
     if options.mix is not None and {"openseq2seq", "nemo"} & set(formats) and not mix_ids and result.failed.left_out:
         raise UsageError(
             f"a mixed manifest needs synthetic utterances present in every selected copy and passing the quality check in "
@@ -501,30 +455,30 @@ def write_manifests(
 
     if "nemo" in formats:
         result.files["nemo_synthetic"] = out / "nemo_synthetic.jsonl"
-        write_jsonl(result.files["nemo_synthetic"], (_nemo_synthetic(f, render) for f in synthetic))
+        write_jsonl(result.files["nemo_synthetic"], (nemo_synthetic(f, render) for f in synthetic))
         if real:
             result.files["nemo_real"] = out / "nemo_real.jsonl"
-            write_jsonl(result.files["nemo_real"], (_nemo_real(r, render) for r in real_files))
+            write_jsonl(result.files["nemo_real"], (nemo_real(r, render) for r in real_files))
 
     if "lhotse" in formats:
         result.files["lhotse_synthetic_recordings"] = out / "lhotse_synthetic_recordings.jsonl.gz"
         result.files["lhotse_synthetic_supervisions"] = out / "lhotse_synthetic_supervisions.jsonl.gz"
-        write_jsonl(result.files["lhotse_synthetic_recordings"], (_lhotse_recording(_synthetic_id(f.record), f.path, f.info, render) for f in synthetic))
-        write_jsonl(result.files["lhotse_synthetic_supervisions"], (_lhotse_synthetic_supervision(f, options.language) for f in synthetic))
+        write_jsonl(result.files["lhotse_synthetic_recordings"], (lhotse_recording(synthetic_id(f.record), f.path, f.info, render) for f in synthetic))
+        write_jsonl(result.files["lhotse_synthetic_supervisions"], (lhotse_synthetic_supervision(f, options.language) for f in synthetic))
         if real:
             result.files["lhotse_real_recordings"] = out / "lhotse_real_recordings.jsonl.gz"
             result.files["lhotse_real_supervisions"] = out / "lhotse_real_supervisions.jsonl.gz"
-            write_jsonl(result.files["lhotse_real_recordings"], (_lhotse_recording(r.utterance.id, r.utterance.audio, r.info, render) for r in real_files))  # type: ignore[arg-type]
-            write_jsonl(result.files["lhotse_real_supervisions"], (_lhotse_real_supervision(r, options.language) for r in real_files))
+            write_jsonl(result.files["lhotse_real_recordings"], (lhotse_recording(r.utterance.id, r.utterance.audio, r.info, render) for r in real_files))  # type: ignore[arg-type]
+            write_jsonl(result.files["lhotse_real_supervisions"], (lhotse_real_supervision(r, options.language) for r in real_files))
         result.files["lhotse_synthetic_cuts"] = out / "lhotse_synthetic_cuts.jsonl.gz"
         write_jsonl(result.files["lhotse_synthetic_cuts"], (
-            _lhotse_cut(_lhotse_recording(_synthetic_id(f.record), f.path, f.info, render), _lhotse_synthetic_supervision(f, options.language))
+            lhotse_cut(lhotse_recording(synthetic_id(f.record), f.path, f.info, render), lhotse_synthetic_supervision(f, options.language))
             for f in synthetic
         ))
         if real:
             result.files["lhotse_real_cuts"] = out / "lhotse_real_cuts.jsonl.gz"
             write_jsonl(result.files["lhotse_real_cuts"], (
-                _lhotse_cut(_lhotse_recording(r.utterance.id, r.utterance.audio, r.info, render), _lhotse_real_supervision(r, options.language))  # type: ignore[arg-type]
+                lhotse_cut(lhotse_recording(r.utterance.id, r.utterance.audio, r.info, render), lhotse_real_supervision(r, options.language))  # type: ignore[arg-type]
                 for r in real_files
             ))
 
@@ -551,7 +505,7 @@ def write_manifests(
         if "nemo" in formats:
             result.files["nemo_mix"] = out / "nemo_mix.jsonl"
             rows = [
-                _nemo_real(real_files[d.index], render) if d.real else _nemo_synthetic(usable[d.copy][mix_ids[d.index]], render)
+                nemo_real(real_files[d.index], render) if d.real else nemo_synthetic(usable[d.copy][mix_ids[d.index]], render)
                 for d in plan
             ]
             rows = _number_repeats(rows)
@@ -561,11 +515,11 @@ def write_manifests(
         weights = {"real": options.mix, "synthetic": 1.0 - options.mix}
         if "nemo" in formats:
             result.files["nemo_input_cfg"] = out / "nemo_input_cfg.yaml"
-            _write_input_cfg(result.files["nemo_input_cfg"], "nemo", "manifest_filepath", {
+            write_input_cfg(result.files["nemo_input_cfg"], "nemo", "manifest_filepath", {
                 "real": result.files["nemo_real"], "synthetic": result.files["nemo_synthetic"]}, weights, render)
         if "lhotse" in formats:
             result.files["nemo_input_cfg_lhotse"] = out / "nemo_input_cfg_lhotse.yaml"
-            _write_input_cfg(result.files["nemo_input_cfg_lhotse"], "lhotse", "cuts_path", {
+            write_input_cfg(result.files["nemo_input_cfg_lhotse"], "lhotse", "cuts_path", {
                 "real": result.files["lhotse_real_cuts"], "synthetic": result.files["lhotse_synthetic_cuts"]}, weights, render)
 
     result.counts.update({
@@ -592,11 +546,6 @@ def write_manifests(
     return result
 
 
-def _synthetic_id(record: SyntheticRecord) -> str:
-    """A synthetic utterance's id in every manifest: unique across copies, and apart from the real ids."""
-    return manifest_id(record.id, record.copy)
-
-
 def _number_repeats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A mixed manifest may draw one synthetic file twice (more draws than files): the second draw's id
     gets ``#2``, the third ``#3``..."""
@@ -615,13 +564,13 @@ def _check_unique(ids: list[str], what: str) -> None:
         raise UsageError(f"manifest ids of {what}: {len(repeated)} would repeat, e.g. {repeated[0]!r}; rename those utterances")
 
 
-def _convert_to_wav(real_files: list[_RealFile], directory: Path, progress: Progress | None, rejects: list[Reject]) -> list[_RealFile]:
+def _convert_to_wav(real_files: list[RealFile], directory: Path, progress: Progress | None, rejects: list[Reject]) -> list[RealFile]:
     """WAV copies (same samples, same bit depth) of the real files that are not WAV, for OpenSeq2Seq;
     a copy already there with the right length is kept, so a rerun converts nothing again."""
     todo = [r for r in real_files if r.utterance.audio is not None and r.utterance.audio.suffix.lower() != ".wav"]
     bar = StepProgress(progress, "converting real audio to WAV", len(todo))
     directory.mkdir(parents=True, exist_ok=True)
-    converted: list[_RealFile] = []
+    converted: list[RealFile] = []
     for r in real_files:
         source = r.utterance.audio
         if source is None or source.suffix.lower() == ".wav":
@@ -631,7 +580,7 @@ def _convert_to_wav(real_files: list[_RealFile], directory: Path, progress: Prog
         target = directory / f"{r.utterance.id}.wav"
         try:
             info = probe_audio(target) if target.exists() else None
-            if info is None or info.num_samples != _header(r.info).num_samples:
+            if info is None or info.num_samples != header_of(r.info).num_samples:
                 subtype = sf.info(str(source)).subtype
                 samples, rate = sf.read(str(source), dtype="int32", always_2d=True)
                 with atomic_path(target) as temporary:
@@ -640,15 +589,15 @@ def _convert_to_wav(real_files: list[_RealFile], directory: Path, progress: Prog
         except (RuntimeError, AudioProbeError) as exc:  # sf.LibsndfileError is a RuntimeError
             rejects.append(Reject(r.utterance.source, r.utterance.line, f"real audio could not be converted to WAV: {source} ({exc})", r.utterance.id))
             continue
-        converted.append(_RealFile(dataclasses.replace(r.utterance, audio=target, filesize=info.size_bytes), info))
+        converted.append(RealFile(dataclasses.replace(r.utterance, audio=target, filesize=info.size_bytes), info))
     return converted
 
 
-def _sorted(files: dict[str, _SynFile]) -> list[_SynFile]:
+def _sorted(files: dict[str, SynFile]) -> list[SynFile]:
     return [files[k] for k in sorted(files)]
 
 
-def _openseq2seq_config(path: Path, real_csvs: list[str], copies: list[str], real_is_tree: bool, render: _Paths) -> list[str]:
+def _openseq2seq_config(path: Path, real_csvs: list[str], copies: list[str], real_is_tree: bool, render: PathRenderer) -> list[str]:
     real_lines = [f'    "{render(Path(c))}",' for c in real_csvs]
     if real_is_tree or not real_csvs:
         real_lines.append('    # your librivox-*.csv files (WAV, from OpenSeq2Seq scripts/import_librivox.py),')
@@ -662,143 +611,11 @@ def _openseq2seq_config(path: Path, real_csvs: list[str], copies: list[str], rea
     ]
 
 
-def _openseq2seq_mix_line(d: MixDraw, real: list[_RealFile], files: list[dict[str, _SynFile]], ids: list[str], render: _Paths) -> str:
+def _openseq2seq_mix_line(d: MixDraw, real: list[RealFile], files: list[dict[str, SynFile]], ids: list[str], render: PathRenderer) -> str:
     if d.real:
         utt = real[d.index].utterance
         info = real[d.index].info
-        size = utt.filesize if utt.filesize is not None else (info.size_bytes if info is not None else _size_or_minus_one(utt.audio))
+        size = utt.filesize if utt.filesize is not None else (info.size_bytes if info is not None else size_or_minus_one(utt.audio))
         return f"{render(utt.audio) if utt.audio else ''},{size},{nsr_normalize(utt.text)}"
     f = files[d.copy][ids[d.index]]
     return f"{render(f.path)},{f.size},{nsr_normalize(f.record.text)}"
-
-
-def _size_or_minus_one(path: Path | None) -> int:
-    try:
-        return path.stat().st_size if path is not None else -1
-    except OSError:
-        return -1
-
-
-def _header(info: AudioInfo | None) -> AudioInfo:
-    """The header read earlier; nemo, lhotse and their mix rows are only written after reading it."""
-    if info is None:
-        raise RuntimeError("audio header was not read before writing a manifest that needs durations")
-    return info
-
-
-def _synthetic_fields(record: SyntheticRecord) -> dict[str, Any]:
-    """What a trainer may want to know of a synthetic entry beyond its audio and transcript: NeMo lines
-    carry it (NeMo's Lhotse reader moves it to ``cut.custom``), Lhotse supervisions in ``custom``."""
-    fields: dict[str, Any] = {
-        "synthetic": True, "utterance_id": record.id, "copy": record.copy, "style": record.style, "dropout": record.dropout,
-        "style_mode": record.style_mode, "attempt": record.attempt, "quality_ok": record.quality.ok,
-    }
-    if not record.quality.ok:
-        fields["quality_reasons"] = list(record.quality.reasons)
-    return fields
-
-
-def _nemo_synthetic(f: _SynFile, render: _Paths) -> dict[str, Any]:
-    info = _header(f.info)
-    return {
-        "audio_filepath": render(f.path), "duration": round(info.duration_s, 6), "text": nsr_normalize(f.record.text),
-        "sampling_rate": info.sample_rate, "id": _synthetic_id(f.record), **_synthetic_fields(f.record),
-    }
-
-
-def _nemo_real(r: _RealFile, render: _Paths) -> dict[str, Any]:
-    info = _header(r.info)
-    return {
-        "audio_filepath": render(r.utterance.audio), "duration": round(info.duration_s, 6),  # type: ignore[arg-type]
-        "text": nsr_normalize(r.utterance.text), "sampling_rate": info.sample_rate, "id": r.utterance.id, "synthetic": False,
-    }
-
-
-def _lhotse_recording(recording_id: str, path: Path, info: AudioInfo | None, render: _Paths) -> dict[str, Any]:
-    info = _header(info)
-    return {
-        "id": recording_id,
-        "sources": [{"type": "file", "channels": list(range(info.channels)), "source": render(path)}],
-        "sampling_rate": info.sample_rate, "num_samples": info.num_samples, "duration": info.duration_s,
-        "channel_ids": list(range(info.channels)),
-    }
-
-
-def _lhotse_synthetic_supervision(f: _SynFile, language: str) -> dict[str, Any]:
-    recording_id = _synthetic_id(f.record)
-    custom = _synthetic_fields(f.record)
-    row: dict[str, Any] = {
-        "id": recording_id, "recording_id": recording_id, "start": 0.0, "duration": _header(f.info).duration_s, "channel": 0,
-        "text": f.record.text, "language": language,
-    }
-    speaker = _style_speaker(f.record.style)
-    if speaker:
-        row["speaker"] = speaker
-    row["custom"] = custom
-    return row
-
-
-def _lhotse_real_supervision(r: _RealFile, language: str) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "id": r.utterance.id, "recording_id": r.utterance.id, "start": 0.0, "duration": _header(r.info).duration_s,
-        "channel": 0, "text": r.utterance.text, "language": language,
-    }
-    if r.utterance.speaker:
-        row["speaker"] = r.utterance.speaker
-    row["custom"] = {"synthetic": False}
-    return row
-
-
-def _lhotse_cut(recording: dict[str, Any], supervision: dict[str, Any]) -> dict[str, Any]:
-    """A Lhotse ``MonoCut`` as ``CutSet.to_file`` writes it: the whole recording with its supervision,
-    whose ``custom`` the cut carries too (where NeMo's input_cfg ``tags`` go)."""
-    return {
-        "id": recording["id"], "start": 0.0, "duration": recording["duration"], "channel": 0, "supervisions": [supervision],
-        "recording": recording, "custom": dict(supervision["custom"]), "type": "MonoCut",
-    }
-
-
-def _write_input_cfg(path: Path, kind: str, path_key: str, manifests: dict[str, Path], weights: dict[str, float], render: _Paths) -> None:
-    """NeMo's Lhotse data loader ``input_cfg`` (docs/generating.md, "Mixing by weight in NeMo"): one
-    entry for the real manifest and one for the synthetic one, drawn by weight, tagged ``synthetic``."""
-    entries = [
-        {"type": kind, path_key: render(manifests[name]), "weight": round(weights[name], 10), "tags": {"synthetic": name == "synthetic"}}
-        for name in ("real", "synthetic")
-    ]
-    header = (f"# NeMo input_cfg written by trtgen manifest: real weight {weights['real']:g}, synthetic {weights['synthetic']:g}.\n"
-              "# model.train_ds.use_lhotse=true model.train_ds.input_cfg=<this file> (docs/generating.md)\n")
-    with atomic_write(path, "w", newline="\n") as handle:
-        handle.write(header + _yaml_list(entries))
-
-
-def _yaml_list(entries: list[dict[str, Any]]) -> str:
-    """A YAML block list of flat mappings (one level of nested mapping at most), without a YAML library."""
-    lines = []
-    for entry in entries:
-        for position, (key, value) in enumerate(entry.items()):
-            indent = "- " if position == 0 else "  "
-            if isinstance(value, dict):
-                lines.append(f"{indent}{key}:")
-                lines.extend(f"    {k}: {_yaml_scalar(v)}" for k, v in value.items())
-            else:
-                lines.append(f"{indent}{key}: {_yaml_scalar(value)}")
-    return "".join(line + "\n" for line in lines)
-
-
-def _yaml_scalar(value: Any) -> str:
-    """true/false, a number, or a double-quoted string (printable characters as they are, others escaped)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    escaped = []
-    for character in str(value):
-        code = ord(character)
-        if character in '"\\':
-            escaped.append("\\" + character)
-        elif character.isprintable():
-            escaped.append(character)
-        else:
-            escaped.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-    return '"' + "".join(escaped) + '"'
-

@@ -17,7 +17,7 @@ import soundfile as sf
 
 from trtgen.commands.copylock import lock_holders
 from trtgen.commands.writers import STAGING
-from trtgen.corpora.synthetic import Damaged, SyntheticCopy, SyntheticRecord, list_copies, read_synthetic, record_files
+from trtgen.corpora.synthetic import Damaged, SyntheticCopy, SyntheticRecord, list_copies, read_synthetic, record_lines
 from trtgen.engine.config import AudioConfig
 from trtgen.fileio import TEMPORARY_GLOB
 from trtgen.progress import Progress, StepProgress
@@ -146,7 +146,7 @@ def check_synthetic(
     wanted = [n for n in names if n not in busy]
     if not wanted:
         return report
-    bar = StepProgress(progress, "checking synthetic audio", _record_lines(root, wanted))
+    bar = StepProgress(progress, "checking synthetic audio", sum(record_lines(root / name) for name in wanted))
     for copy in read_synthetic(root, wanted, verify=True, step=bar.step):
         for reject in copy.rejects:
             report.problems.append(CheckProblem(copy.name, reject.item, reject.source, f"line {reject.line}: {reject.reason}"))
@@ -172,7 +172,3 @@ def check_synthetic(
             ))
     return report
 
-
-def _record_lines(root: Path, names: Sequence[str]) -> int:
-    """Record lines in the selected copies: the length of a progress bar over them."""
-    return sum(path.read_bytes().count(b"\n") for name in names for path in record_files(root / name))

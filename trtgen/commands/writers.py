@@ -33,17 +33,17 @@ import shutil
 import socket
 import time
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable, Mapping
+from typing import IO, Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import soundfile as sf
 
 from trtgen.commands.copylock import CopyLock, CopyLocked, lock_holders
 from trtgen.corpora.base import Reject
-from trtgen.corpora.synthetic import SyntheticCopy, SyntheticRecord, audio_problem, read_copy, record_files
+from trtgen.corpora.synthetic import SyntheticCopy, SyntheticRecord, audio_problem, read_copy, record_files, record_lines
 from trtgen.errors import OutputError, UsageError
 from trtgen.fileio import TEMPORARY_GLOB, atomic_write, iter_jsonl, write_jsonl
 from trtgen.progress import NoProgress, Progress
@@ -301,22 +301,16 @@ class CopyWriter:
             self._create(self.directory)
         except OSError as error:
             raise OutputError(error, self.directory, "creating") from None
-        try:
+        with self._aborting():
             self._lock.acquire()
             self._held.enter_context(self._lock.tidying())
             return self._plan(resume, expected, listed, prune, progress or NoProgress())
-        except OSError as error:
-            self.abort()
-            raise OutputError(error, error.filename2 or error.filename or self.directory) from None
-        except BaseException:
-            self.abort()
-            raise
 
     def start(self) -> None:
         """Write what :meth:`open` decided (settings, records files without the dropped records, pruned
         files gone) and open this run's records file for appending."""
         assert self._planned is not None, "CopyWriter.open() first"
-        try:
+        with self._aborting():
             self._remove_leftovers()
             with atomic_write(self.directory / SETTINGS_FILE) as handle:
                 handle.write(json.dumps(self.settings, indent=2, sort_keys=True) + "\n")
@@ -329,6 +323,13 @@ class CopyWriter:
             self._held.close()  # the tidy lock: the records files say what they will say for this run
             self._handle = open(self.records_path, "a", encoding="utf-8")
             self._created.clear()
+
+    @contextmanager
+    def _aborting(self) -> Iterator[None]:
+        """Any failure inside: :meth:`abort` (locks released, nothing half-written kept), an OS error as
+        :class:`~trtgen.errors.OutputError` naming the path."""
+        try:
+            yield
         except OSError as error:
             self.abort()
             raise OutputError(error, error.filename2 or error.filename or self.directory) from None
@@ -369,7 +370,7 @@ class CopyWriter:
 
     def _plan(self, resume: bool, expected: Mapping[str, Expected], listed: set[str] | None, prune: bool, progress: Progress) -> OpenedCopy:
         self._check_settings(resume)
-        recorded = sum(path.read_bytes().count(b"\n") for path in record_files(self.directory))
+        recorded = record_lines(self.directory)
         if recorded:
             progress.start(f"checking {self.directory.name}'s written files", recorded)
         copy = read_copy(self.directory, step=lambda: progress.advance(1))

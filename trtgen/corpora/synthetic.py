@@ -48,6 +48,7 @@ __all__ = [
     "read_copy",
     "read_synthetic",
     "record_files",
+    "record_lines",
     "manifest_id",
     "settings_sample_rate",
 ]
@@ -261,6 +262,11 @@ def settings_sample_rate(settings: dict[str, Any]) -> int | None:
 def record_files(copy_dir: Path) -> list[Path]:
     """``records.jsonl`` and the shard files ``records.shard-I-of-N.jsonl``, in name order."""
     return sorted(p for p in Path(copy_dir).glob(RECORDS_GLOB) if p.is_file())
+
+
+def record_lines(copy_dir: Path) -> int:
+    """Lines in a copy's records files, read as bytes (no JSON): the length of a progress bar over them."""
+    return sum(path.read_bytes().count(b"\n") for path in record_files(copy_dir))
 
 
 def list_copies(out_dir: str | Path) -> list[str]:

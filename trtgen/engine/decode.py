@@ -138,8 +138,10 @@ class _Slots:
         self.keys = np.zeros(rows, np.uint64)
         self.rates = np.zeros(rows, np.float32)
         self.alignments: list[list[np.ndarray]] = [[] for _ in range(rows)]
-        self.paths: list[list[np.ndarray]] = [[] for _ in range(rows)]
-        self.peaks: list[list[np.ndarray]] = [[] for _ in range(rows)]
+        self.reduction = c.reduction_factor
+        self.path = np.zeros((rows, frame_capacity // self.reduction), np.int32)
+        """Per row and decoder step, the symbol attended most (host; written a chunk at a time like ``frames``)."""
+        self.peak = np.zeros((rows, frame_capacity // self.reduction), np.float32)
 
     @property
     def rows(self) -> int:
@@ -162,8 +164,6 @@ class _Slots:
         self.keys[row] = np.uint64(request.prenet_key)
         self.rates[row] = request.dropout
         self.alignments[row] = []
-        self.paths[row] = []
-        self.peaks[row] = []
 
     def keep(self, rows: np.ndarray) -> None:
         """Drop every row not in ``rows`` (the batch shrinks when no work is left)."""
@@ -175,8 +175,8 @@ class _Slots:
         self.frames = self.frames[index]
         self.request = [self.request[i] for i in rows]
         self.alignments = [self.alignments[i] for i in rows]
-        self.paths = [self.paths[i] for i in rows]
-        self.peaks = [self.peaks[i] for i in rows]
+        self.path = self.path[rows]
+        self.peak = self.peak[rows]
         for name in ("steps", "cap", "text_len", "keys", "rates"):
             setattr(self, name, getattr(self, name)[rows])
 
@@ -203,6 +203,9 @@ class _Slots:
         grown = xp.zeros((self.rows, capacity, self.frames.shape[2]), xp.float32)
         grown[:, : self.frame_capacity] = self.frames
         self.frames = grown
+        steps = capacity // self.reduction
+        self.path = np.pad(self.path, ((0, 0), (0, steps - self.path.shape[1])))
+        self.peak = np.pad(self.peak, ((0, 0), (0, steps - self.peak.shape[1])))
         self.frame_capacity = capacity
 
 
@@ -309,16 +312,15 @@ class ChunkedDecoder:
         capped = ~any_fired & (slots.steps + k >= slots.cap)
         done = any_fired | capped
         lengths = np.where(any_fired, slots.steps * r + first + 1, slots.cap * r)
-        # Every utterance keeps its attention path (argmax and peak per step) for the quality gate; the
-        # whole matrix only when asked.
-        path = _to_host(xp.argmax(out["alignments"], axis=2), xp).astype(np.int32)  # [K, rows]
-        peak = _to_host(xp.max(out["alignments"], axis=2), xp).astype(np.float32)
-        alignments = _to_host(out["alignments"], xp) if self.keep_alignments else None
-        for row in range(rows):
-            usable = int(min(k, slots.cap[row] - slots.steps[row]))
-            slots.paths[row].append(path[:usable, row])
-            slots.peaks[row].append(peak[:usable, row])
-            if alignments is not None:
+        # Every utterance keeps its attention path (argmax and peak per step) for the quality gate, written
+        # at each row's own step offset as the frames are; the whole matrix only when asked.
+        steps_written = slots.steps[:, None] + np.arange(k, dtype=np.int64)[None, :]  # [rows, K]
+        slots.path[np.arange(rows)[:, None], steps_written] = _to_host(xp.argmax(out["alignments"], axis=2), xp).T
+        slots.peak[np.arange(rows)[:, None], steps_written] = _to_host(xp.max(out["alignments"], axis=2), xp).T
+        if self.keep_alignments:
+            alignments = _to_host(out["alignments"], xp)
+            for row in range(rows):
+                usable = int(min(k, slots.cap[row] - slots.steps[row]))
                 slots.alignments[row].append(alignments[:usable, row, : slots.text_len[row]])
         self.stats.chunks += 1
         self.stats.slot_steps += rows * k
@@ -353,8 +355,8 @@ class ChunkedDecoder:
             stopped=stopped,
             steps=steps,
             alignment=alignment,
-            attention_path=np.concatenate(slots.paths[row])[:steps],
-            attention_peak=np.concatenate(slots.peaks[row])[:steps],
+            attention_path=slots.path[row, :steps].copy(),
+            attention_peak=slots.peak[row, :steps].copy(),
         )
 
 

@@ -111,7 +111,7 @@ def draw_style(
     concentration: float = DEFAULT_CONCENTRATION,
 ) -> Path | StyleBlend | StyleTokens:
     """The style an utterance gets in a copy of ``mode`` (module docstring): ``trtgen generate`` draws
-    every row's with it, and a :class:`~trtgen.engine.voice.Row` takes what it returns as its ``style``.
+    every row's with it, and a :class:`~trtgen.engine.rows.Row` takes what it returns as its ``style``.
     ``blend`` needs the row clip's digest and the pool of the list's clips (digest -> path)."""
     if mode == "clip":
         return clip

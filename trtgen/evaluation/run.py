@@ -48,7 +48,8 @@ from trtgen.engine.audio import AudioError, load_audio, stft_magnitude
 from trtgen.engine.config import AudioConfig
 from trtgen.engine.randomness import utterance_key
 from trtgen.engine.text import last_spoken_index
-from trtgen.engine.voice import Rejected, Row, Voice
+from trtgen.engine.rows import Rejected, Row
+from trtgen.engine.voice import Voice
 from trtgen.errors import UsageError
 from trtgen.fileio import atomic_write
 from trtgen.progress import NoProgress, Progress
