@@ -16,6 +16,9 @@ SHARED = Path(os.environ.get("TRTGEN_SHARED", REPO_ROOT.parent / "shared"))
 SHARED_DATA = SHARED / "data"
 
 
+
+pytest_plugins = ["tests.s3server"]  # the fixtures s3_server (moto's S3 server on localhost) and s3_bucket
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

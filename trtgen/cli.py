@@ -43,6 +43,9 @@ _VERBOSE = {"on": False}
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages; show tracebacks.")) -> None:
     _VERBOSE["on"] = verbose
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # trtgen's own INFO lines are for the user; the object-storage clients' (credentials found...) are not.
+    for name in ("aiobotocore", "botocore", "boto3", "s3fs", "fsspec", "gcsfs", "urllib3"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _run(command: str, call: Callable[[], Any], partial: Callable[[Any], None] | None = None) -> Any:
@@ -179,7 +182,7 @@ def export(
 @app.command(epilog=EXIT_CODES)
 def generate(
     list_path: Path = typer.Option(..., "--list", help="infer.jsonl (trtgen prepare) or OpenSeq2Seq's generate.csv."),
-    out: Path = typer.Option(..., "--out", help="Output root: one sub-directory per copy."),
+    out: str = typer.Option(..., "--out", help="Output root, one sub-directory per copy: a directory, or with a shard layout an object-storage URL (s3://bucket/prefix, gs://..., file://...)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the voice shipped with trtgen)."),
     style_root: Optional[Path] = typer.Option(None, "--style-root", help="Root of relative style paths (default: from prepare.json, else the list's directory)."),
     copies: Optional[str] = typer.Option(None, "--copies", help="NAME:RATE[:SEED[:STYLE]],... one dataset copy per entry, STYLE clip (default), blend or tokens (default: one copy at the model's training dropout)."),
@@ -194,7 +197,11 @@ def generate(
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N rows of the list."),
     resume: bool = typer.Option(False, "--resume", help="Continue earlier runs into the same copies: skip utterances already written with the same inputs, make again what changed."),
     prune: bool = typer.Option(False, "--prune", help="Remove from each copy the utterances (records and files) whose row is no longer in the list."),
-    sample_format: str = typer.Option("pcm16", "--format", help="pcm16 or float32 WAV."),
+    sample_format: str = typer.Option("pcm16", "--format", help="pcm16 or float32 samples (FLAC: pcm16)."),
+    audio_format: str = typer.Option("wav", "--audio-format", help="wav or flac (lossless, about half the bytes)."),
+    sample_rate: Optional[int] = typer.Option(None, "--sample-rate", help="Write audio at this rate in Hz, resampled from the model's with soxr (default: the model's rate)."),
+    layout: str = typer.Option("files", "--layout", help="files (one audio file per utterance: OpenSeq2Seq), shar (Lhotse Shar) or nemo-tarred (NeMo tarred audio dataset)."),
+    shard_utterances: int = typer.Option(1000, "--shard-utterances", help="With a shard layout: list rows per shard (shard k holds rows k*N to k*N+N-1)."),
     naming: str = typer.Option("id", "--naming", help="id (<utterance-id>.wav) or openseq2seq (sample_step0_{N}_syn.wav)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime (default: all cores; with --ray: per worker, default 1)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="float32 or int8 (default: int8 on the CPU where the model has int8 graphs, float32 on a GPU)."),
@@ -212,7 +219,8 @@ def generate(
     options = _run("generate", lambda: generate_options(
         list_path=list_path, out_dir=out, model_dir=model, style_root=style_root, copies=copies, seed=seed, batch_size=batch_size,
         backend=backend, device=device, gl_iters=gl_iters, vocoder=vocoder, vocoder_device=vocoder_device, shard=shard, limit=limit,
-        resume=resume, prune=prune, retries=retries, quality=quality, style_concentration=style_concentration, sample_format=sample_format, naming=naming, threads=threads, ray=ray, workers=workers, block_size=block_size, precision=precision,
+        resume=resume, prune=prune, retries=retries, quality=quality, style_concentration=style_concentration, sample_format=sample_format, naming=naming,
+        audio_format=audio_format, sample_rate=sample_rate, layout=layout, shard_utterances=shard_utterances, threads=threads, ray=ray, workers=workers, block_size=block_size, precision=precision,
     ))
     with _StopOnSignal() as stop, BarProgress() as progress:
         report = _run("generate", lambda: run_generate(options, progress, stop.requested), partial=render_generate)
@@ -224,8 +232,8 @@ def generate(
 
 @app.command(epilog=EXIT_CODES)
 def manifest(
-    synthetic: Path = typer.Option(..., "--synthetic", help="Output root of trtgen generate (one sub-directory per copy)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Directory for the manifests (not needed with --check)."),
+    synthetic: str = typer.Option(..., "--synthetic", help="Output root of trtgen generate (one sub-directory per copy): a directory, or the object-storage URL of sharded copies (s3://bucket/prefix)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Directory for the manifests (not needed with --check); file:// URLs too."),
     copies: Optional[str] = typer.Option(None, "--copies", help="Comma list of copy sub-directories (default: all)."),
     real: Optional[List[Path]] = typer.Option(None, "--real", help="LibriSpeech root or librivox-*.csv of the real audio; repeat for several."),
     splits: Optional[str] = typer.Option(None, "--splits", help="Splits of a LibriSpeech root given with --real (comma list or all)."),
@@ -237,7 +245,7 @@ def manifest(
         False, "--flac-to-wav", help="Convert real non-WAV files (LibriSpeech's FLAC) of openseq2seq_mix.csv to WAV under OUT/real_wav/ (OpenSeq2Seq reads WAV only; without it such a mix is refused)."
     ),
     check: bool = typer.Option(
-        False, "--check", help="Only check the synthetic audio against its records (content digest, length, size), and look for stray WAVs and temporary leftovers; exit 1 on any problem."
+        False, "--check", help="Only check the synthetic audio against its records (content digest, length, size; sharded copies: each shard's files and members against its commit record, gaps in the numbering), and look for stray files and leftovers of killed runs; exit 1 on any problem."
     ),
     duration_tolerance: float = typer.Option(0.02, "--duration-tolerance", help="Seconds a file's duration may differ from its record."),
     verify: bool = typer.Option(
@@ -268,6 +276,11 @@ def manifest(
     with BarProgress(unit="files") as progress:
         result = _run("manifest", lambda: write_manifests(synthetic, out, real or (), options, progress=progress))
     render_manifests(result)
+    for name, copy in result.counts.get("sharded", {}).items():
+        typer.echo(f"sharded copy {name}: {copy['layout']}, {copy['shards']} shard(s), {copy['utterances']} utterances, "
+                   f"{copy['duration_s'] / 3600:.2f} h at {copy['location']}")
+    for note in result.notes:
+        typer.echo(f"trtgen manifest: {note}", err=True)
     if result.failed.left_out:
         typer.echo(
             f"trtgen manifest: {result.failed.left_out} utterance(s) failed the quality check and were left out; "

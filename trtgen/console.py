@@ -111,10 +111,12 @@ def render_generate(report: Any) -> None:
     if report.workers:
         print_table(
             f"workers (start-up {report.startup_seconds:.1f} s: connecting to Ray and loading the model)",
-            ["worker", "blocks", "utterances", "audio s", "busy s", "audio-s/s when busy"],
+            ["worker", "blocks", "utterances", "audio s", "busy s", "audio-s/s when busy", "lost"],
             [[w.worker, w.blocks, w.utterances, f"{w.audio_seconds:.1f}", f"{w.busy_seconds:.1f}",
-              f"{w.audio_seconds / w.busy_seconds:.1f}" if w.busy_seconds else "-"] for w in report.workers],
+              f"{w.audio_seconds / w.busy_seconds:.1f}" if w.busy_seconds else "-", w.lost or ""] for w in report.workers],
         )
+    if report.ray_log is not None:
+        console.print(f"Ray's own log lines: {report.ray_log}")
     stage_rows = [[stage, f"{seconds:.1f}", f"{100 * seconds / wall:.0f}%"] for stage, seconds in sorted(report.times.seconds.items(), key=lambda kv: -kv[1])]
     d = report.decode
     stage_rows.append(["decode loop host work", f"{d.host_seconds:.1f}", f"{100 * d.host_overhead:.1f}% of decode"])

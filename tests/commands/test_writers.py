@@ -15,9 +15,10 @@ import pytest
 import soundfile as sf
 
 from trtgen.commands.copylock import CopyLocked, lock_holders
-from trtgen.commands.writers import CopyWriter, Expected, ResumeState, UtteranceRecord, write_utterance_wav
+from trtgen.commands.writers import CopyWriter, Expected, ResumeState, AudioEncoding, UtteranceRecord, write_utterance_audio
 
 SETTINGS = {"sample_rate": 16000, "sample_format": "pcm16", "copy": "c"}
+PCM16 = AudioEncoding("wav", "pcm16", 16000, 16000)
 
 
 def _writer(directory: Path, shard: tuple[int, int] | None = None) -> CopyWriter:
@@ -25,7 +26,7 @@ def _writer(directory: Path, shard: tuple[int, int] | None = None) -> CopyWriter
 
 
 def _record(directory: Path, utterance_id: str, samples: int = 1600) -> UtteranceRecord:
-    written = write_utterance_wav(directory, f"{utterance_id}.wav", np.full(samples, 0.1, np.float32), 16000, "pcm16")
+    written = write_utterance_audio(directory, f"{utterance_id}.wav", np.full(samples, 0.1, np.float32), PCM16)
     return UtteranceRecord(
         id=utterance_id, index=0, text="t", style="s.wav", copy="c", dropout=0.5, seed=1, frames=10, steps=10,
         duration_s=samples / 16000, stopped=True, capped=False, audio=written.name, audio_bytes=written.size_bytes,
@@ -93,7 +94,7 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path: Path) -> None:
 
 
 def test_the_wav_digest_is_that_of_the_file_written(tmp_path: Path) -> None:
-    written = write_utterance_wav(tmp_path, "a.wav", np.linspace(-1.5, 1.5, 999, dtype=np.float32), 16000, "pcm16")
+    written = write_utterance_audio(tmp_path, "a.wav", np.linspace(-1.5, 1.5, 999, dtype=np.float32), PCM16)
     data = (tmp_path / "a.wav").read_bytes()
     assert written.sha256 == hashlib.sha256(data).hexdigest() and written.size_bytes == len(data)
     audio, rate = sf.read(tmp_path / "a.wav", dtype="float32")

@@ -28,11 +28,15 @@ from typing import Any, Callable, Iterator, Protocol
 
 from trtgen import __version__
 from trtgen.commands.cluster import ClusterOptions
-from trtgen.commands.jobs import Job, Outcome, render
-from trtgen.commands.writers import NAMINGS, SAMPLE_FORMATS, CopyWriter, Expected, ResumeState, UtteranceRecord
+from trtgen.commands.jobs import Job, Outcome, render, write_empty_shards
+from trtgen.commands.shard_formats import LAYOUTS, SHARD_LAYOUTS, member_id_problem
+from trtgen.commands.shards import DEFAULT_SHARD_UTTERANCES, ShardedCopyWriter, ShardTarget, ShardWritten, read_sharded_copy
+from trtgen.commands.writers import (
+    NAMINGS, AudioEncoding, CopyWriter, Expected, ResumeState, UtteranceRecord,
+)
 from trtgen.corpora.base import Reject, log_rejects
 from trtgen.corpora.infer_list import InferRow, read_infer_list
-from trtgen.corpora.synthetic import list_copies, manifest_id, record_files
+from trtgen.corpora.synthetic import is_sharded_copy, list_copies, manifest_id, record_files
 from trtgen.engine.artifact import Model
 from trtgen.engine.decode import DecodeStats
 from trtgen.engine.synthesis import StageTimes, SynthesisOptions
@@ -43,6 +47,7 @@ from trtgen.engine.voice import Voice, VoiceSpec
 from trtgen.errors import Interrupted, MissingInputError, UsageError
 from trtgen.fileio import iter_jsonl, sha256_file
 from trtgen.progress import NoProgress, Progress
+from trtgen.storage import Storage, is_url
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +139,12 @@ class GenerateOptions:
         limit: only the first N rows of the list.
         resume: continue earlier runs into the same copies.
         prune: remove the utterances (records and files) of rows no longer in the list.
-        sample_format: ``pcm16`` or ``float32`` WAV.
+        sample_format: ``pcm16`` or ``float32`` samples (FLAC: ``pcm16``).
+        audio_format: ``wav`` or ``flac``.
+        sample_rate: the rate written (resampled from the model's); None: the model's.
+        layout: ``files`` (one audio file per utterance, what OpenSeq2Seq reads), ``shar`` (Lhotse Shar)
+            or ``nemo-tarred`` (NeMo's tarred audio dataset): :mod:`trtgen.commands.shards`.
+        shard_utterances: rows per shard of a shard layout.
         naming: ``id`` (``<id>.wav``) or ``openseq2seq`` (``sample_step0_{N}_syn.wav``).
         cluster: render on Ray workers instead of in this process (the same files).
         retries: attempts more, each with the next dropout stream, at an utterance the quality gate
@@ -143,7 +153,7 @@ class GenerateOptions:
     """
 
     list_path: Path
-    out_dir: Path
+    out_dir: Path | str
     voice: VoiceSpec = field(default_factory=VoiceSpec)
     style_root: Path | None = None
     copies: tuple[CopySpec, ...] = ()
@@ -153,6 +163,10 @@ class GenerateOptions:
     resume: bool = False
     prune: bool = False
     sample_format: str = "pcm16"
+    audio_format: str = "wav"
+    sample_rate: int | None = None
+    layout: str = "files"
+    shard_utterances: int = DEFAULT_SHARD_UTTERANCES
     naming: str = "id"
     cluster: ClusterOptions | None = None
     retries: int = DEFAULT_RETRIES
@@ -165,8 +179,16 @@ class GenerateOptions:
             raise UsageError(f"--retries {self.retries!r}: must be 0 or more")
         if self.limit is not None and self.limit < 0:
             raise UsageError(f"--limit {self.limit}: must be 0 or more")
-        if self.sample_format not in SAMPLE_FORMATS:
-            raise UsageError(f"--format {self.sample_format!r}: choose {' or '.join(SAMPLE_FORMATS)}")
+        rate = 16000 if self.sample_rate is None else self.sample_rate
+        AudioEncoding(self.audio_format, self.sample_format, rate, rate)  # checks the format, container and rate
+        if self.layout not in LAYOUTS:
+            raise UsageError(f"--layout {self.layout!r}: choose {', '.join(LAYOUTS)}")
+        if isinstance(self.shard_utterances, bool) or not isinstance(self.shard_utterances, int) or self.shard_utterances < 1:
+            raise UsageError(f"--shard-utterances {self.shard_utterances!r}: must be 1 or more")
+        if self.layout in SHARD_LAYOUTS and self.naming != "id":
+            raise UsageError(f"--naming {self.naming}: shards name their members <id>_<copy>; positional names are for --layout files")
+        if self.layout in SHARD_LAYOUTS and self.prune and self.shard is not None:
+            raise UsageError("--prune removes shards from the whole copy: run it without --shard")
         if self.naming not in NAMINGS:
             raise UsageError(f"--naming {self.naming!r}: choose {' or '.join(NAMINGS)}")
         if self.prune and self.shard is not None:
@@ -175,7 +197,21 @@ class GenerateOptions:
             raise MissingInputError(f"--list {self.list_path}: no such file")
         if self.style_root is not None and not Path(self.style_root).is_dir():
             raise MissingInputError(f"--style-root {self.style_root}: no such directory")
+        if is_url(self.out_dir):
+            storage = Storage.at(str(self.out_dir))
+            if storage.is_local:
+                object.__setattr__(self, "out_dir", storage.path)
+            elif self.shard is not None:
+                raise UsageError(f"--shard with --out {self.out_dir}: on object storage one driver writes a copy; use --ray to spread the work")
+            elif self.layout not in SHARD_LAYOUTS:
+                raise UsageError(
+                    f"--out {self.out_dir}: --layout files writes loose files for OpenSeq2Seq, which reads local paths; "
+                    "on object storage use --layout shar or nemo-tarred"
+                )
+            else:
+                return
         out = Path(self.out_dir)
+        object.__setattr__(self, "out_dir", out)
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: a file, not a directory")
         taken = [c.name for c in self.copies if (out / c.name).exists() and not (out / c.name).is_dir()]
@@ -278,6 +314,8 @@ class GenerateReport:
     backend: str
     startup_seconds: float = 0.0
     workers: list[Any] = field(default_factory=list)
+    ray_log: Path | None = None
+    """With ``--ray``: the file Ray's own log lines went to (not the terminal)."""
 
     @property
     def written(self) -> int:
@@ -314,11 +352,31 @@ def _settings(model: Model, copy: CopySpec, options: GenerateOptions, backend: s
         "copy": copy.name,
         "dropout": copy.dropout,
         "seed": copy.seed,
-        "sample_rate": model.card.audio.sample_rate,
+        **_audio_settings(model, options),
         "sample_format": options.sample_format,
         "naming": options.naming,
         "vocoder": vocoder,
     }
+
+
+def _audio_settings(model: Model, options: GenerateOptions) -> dict[str, Any]:
+    """The rate written (and the model's, where they differ), the container and the layout, each named
+    only where it differs from what copies made before these options had (so that those resume)."""
+    encoding = audio_encoding(model, options)
+    settings: dict[str, Any] = {"sample_rate": encoding.sample_rate}
+    if encoding.resampled:
+        settings["model_sample_rate"] = encoding.model_rate
+        settings["resampler"] = "soxr HQ"
+    if encoding.audio_format != "wav":
+        settings["audio_format"] = encoding.audio_format
+    if options.layout != "files":
+        settings.update(layout=options.layout, shard_utterances=options.shard_utterances)
+    return settings
+
+
+def audio_encoding(model: Model, options: GenerateOptions) -> AudioEncoding:
+    rate = model.card.audio.sample_rate
+    return AudioEncoding(options.audio_format, options.sample_format, options.sample_rate or rate, rate)
 
 
 def inputs_digest(utterance_id: str, text: str, style_sha256: str, settings: dict[str, Any]) -> str:
@@ -349,6 +407,8 @@ class _Listing:
     rejects: list[Reject]
     clips: list[Path]
     """Every style clip the whole list names (before ``--limit``/``--shard``): ``blend``'s partners."""
+    size: int = 0
+    """Row positions of the whole list (the last row's index + 1): how many shards it makes."""
 
     def pool(self) -> dict[str, Path]:
         """The list's readable clips by digest (``blend`` draws a partner from them); digests computed once."""
@@ -375,7 +435,9 @@ def _read_listing(options: GenerateOptions) -> _Listing:
         rejects = [r for r in rejects if r.line is None or r.line <= last_line]
     if options.shard is not None:
         index, count = options.shard
-        rows = [r for r in rows if r.index % count == index]
+        # A process shard takes rows (--layout files) or whole output shards of --shard-utterances rows.
+        unit = options.shard_utterances if options.layout in SHARD_LAYOUTS else 1
+        rows = [r for r in rows if (r.index // unit) % count == index]
         rejects = rejects if index == 0 else []
     digests: dict[Path, str] = {}
     problems: dict[Path, str] = {}
@@ -393,15 +455,16 @@ def _read_listing(options: GenerateOptions) -> _Listing:
         else:
             kept.append(row)
     rejects.sort(key=lambda r: r.line or 0)
-    return _Listing(kept, listed, digests, rejects, sorted({row.style for row in all_rows}))
+    size = max((row.index for row in all_rows), default=-1) + 1
+    return _Listing(kept, listed, digests, rejects, sorted({row.style for row in all_rows}), size)
 
 
-def _check_manifest_ids(out_dir: Path, copies: list[CopySpec], rows: list[InferRow]) -> None:
+def _check_manifest_ids(out_dir: Path | str, copies: list[CopySpec], rows: list[InferRow]) -> None:
     """Refuse (exit 2) before any audio is made when two utterances of the output would share a manifest
     id (``x`` in copy ``a_b`` and ``x_a`` in copy ``b`` are both ``x_a_b``): this run's copies against
     each other and against the copies already under ``out_dir``."""
     names = {c.name for c in copies}
-    existing = set(list_copies(out_dir)) - names if out_dir.is_dir() else set()
+    existing = set(list_copies(out_dir)) - names if not is_url(out_dir) and Path(out_dir).is_dir() else set()
     everything = names | existing
     if not any(a != b and a.endswith("_" + b) for a in everything for b in everything):
         return
@@ -411,10 +474,38 @@ def _check_manifest_ids(out_dir: Path, copies: list[CopySpec], rows: list[InferR
         for utterance_id in ids:
             _claim(seen, manifest_id(utterance_id, copy), f"{utterance_id!r} in copy {copy!r}")
     for copy in sorted(existing):
-        for path in record_files(out_dir / copy):
-            for line in iter_jsonl(path):
-                if line.error is None and isinstance(line.value.get("id"), str):
-                    _claim(seen, manifest_id(line.value["id"], copy), f"{line.value['id']!r} in copy {copy!r} (already under --out)")
+        for utterance_id in _recorded_ids(Path(out_dir) / copy):
+            _claim(seen, manifest_id(utterance_id, copy), f"{utterance_id!r} in copy {copy!r} (already under --out)")
+
+
+def _recorded_ids(copy_dir: Path) -> Iterator[str]:
+    """The utterance ids a copy already under ``--out`` records (records files, or shard commit records)."""
+    if is_sharded_copy(copy_dir):
+        for commit in read_sharded_copy(copy_dir).shards.values():
+            yield from (r["id"] for r in commit.records if isinstance(r.get("id"), str))
+        return
+    for path in record_files(copy_dir):
+        for line in iter_jsonl(path):
+            if line.error is None and isinstance(line.value.get("id"), str):
+                yield line.value["id"]
+
+
+def _check_member_ids(layout: str, copies: list[CopySpec], listing: _Listing) -> None:
+    """A shard names its members ``<id>_<copy>`` (tar member names): refuse a copy name no member could
+    carry (exit 2), reject the rows whose id cannot (each with the reason)."""
+    for copy in copies:
+        problem = member_id_problem(layout, manifest_id("utterance", copy.name))
+        if problem is not None:
+            raise UsageError(f"--copies: copy name {copy.name!r} with --layout {layout}: {problem}; name the copy NAME:RATE, e.g. d05:0.5")
+    kept = []
+    for row in listing.rows:
+        problem = member_id_problem(layout, manifest_id(row.id, copies[0].name))
+        if problem is None:
+            kept.append(row)
+        else:
+            listing.rejects.append(Reject(row.source, row.line, f"id {row.id!r} with --layout {layout}: {problem}", row.id))
+    listing.rows = kept
+    listing.rejects.sort(key=lambda r: r.line or 0)
 
 
 def _claim(seen: dict[str, str], key: str, who: str) -> None:
@@ -441,7 +532,7 @@ class Renderer(Protocol):
     decode_stats: DecodeStats
     startup_seconds: float
 
-    def render(self, jobs: list[Job]) -> Iterator[Outcome]: ...
+    def render(self, jobs: list[Job], shards: dict[tuple[str, int], ShardTarget]) -> Iterator[Outcome | ShardWritten]: ...
 
     def describe(self) -> str: ...
 
@@ -451,9 +542,9 @@ class Renderer(Protocol):
 class LocalRenderer:
     """Renders in this process, with the voice loaded here."""
 
-    def __init__(self, voice: Voice, sample_format: str, retries: int, startup_seconds: float) -> None:
+    def __init__(self, voice: Voice, encoding: AudioEncoding, retries: int, startup_seconds: float) -> None:
         self.voice = voice
-        self.sample_format = sample_format
+        self.encoding = encoding
         self.retries = retries
         backend = voice.synthesizer.backend
         self.backend_name = f"{backend.name}-{backend.device}"
@@ -463,8 +554,8 @@ class LocalRenderer:
         self.startup_seconds = startup_seconds
         self.workers: dict[str, Any] = {}
 
-    def render(self, jobs: list[Job]) -> Iterator[Outcome]:
-        return render(self.voice, jobs, self.sample_format, retries=self.retries)
+    def render(self, jobs: list[Job], shards: dict[tuple[str, int], ShardTarget]) -> Iterator[Outcome | ShardWritten]:
+        return render(self.voice, jobs, self.encoding, retries=self.retries, shards=shards)
 
     def describe(self) -> str:
         return self.voice.describe()
@@ -476,54 +567,82 @@ class LocalRenderer:
 def run_generate(options: GenerateOptions, progress: Progress | None = None, stop: StopRequest | None = None) -> GenerateReport:
     """Generate every copy of ``options.list_path``; rows that cannot be spoken are rejected, not raised.
 
-    ``stop`` is asked after each utterance is written; when it names a reason, the run stops there, the
-    records are rewritten in list order and :class:`~trtgen.errors.Interrupted` carries the report. Any
-    other failure (an :class:`~trtgen.errors.OutputError` such as a full disk, a second Ctrl-C) leaves
-    every complete record in place and releases the copies' locks: ``--resume`` continues."""
+    The copies' locks are taken before the voice is loaded or Ray is touched, so a second run on the same
+    ``--out`` is refused at once. ``stop`` is asked after each utterance is written; when it names a
+    reason, the run stops there, the records are rewritten in list order and
+    :class:`~trtgen.errors.Interrupted` carries the report. Any other failure (an
+    :class:`~trtgen.errors.OutputError` such as a full disk, a second Ctrl-C) leaves every complete
+    record (or committed shard) in place and releases the copies' locks: ``--resume`` continues."""
     started = time.perf_counter()
     progress = progress or NoProgress()
     listing = _read_listing(options)
-    if options.cluster is not None:
-        from trtgen.commands.cluster import RayRenderer
-
-        model = options.voice.load_model()
-        renderer: Renderer = RayRenderer.start(options.voice, options.cluster, options.sample_format, options.retries)
-    else:
-        voice = Voice.load(options.voice)
-        model = voice.model
-        renderer = LocalRenderer(voice, options.sample_format, options.retries, time.perf_counter() - started)
-    try:
-        return _generate(options, model, listing, renderer, progress, stop, started)
-    finally:
-        renderer.close()
-
-
-def _generate(
-    options: GenerateOptions, model: Model, listing: _Listing, renderer: Renderer, progress: Progress,
-    stop: StopRequest | None, started: float,
-) -> GenerateReport:
+    model = options.voice.load_model()
     copies = list(options.copies) or [default_copy(model.card.model.prenet_dropout, options.seed)]
-    rows = listing.rows
-    _check_manifest_ids(Path(options.out_dir), copies, rows)
+    _check_manifest_ids(options.out_dir, copies, listing.rows)
+    if options.layout in SHARD_LAYOUTS:
+        _check_member_ids(options.layout, copies, listing)
     if any(c.style == "tokens" for c in copies) and not model.card.has_style_tokens:
         raise UsageError(
             f"--copies: a tokens copy needs the model's token bank, and {model.directory} has none: add it with "
             f"`python -m trtgen_export.style_tokens {model.directory}` or re-export the model with this trtgen"
         )
+    encoding = audio_encoding(model, options)
+    writers = [_writer(options, copy, encoding) for copy in copies]
+    try:
+        for writer in writers:
+            writer.lock()
+        if options.cluster is not None:
+            from trtgen.commands.cluster import RayRenderer
+
+            renderer: Renderer = RayRenderer.start(options.voice, options.cluster, encoding, options.retries, log_path=_ray_log(options))
+        else:
+            voice = Voice.from_model(model, options.voice)
+            renderer = LocalRenderer(voice, encoding, options.retries, time.perf_counter() - started)
+    except BaseException:
+        for writer in reversed(writers):  # the last made is the innermost: --out itself goes last, if it was made
+            writer.abort()
+        raise
+    try:
+        return _generate(options, model, copies, writers, listing, renderer, progress, stop, started)
+    finally:
+        renderer.close()
+
+
+def _writer(options: GenerateOptions, copy: CopySpec, encoding: AudioEncoding) -> CopyWriter | ShardedCopyWriter:
+    """The writer of one copy (its settings are set once the renderer has said which backend runs)."""
+    if options.layout in SHARD_LAYOUTS:
+        location = Storage.at(str(options.out_dir)).child(copy.name)
+        return ShardedCopyWriter(location, {"copy": copy.name}, layout=options.layout, shard_utterances=options.shard_utterances,
+                                 process_shard=options.shard, extension=encoding.extension)
+    return CopyWriter(Path(options.out_dir) / copy.name, {}, shard=options.shard, naming=options.naming, extension=encoding.extension)
+
+
+def _ray_log(options: GenerateOptions) -> Path:
+    """Where Ray's own log lines go: beside the copies on local disk, else in the working directory."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    root = Path(options.out_dir) if not is_url(options.out_dir) else Path.cwd()
+    return root / f"ray-{stamp}.log"
+
+
+def _generate(
+    options: GenerateOptions, model: Model, copies: list[CopySpec], writers: list[CopyWriter | ShardedCopyWriter],
+    listing: _Listing, renderer: Renderer, progress: Progress, stop: StopRequest | None, started: float,
+) -> GenerateReport:
+    rows = listing.rows
     pool = listing.pool() if any(c.style == "blend" for c in copies) else {}
     log_rejects(listing.rejects, "list rows")
 
-    writers: list[CopyWriter] = []
     reports: list[CopyReport] = []
     expected: list[dict[str, Expected]] = []
     drawn: list[dict[str, Path | StyleBlend | StyleTokens]] = []
     copy_rejects: list[list[Reject]] = [list(listing.rejects) for _ in copies]
     all_rejects: list[Reject] = []
+    indices = {row.id: row.index for row in rows}
+    resampled_rate = options.sample_rate if options.sample_rate not in (None, model.card.audio.sample_rate) else None
     try:
-        for copy in copies:
+        for copy, writer in zip(copies, writers):
             settings = _settings(model, copy, options, renderer.backend_name, renderer.precision)
-            writer = CopyWriter(Path(options.out_dir) / copy.name, settings, shard=options.shard, naming=options.naming)
-            writers.append(writer)
+            writer.settings = settings
             styles = {row.id: _draw(copy, row, listing.style_sha256[row.style], pool, options.style_concentration) for row in rows}
             drawn.append(styles)
             expected.append({
@@ -531,18 +650,31 @@ def _generate(
                                  inputs_digest(row.id, row.text, _style_digest(styles[row.id], listing.style_sha256), settings))
                 for row in rows
             })
-            opened = writer.open(resume=options.resume, expected=expected[-1], listed=listing.listed, prune=options.prune, progress=progress)
+            if isinstance(writer, ShardedCopyWriter):
+                opened = writer.open(
+                    resume=options.resume, expected=expected[-1], indices=indices, shards=_shards_covered(options, listing),
+                    listed_shards=-(-listing.size // options.shard_utterances), prune=options.prune,
+                )
+            else:
+                opened = writer.open(resume=options.resume, expected=expected[-1], listed=listing.listed, prune=options.prune, progress=progress)
             states = opened.states
             reports.append(CopyReport(
                 copy.name, copy.dropout, copy.seed, skipped=states[ResumeState.DONE], inputs_changed=states[ResumeState.CHANGED],
                 files_missing=states[ResumeState.MISSING], files_altered=states[ResumeState.ALTERED],
                 not_in_list=opened.not_in_list, pruned=opened.pruned,
             ))
+        shards: dict[tuple[str, int], ShardTarget] = {}
         for writer in writers:  # every copy has been checked: now write
-            writer.start()
+            if isinstance(writer, ShardedCopyWriter):
+                for written in write_empty_shards(writer.start()):
+                    writer.commit(written)
+                shards.update({(writer.copy, k): target for k, target in writer.targets().items()})
+            else:
+                writer.start()
         jobs = [
-            Job(row.index, row.id, row.text, _job_style(styles[row.id]), copy.name, copy.dropout, copy.seed, str(writer.directory),
-                wanted[row.id].audio, wanted[row.id].inputs_sha256)
+            Job(row.index, row.id, row.text, _job_style(styles[row.id]), copy.name, copy.dropout, copy.seed, writer.location,
+                wanted[row.id].audio, wanted[row.id].inputs_sha256,
+                shard=writer.shard_of(row.index) if isinstance(writer, ShardedCopyWriter) else None)
             for row in rows
             for copy, writer, wanted, styles in zip(copies, writers, expected, drawn)
             if row.id not in writer.completed
@@ -551,19 +683,27 @@ def _generate(
         copy_index = {copy.name: i for i, copy in enumerate(copies)}
         progress.start("generate", len(jobs))
         stopped_by = stop() if stop is not None else None  # a signal while the written files were checked
-        outcomes = renderer.render(jobs if stopped_by is None else [])
+        outcomes = renderer.render(jobs if stopped_by is None else [], shards)
         for outcome in outcomes:
+            if isinstance(outcome, ShardWritten):
+                writer = writers[copy_index[outcome.copy]]
+                assert isinstance(writer, ShardedCopyWriter)
+                writer.commit(outcome)
+                continue
             job, row = outcome.job, by_index[outcome.job.index]
             i = copy_index[job.copy]
             if outcome.reject is not None:
-                copy_rejects[i].append(Reject(row.source, row.line, outcome.reject, row.id))
+                reject = Reject(row.source, row.line, outcome.reject, row.id)
+                copy_rejects[i].append(reject)
+                if isinstance(writers[i], ShardedCopyWriter):
+                    writers[i].reject(row.id, reject)  # type: ignore[union-attr]
                 progress.advance(1)
             else:
-                _record(writers[i], reports[i], row, job, outcome)
+                _record(writers[i], reports[i], row, job, outcome, resampled_rate)
                 progress.advance(1, outcome.duration_s)
             if stop is not None and (stopped_by := stop()) is not None:
                 break
-        outcomes.close()
+        outcomes.close()  # type: ignore[attr-defined]
         order = [row.id for row in rows]
         for i, writer in enumerate(writers):
             rejects = sorted(copy_rejects[i], key=lambda r: r.line or 0)
@@ -571,7 +711,7 @@ def _generate(
             reports[i].rejected = len(rejects)
             all_rejects.extend(rejects)
     except BaseException:
-        for writer in writers:
+        for writer in reversed(writers):  # the last made is the innermost: --out itself goes last, if it was made
             writer.abort()
         raise
     report = GenerateReport(
@@ -583,6 +723,7 @@ def _generate(
         backend=renderer.describe(),
         startup_seconds=renderer.startup_seconds,
         workers=list(getattr(renderer, "workers", {}).values()),
+        ray_log=getattr(getattr(renderer, "log", None), "path", None),
     )
     if stopped_by is not None:
         raise Interrupted(
@@ -591,6 +732,14 @@ def _generate(
             partial=report,
         )
     return report
+
+
+def _shards_covered(options: GenerateOptions, listing: _Listing) -> list[int]:
+    """The output shards this run writes: every shard of the list's rows (after ``--limit``), or this
+    process's share of them (``--shard I/N``), empty ones included so that the numbering has no gaps."""
+    size = listing.size if options.limit is None else min(listing.size, options.limit)
+    count = -(-size // options.shard_utterances)
+    return [k for k in range(count) if options.shard is None or k % options.shard[1] == options.shard[0]]
 
 
 def _draw(copy: CopySpec, row: InferRow, clip_sha256: str, pool: dict[str, Path], concentration: float) -> Path | StyleBlend | StyleTokens:
@@ -612,7 +761,8 @@ def _job_style(style: Path | StyleBlend | StyleTokens) -> str | StyleBlend | Sty
     return str(style) if isinstance(style, Path) else style
 
 
-def _record(writer: CopyWriter, report: CopyReport, row: InferRow, job: Job, outcome: Outcome) -> None:
+def _record(writer: CopyWriter | ShardedCopyWriter, report: CopyReport, row: InferRow, job: Job, outcome: Outcome,
+            sample_rate: int | None) -> None:
     """Append a written utterance's record: the spoken text (and the row's, where it differs) and the digests."""
     spoken = outcome.text or row.text
     writer.append(UtteranceRecord(
@@ -620,7 +770,7 @@ def _record(writer: CopyWriter, report: CopyReport, row: InferRow, job: Job, out
         copy=job.copy, dropout=job.dropout, seed=job.seed, frames=outcome.frames, steps=outcome.steps,
         duration_s=round(outcome.duration_s, 6), stopped=outcome.stopped, capped=not outcome.stopped, audio=job.audio,
         audio_bytes=outcome.audio_bytes, audio_sha256=outcome.audio_sha256, inputs_sha256=job.inputs_sha256,
-        quality=outcome.quality, attempt=outcome.attempt, style_draw=outcome.style_draw,
+        quality=outcome.quality, attempt=outcome.attempt, style_draw=outcome.style_draw, sample_rate=sample_rate,
     ), outcome.audio_status)
     report.written += 1
     report.audio_seconds += outcome.duration_s

@@ -1,26 +1,57 @@
 """What each trainer's manifest entry looks like: NeMo JSON lines, Lhotse recordings, supervisions and
-cuts, NeMo's Lhotse ``input_cfg``, and OpenSeq2Seq's transcript normalisation. :mod:`trtgen.commands.manifests`
+cuts, NeMo's Lhotse ``input_cfg``, the settings that read a sharded copy as it is (NeMo tarred
+datasets, Lhotse Shar), and OpenSeq2Seq's transcript normalisation. :mod:`trtgen.commands.manifests`
 decides which utterances go where; this module only renders one entry (docs/generating.md).
+
+**Sharded copies** are read by trainers as they are, so they get no per-utterance lines here, only the
+keys that name their shards (NeMo's code, ``NVIDIA/NeMo``):
+
+* NeMo tarred audio: ``manifest_filepath`` and ``tarred_audio_filepaths`` as one pattern each over the
+  copy's shards 0..N-1, ``.../sharded_manifests/manifest__OP_0..N-1_CL_.json`` and
+  ``.../audio__OP_0..N-1_CL_.tar``: ``expand_sharded_filepaths``
+  (``nemo/collections/asr/data/audio_to_text.py``) replaces ``_OP_``/``_CL_`` (and ``( [ <``, ``) ] >``)
+  by braces and brace-expands them. ``is_tarred: true`` picks the tarred dataset
+  (``nemo/collections/asr/data/audio_to_text_dataset.py`` ``get_tarred_dataset``), ``shard_manifests:
+  true`` lets each rank read only its shards' manifests (expanded by ``shard_manifests_if_needed`` once
+  ``torch.distributed`` is up), ``tarred_shard_strategy: scatter`` is its default. NeMo's Lhotse loader
+  (``use_lhotse=true``; ``nemo/collections/common/data/lhotse/nemo_adapters.py``
+  ``LazyNeMoTarredIterator``) expands both patterns itself and pairs manifest and tar by the shard
+  number in their names. In an ``input_cfg`` the entry is ``type: nemo_tarred`` with the same two keys
+  (``nemo/collections/common/data/lhotse/cutset.py`` ``read_nemo_manifest``: an entry is tarred when it
+  has ``tarred_audio_filepaths``).
+* Lhotse Shar: ``shar_path``, the directory holding only the shard files (``cutset.py``
+  ``read_lhotse_manifest`` -> ``CutSet.from_shar(in_dir=shar_path)``); ``type: lhotse_shar`` in an
+  ``input_cfg``.
+
+NeMo refuses an ``input_cfg`` that mixes tarred entries with non-tarred ones (the real manifest) unless
+``force_iterable_dataset`` (or ``force_map_dataset``) is set on the dataset (``cutset.py``
+``parse_and_combine_datasets``); the files say so in their header.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trtgen.commands.synthetic_check import AudioInfo
+from trtgen.commands.shard_formats import shard_files
 from trtgen.corpora.librispeech import LibriUtterance
 from trtgen.corpora.synthetic import SyntheticRecord, manifest_id
 from trtgen.fileio import atomic_write
 
+if TYPE_CHECKING:  # synthetic_check reads shards, whose writer renders labels here
+    from trtgen.commands.synthetic_check import AudioInfo
+    from trtgen.storage import Storage
+
 __all__ = [
     "nsr_normalize", "SynFile", "RealFile", "PathRenderer", "synthetic_id", "synthetic_fields", "header_of", "size_or_minus_one",
     "style_speaker", "nemo_synthetic", "nemo_real", "lhotse_recording", "lhotse_synthetic_supervision", "lhotse_real_supervision",
-    "lhotse_cut", "write_input_cfg",
+    "lhotse_cut", "write_input_cfg", "input_cfg_entry", "shard_pattern", "nemo_tarred_settings", "shar_settings",
+    "NEMO_PATTERN_CHARACTERS", "yaml_list", "yaml_mapping", "yaml_scalar",
 ]
 
 # Spec §7.1 (NSR L13-31): ’ “ ” -> ', à â -> a, è é ê -> e, ü -> u, and every ASCII punctuation
@@ -64,6 +95,13 @@ class PathRenderer:
         if self.base is None:
             return Path(absolute).as_posix()
         return Path(os.path.relpath(absolute, self.base)).as_posix()
+
+    def location(self, storage: "Storage", name: str = "") -> str:
+        """A copy's file (or the copy, ``name`` empty) as manifests name it: its path on local disk
+        (absolute, or relative to ``relative_to``), its URL on object storage."""
+        if storage.is_local:
+            return self(storage.path / name if name else storage.path)
+        return storage.url(name)
 
 
 def style_speaker(style: str | None) -> str | None:
@@ -164,17 +202,78 @@ def lhotse_cut(recording: dict[str, Any], supervision: dict[str, Any]) -> dict[s
     }
 
 
-def write_input_cfg(path: Path, kind: str, path_key: str, manifests: dict[str, Path], weights: dict[str, float], render: PathRenderer) -> None:
-    """NeMo's Lhotse data loader ``input_cfg`` (docs/generating.md, "Mixing by weight in NeMo"): one
-    entry for the real manifest and one for the synthetic one, drawn by weight, tagged ``synthetic``."""
-    entries = [
-        {"type": kind, path_key: render(manifests[name]), "weight": round(weights[name], 10), "tags": {"synthetic": name == "synthetic"}}
-        for name in ("real", "synthetic")
-    ]
+NEMO_PATTERN_CHARACTERS = "()[]<>{},"
+"""Characters a path in a NeMo shard pattern must not hold: ``expand_sharded_filepaths`` turns ``( [ <``
+and ``) ] >`` into braces and brace-expands ``{a,b}``, and NeMo's non-Lhotse loader splits
+``manifest_filepath`` at commas (``_OP_`` and ``_CL_`` are refused too)."""
+
+
+def shard_pattern(layout: str, count: int, position: int) -> str:
+    """File ``position`` (0: manifest, 1: tar) of shards ``0..count-1`` as one NeMo pattern, relative to
+    the copy: the shard number of :func:`~trtgen.commands.shard_formats.shard_files`'s names (their last
+    run of digits, zero-padded as they are) replaced by ``_OP_first..last_CL_``."""
+    if count < 1:
+        raise ValueError("a shard pattern needs one shard at least")
+    first, last = shard_files(layout, 0)[position], shard_files(layout, count - 1)[position]
+    low, high = list(re.finditer(r"\d+", first))[-1], list(re.finditer(r"\d+", last))[-1]
+    prefix, suffix = first[:low.start()], first[low.end():]
+    if last != prefix + high.group() + suffix or len(high.group()) < len(low.group()):
+        raise RuntimeError(f"shard names {first!r} and {last!r} differ in more than their number")
+    return f"{prefix}_OP_{low.group()}..{high.group()}_CL_{suffix}"
+
+
+def nemo_tarred_settings(base: str, count: int) -> dict[str, Any]:
+    """NeMo's tarred-dataset keys for the ``nemo-tarred`` copy at ``base`` (path or URL) with shards
+    ``0..count-1`` (module docstring)."""
+    return {
+        "is_tarred": True,
+        "manifest_filepath": f"{base.rstrip('/')}/{shard_pattern('nemo-tarred', count, 0)}",
+        "tarred_audio_filepaths": f"{base.rstrip('/')}/{shard_pattern('nemo-tarred', count, 1)}",
+        "shard_manifests": True,
+        "tarred_shard_strategy": "scatter",
+    }
+
+
+def shar_settings(base: str, count: int) -> dict[str, Any]:
+    """Lhotse's (and NeMo's) ``shar_path`` for the ``shar`` copy at ``base``: the directory of its shard
+    files, which ``CutSet.from_shar(in_dir=...)`` reads whole."""
+    directory = posixpath.dirname(shard_files("shar", 0)[0])
+    if not directory:  # the shards beside the copy's own files: name each field's files instead
+        return {"shar_path": {"cuts": f"{base.rstrip('/')}/{shard_pattern('shar', count, 0)}",
+                              "recording": f"{base.rstrip('/')}/{shard_pattern('shar', count, 1)}"}}
+    return {"shar_path": f"{base.rstrip('/')}/{directory}"}
+
+
+def input_cfg_entry(kind: str, keys: dict[str, Any], weight: float, synthetic: bool, tags: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One ``input_cfg`` entry: its type, the keys that name its data, its weight, and tags (``synthetic``)."""
+    return {"type": kind, **keys, "weight": round(weight, 10), "tags": {"synthetic": synthetic, **(tags or {})}}
+
+
+def write_input_cfg(path: Path, entries: list[dict[str, Any]], weights: dict[str, float], tarred: bool = False) -> None:
+    """NeMo's Lhotse data loader ``input_cfg`` (docs/generating.md, "Mixing by weight in NeMo"): the real
+    manifest's entry and the synthetic ones, drawn by weight, tagged ``synthetic``. ``tarred``: some
+    entries are sharded copies, which NeMo mixes with the non-tarred real manifest only when told."""
+    force = " model.train_ds.force_iterable_dataset=true" if tarred else ""
     header = (f"# NeMo input_cfg written by trtgen manifest: real weight {weights['real']:g}, synthetic {weights['synthetic']:g}.\n"
-              "# model.train_ds.use_lhotse=true model.train_ds.input_cfg=<this file> (docs/generating.md)\n")
+              f"# model.train_ds.use_lhotse=true model.train_ds.input_cfg=<this file>{force} (docs/generating.md)\n")
+    if tarred:
+        header += "# (NeMo mixes tarred entries with non-tarred ones only with force_iterable_dataset or force_map_dataset.)\n"
     with atomic_write(path, "w", newline="\n") as handle:
         handle.write(header + yaml_list(entries))
+
+
+def yaml_mapping(mapping: dict[str, dict[str, Any]]) -> str:
+    """A YAML mapping of flat mappings (one level of nested mapping at most in each), without a YAML library."""
+    lines = []
+    for name, entry in mapping.items():
+        lines.append(f"{yaml_scalar(name)}:")
+        for key, value in entry.items():
+            if isinstance(value, dict):
+                lines.append(f"  {key}:")
+                lines.extend(f"    {k}: {yaml_scalar(v)}" for k, v in value.items())
+            else:
+                lines.append(f"  {key}: {yaml_scalar(value)}")
+    return "".join(line + "\n" for line in lines)
 
 
 def yaml_list(entries: list[dict[str, Any]]) -> str:

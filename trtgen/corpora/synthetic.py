@@ -1,5 +1,10 @@
 """Reader of ``trtgen generate``'s output: ``OUT/<copy>/`` holding WAVs, ``records*.jsonl``, ``settings.json``.
 
+A copy written as shards (``--layout shar|nemo-tarred``: its ``settings.json`` names the layout, its
+``shards/`` hold commit records) has no records files and no loose audio: :func:`list_copies` names it
+(:func:`is_sharded_copy` tells it apart), :func:`read_synthetic` leaves it to
+:func:`trtgen.commands.shards.read_sharded_copy`.
+
 Each copy is one full synthetic LibriSpeech. A record line is
 ``{"id", "index", "text", ["text_input",] "style", "copy", "dropout", "seed", "frames", "steps", "duration_s",
 "stopped", "capped", "audio", "audio_bytes", "audio_sha256", "inputs_sha256", "quality", "attempt", "style_mode",
@@ -29,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Sequence
 
+from trtgen.commands.shard_formats import SHARD_LAYOUTS
 from trtgen.corpora.base import Reject
 from trtgen.engine.quality import Quality
 from trtgen.errors import UsageError
@@ -45,6 +51,8 @@ __all__ = [
     "Damaged",
     "audio_problem",
     "list_copies",
+    "copy_layout",
+    "is_sharded_copy",
     "read_copy",
     "read_synthetic",
     "record_files",
@@ -269,12 +277,28 @@ def record_lines(copy_dir: Path) -> int:
     return sum(path.read_bytes().count(b"\n") for path in record_files(copy_dir))
 
 
+def copy_layout(copy_dir: str | Path) -> str:
+    """How a copy is laid out, as its ``settings.json`` says: ``files`` (also when it names no layout, or
+    cannot be read), ``shar`` or ``nemo-tarred``."""
+    try:
+        settings = json.loads((Path(copy_dir) / SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "files"
+    layout = settings.get("layout", "files") if isinstance(settings, dict) else "files"
+    return layout if isinstance(layout, str) else "files"
+
+
+def is_sharded_copy(copy_dir: str | Path) -> bool:
+    """Whether the copy directory was written as shards (its settings name a shard layout)."""
+    return copy_layout(copy_dir) in SHARD_LAYOUTS
+
+
 def list_copies(out_dir: str | Path) -> list[str]:
-    """Names of the sub-directories of ``out_dir`` that hold record files, sorted."""
+    """Names of the sub-directories of ``out_dir`` that hold record files or are sharded copies, sorted."""
     root = Path(out_dir)
     if not root.is_dir():
         raise SyntheticError(f"synthetic output {root} is not a directory")
-    return sorted(d.name for d in root.iterdir() if d.is_dir() and record_files(d))
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and (record_files(d) or is_sharded_copy(d)))
 
 
 def read_copy(copy_dir: str | Path, *, verify: bool = False, step: Callable[[], None] | None = None) -> SyntheticCopy:
@@ -342,16 +366,24 @@ def _resolve(copy: SyntheticCopy, by_id: dict[str, list[SyntheticRecord]], verif
 
 def read_synthetic(out_dir: str | Path, copies: Sequence[str] | None = None, *, verify: bool = False,
                    step: Callable[[], None] | None = None) -> list[SyntheticCopy]:
-    """The selected copies of a synthetic output (default: every copy), in the given or sorted order."""
+    """The selected copies of a synthetic output (default: every copy written as files), in the given or
+    sorted order. Sharded copies are not read here (:func:`trtgen.commands.shards.read_sharded_copy`)."""
     root = Path(out_dir).expanduser().absolute()
     available = list_copies(root)
+    sharded = {n for n in available if is_sharded_copy(root / n)}
     if copies is None:
-        names = available
+        names = [n for n in available if n not in sharded]
     else:
         names = list(dict.fromkeys(copies))
         unknown = [n for n in names if n not in available]
         if unknown:
             raise SyntheticError(f"copies not found under {root}: {', '.join(unknown)} (available: {', '.join(available) or 'none'})")
+        refused = [n for n in names if n in sharded]
+        if refused:
+            raise SyntheticError(
+                f"copy {refused[0]} under {root} is written as shards (--layout {copy_layout(root / refused[0])}), "
+                "not as records and files: read it with trtgen.commands.shards.read_sharded_copy"
+            )
     if not names:
         raise SyntheticError(f"no copy (sub-directory with records*.jsonl) under {root}")
     return [read_copy(root / name, verify=verify, step=step) for name in names]
