@@ -442,7 +442,7 @@ def summary(first, runs, wav_per_hour, medians, machine_info, load_after, ray) -
     if spread > 0.2:  # rounds disagree by more than the effect looked for: the wall time cannot judge the target
         sentences.append(
             f"The same-round throughput ratios scatter by up to {spread:.2f} between rounds"
-            + (f" (the machine was shared: load average {load[0]:.1f} at the start and {load[1]:.1f} at the end on "
+            + (f" (load average {load[0]:.1f} at the start and {load[1]:.1f} at the end on "
                f"{machine_info['logical_cores']} cores)" if busy else "")
             + ", far more than the 5% the issue allows, so the wall time cannot judge the target here; by CPU time per audio "
             f"second, the steadier measure, the costliest configuration is {cpu_worst} at {cpu_cost:+.1f}%, "

@@ -438,6 +438,9 @@ def main(argv: list[str] | None = None) -> None:
         "for this run.",
         "- Style variety (`--copies NAME:RATE:SEED:STYLE`): what each style mode adds to speaking rate, F0 and spectral "
         "centroid, its quality-gate failure rate and its cost: benchmarks/results/variety.md (benchmarks/bench_variety.py).",
+        "- Audio formats and output layouts (`--audio-format flac`, `--sample-rate`, `--layout shar|nemo-tarred`, `--out s3://`): "
+        "bytes per audio hour, the cost of FLAC and shards, Ray into a local S3 server: benchmarks/results/layouts.md "
+        "(benchmarks/bench_layouts.py).",
         "- A change against an earlier revision, side by side (`bench_end_to_end.py --base REV`): benchmarks/results/revisions.md "
         "(the labels work of issue 31; the quality gate's cost).",
     ]

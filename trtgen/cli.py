@@ -276,9 +276,6 @@ def manifest(
     with BarProgress(unit="files") as progress:
         result = _run("manifest", lambda: write_manifests(synthetic, out, real or (), options, progress=progress))
     render_manifests(result)
-    for name, copy in result.counts.get("sharded", {}).items():
-        typer.echo(f"sharded copy {name}: {copy['layout']}, {copy['shards']} shard(s), {copy['utterances']} utterances, "
-                   f"{copy['duration_s'] / 3600:.2f} h at {copy['location']}")
     for note in result.notes:
         typer.echo(f"trtgen manifest: {note}", err=True)
     if result.failed.left_out:

@@ -294,12 +294,18 @@ def render_manifests(result: Any) -> None:
     counts = result.counts
     failed = result.failed
     verdict = "kept, flagged quality_ok: false" if failed.kept else "left out"
-    console.print(
-        f"copies {', '.join(counts['copies'])}: {counts['synthetic_files']} synthetic files "
-        f"({failed.total} failed the quality check: {verdict}), "
-        f"{counts['templated_utterances']} utterances in every copy; {counts['real_utterances']} real; "
-        f"{counts['rejects']} rejected (see rejects.jsonl)"
-    )
+    sharded = counts.get("sharded", {})
+    files_copies = [c for c in counts["copies"] if c not in sharded]
+    if files_copies:
+        console.print(
+            f"copies {', '.join(files_copies)}: {counts['synthetic_files']} synthetic files "
+            f"({failed.total} failed the quality check: {verdict}), "
+            f"{counts['templated_utterances']} utterances in every copy"
+        )
+    for name, copy in sharded.items():
+        console.print(f"sharded copy {name}: {copy['layout']}, {copy['shards']} shard(s), {copy['utterances']} utterances, "
+                      f"{copy['duration_s'] / 3600:.2f} h at {copy['location']}", highlight=False)
+    console.print(f"{counts['real_utterances']} real utterances; {counts['rejects']} rejected (see rejects.jsonl)")
     if failed.total:
         _render_failed(failed)
     if "mix_real" in counts:

@@ -185,17 +185,18 @@ def test_nemo_tarred_manifests_and_tars_agree_member_by_member(nemo_run: Path, f
         assert seen and seen == [i for i, r in loose.items() if r["quality"]["ok"]]
 
 
-def test_a_killed_shard_run_resumes_to_the_same_bytes(small_model_dir, infer_list, tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["shar", "nemo-tarred"])
+def test_a_killed_shard_run_resumes_to_the_same_bytes(layout: str, small_model_dir, infer_list, tmp_path: Path) -> None:
     rows = [json.loads(line) for line in infer_list.read_text().splitlines()]
     longer = tmp_path / "list" / "infer.jsonl"
     longer.parent.mkdir()
     longer.write_text("".join(json.dumps(dict(r, id=f"{r['id']}-{k}")) + "\n" for k in range(4) for r in rows))
     (longer.parent / "prepare.json").write_bytes((infer_list.parent / "prepare.json").read_bytes())
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    _shard_run(small_model_dir, longer, whole, "nemo-tarred")
+    _shard_run(small_model_dir, longer, whole, layout)
     command = [
         sys.executable, "-m", "trtgen", "generate", "--model", str(small_model_dir), "--list", str(longer), "--out", str(killed),
-        "--copies", "clean:0.5:11,noisy:0.3:12", "--vocoder", "openseq2seq", "--batch-size", "4", "--layout", "nemo-tarred",
+        "--copies", "clean:0.5:11,noisy:0.3:12", "--vocoder", "openseq2seq", "--batch-size", "4", "--layout", layout,
         "--shard-utterances", "4", "--audio-format", "flac", "--quality", LENIENT,
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -149,8 +149,9 @@ class AudioEncoding:
                 audio = audio * np.float32(0.999 / peak)
         buffer = io.BytesIO()
         if self.audio_format == "flac":
-            # libsndfile's FLAC encoder rounds float samples otherwise than its PCM writer: quantise as the WAV
-            # writer does, so that a FLAC copy decodes to exactly the samples of the WAV copy.
+            # libsndfile's FLAC encoder rounds float samples otherwise than its PCM writer: quantise with the PCM
+            # writer itself (a raw pass into memory), so that a FLAC copy decodes to exactly the samples of the
+            # WAV copy (tests/commands/test_layouts.py compares them).
             raw = io.BytesIO()
             sf.write(raw, audio, self.sample_rate, subtype="PCM_16", format="RAW", endian="LITTLE")
             audio = np.frombuffer(raw.getvalue(), "<i2")
