@@ -375,6 +375,7 @@ def _audio_settings(model: Model, options: GenerateOptions) -> dict[str, Any]:
 
 
 def audio_encoding(model: Model, options: GenerateOptions) -> AudioEncoding:
+    """How this run stores audio: container, samples, and the rate (the model's unless ``--sample-rate``)."""
     rate = model.card.audio.sample_rate
     return AudioEncoding(options.audio_format, options.sample_format, options.sample_rate or rate, rate)
 

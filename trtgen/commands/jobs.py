@@ -139,8 +139,9 @@ def render(
             if builder is not None and builder.complete:
                 started = time.perf_counter()
                 del builders[(job.copy, job.shard)]  # type: ignore[arg-type]
-                yield builder.write()
+                shard = builder.write()
                 voice.times.add("writing", time.perf_counter() - started)
+                yield shard
     finally:
         for builder in builders.values():
             builder.discard()
