@@ -800,30 +800,30 @@ def _synthetic_entries(kind: str, key: str, manifest: Path | None, rows: int, sh
     return entries
 
 
+_SHARDED_SETTINGS = {
+    "nemo-tarred": ("nemo_tarred", NEMO_TARRED_YAML, (
+        "# NeMo tarred audio datasets written by trtgen generate --layout nemo-tarred, one per copy: copy a block into\n"
+        "# model.train_ds (or pass model.train_ds.<key>=<value>). shard_manifests: each rank reads its own shards' manifests;\n"
+        "# NeMo expands the manifest pattern once torch.distributed is up, and its Lhotse loader (model.train_ds.use_lhotse=true)\n"
+        "# always. To train on several copies at once use Lhotse: nemo_input_cfg.yaml (trtgen manifest --mix) lists each.\n"
+    )),
+    "shar": ("lhotse_shar", LHOTSE_SHAR_YAML, (
+        "# Lhotse Shar datasets written by trtgen generate --layout shar, one per copy: CutSet.from_shar(in_dir=shar_path),\n"
+        "# or in NeMo model.train_ds.use_lhotse=true model.train_ds.shar_path=<shar_path>.\n"
+    )),
+}
+"""Per shard layout: the result's key, the file, and its header."""
+
+
 def _write_sharded_settings(out: Path, sharded: list[_ShardedCopy], result: ManifestResult) -> None:
     """``nemo_tarred.yaml`` and ``lhotse_shar.yaml``: the keys that read each sharded copy as it is."""
-    tarred = {c.name: c.settings() for c in sharded if c.layout == "nemo-tarred"}
-    if tarred:
-        path = out / NEMO_TARRED_YAML
-        header = (
-            "# NeMo tarred audio datasets written by trtgen generate --layout nemo-tarred, one per copy: copy a block into\n"
-            "# model.train_ds (or pass model.train_ds.<key>=<value>). shard_manifests: each rank reads its own shards' manifests;\n"
-            "# NeMo expands the manifest pattern once torch.distributed is up, and its Lhotse loader (model.train_ds.use_lhotse=true)\n"
-            "# always. To train on several copies at once use Lhotse: nemo_input_cfg.yaml (trtgen manifest --mix) lists each.\n"
-        )
-        with atomic_write(path, "w", newline="\n") as handle:
-            handle.write(header + yaml_mapping(tarred))
-        result.files["nemo_tarred"] = path
-    shar = {c.name: c.settings() for c in sharded if c.layout == "shar"}
-    if shar:
-        path = out / LHOTSE_SHAR_YAML
-        header = (
-            "# Lhotse Shar datasets written by trtgen generate --layout shar, one per copy: CutSet.from_shar(in_dir=shar_path),\n"
-            "# or in NeMo model.train_ds.use_lhotse=true model.train_ds.shar_path=<shar_path>.\n"
-        )
-        with atomic_write(path, "w", newline="\n") as handle:
-            handle.write(header + yaml_mapping(shar))
-        result.files["lhotse_shar"] = path
+    for layout, (key, name, header) in _SHARDED_SETTINGS.items():
+        blocks = {c.name: c.settings() for c in sharded if c.layout == layout}
+        if blocks:
+            path = out / name
+            with atomic_write(path, "w", newline="\n") as handle:
+                handle.write(header + yaml_mapping(blocks))
+            result.files[key] = path
 
 
 def _number_repeats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
