@@ -182,7 +182,7 @@ def export(
 @app.command(epilog=EXIT_CODES)
 def generate(
     list_path: Path = typer.Option(..., "--list", help="infer.jsonl (trtgen prepare) or OpenSeq2Seq's generate.csv."),
-    out: str = typer.Option(..., "--out", help="Output root, one sub-directory per copy: a directory, or with a shard layout an object-storage URL (s3://bucket/prefix, gs://..., file://...)."),
+    out: str = typer.Option(..., "--out", help="Output root, one sub-directory per copy: a directory, or with a shard layout an object-storage URL (s3://bucket/prefix, file://...)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the voice shipped with trtgen)."),
     style_root: Optional[Path] = typer.Option(None, "--style-root", help="Root of relative style paths (default: from prepare.json, else the list's directory)."),
     copies: Optional[str] = typer.Option(None, "--copies", help="NAME:RATE[:SEED[:STYLE]],... one dataset copy per entry, STYLE clip (default), blend or tokens (default: one copy at the model's training dropout)."),
