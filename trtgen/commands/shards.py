@@ -35,10 +35,11 @@ from typing import Any, Iterable, Mapping
 from trtgen.commands.copylock import CopyLock
 from trtgen.commands.manifest_lines import nsr_normalize, style_speaker
 from trtgen.commands.shard_formats import SHARD_LAYOUTS, ShardMember, shard_files, write_shard
-from trtgen.commands.writers import SETTINGS_ADDED_LATER, shard_suffix, SETTINGS_FILE, Expected, OpenedCopy, ResumeState, SettingsMismatch, UtteranceRecord
+from trtgen.commands.writers import SETTINGS_FILE, check_same_settings, shard_suffix, Expected, OpenedCopy, ResumeState, SettingsMismatch, UtteranceRecord
 from trtgen.corpora.base import Reject
 from trtgen.corpora.synthetic import manifest_id
-from trtgen.errors import OutputError, UsageError
+from trtgen.errors import OutputError, TrtgenError, UsageError
+from trtgen.progress import Progress, StepProgress
 from trtgen.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -182,43 +183,64 @@ class ShardCommit:
 
 @dataclass
 class ShardedCopy:
-    """A sharded copy as its commit records describe it: settings and the committed shards by index
-    (a shard whose files are missing or of another size is in ``damaged`` with the reason)."""
+    """A sharded copy as its commit records describe it: the one reading of them, for the writer
+    (``--resume``), ``trtgen manifest`` and its ``--check``.
+
+    Attributes:
+        settings: ``settings.json`` ({} for a copy not started yet).
+        names: every file of the copy, relative to it, as listed.
+        commits: every readable commit record, by shard index (damaged shards' too).
+        damaged: committed shards whose files are not their commit record's: (location, problem) by index.
+        unreadable: commit records that cannot be used: (location, problem).
+    """
 
     name: str
-    location: str
+    storage: Storage
     settings: dict[str, Any]
-    shards: dict[int, ShardCommit] = field(default_factory=dict)
-    damaged: dict[int, str] = field(default_factory=dict)
-    rejects: list[Reject] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    commits: dict[int, ShardCommit] = field(default_factory=dict)
+    damaged: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def layout(self) -> str:
         return str(self.settings.get("layout", "files"))
 
+    @property
+    def shards(self) -> dict[int, ShardCommit]:
+        """The committed shards whose files are their commit records'."""
+        return {k: c for k, c in self.commits.items() if k not in self.damaged}
 
-def read_sharded_copy(location: str | Storage, *, verify: bool = False) -> ShardedCopy:
-    """Settings and commit records of a sharded copy; each shard's files are checked against its record
-    (sizes; SHA-256 too with ``verify``)."""
+
+def read_sharded_copy(location: str | Storage, *, verify: bool = False, progress: Progress | None = None) -> ShardedCopy:
+    """Settings and commit records of a sharded copy, each shard's files checked against its record: present,
+    the recorded size, and the recorded SHA-256 with ``verify`` or where a local file changed at or after
+    its commit record was written (as for loose files: :func:`trtgen.corpora.synthetic.audio_problem`)."""
     storage = location if isinstance(location, Storage) else Storage.at(location)
     settings: dict[str, Any] = {}
     if storage.exists(SETTINGS_FILE):
         try:
-            settings = json.loads(storage.read_bytes(SETTINGS_FILE))
-        except ValueError as error:
+            loaded = json.loads(storage.read_bytes(SETTINGS_FILE))
+            settings = loaded if isinstance(loaded, dict) else {}
+        except (ValueError, TrtgenError) as error:
             raise UsageError(f"{storage.url(SETTINGS_FILE)} cannot be read ({error})") from None
-    copy = ShardedCopy(_name(storage), storage.url(), settings)
-    for name in sorted(n for n in storage.list(COMMITS) if n.endswith(".json")):
+    copy = ShardedCopy(_name(storage), storage, settings, storage.list())
+    commit_files = [n for n in copy.names if n.startswith(COMMITS + "/")]
+    bar = StepProgress(progress, f"checking the shards of {copy.name}", len(commit_files))
+    for commit_file in commit_files:
+        bar.step()
         try:
-            commit = ShardCommit.from_json(json.loads(storage.read_bytes(name)), storage.url(name))
-        except ValueError as error:
-            copy.rejects.append(Reject(storage.url(name), None, f"unreadable shard commit record: {error}"))
+            commit = ShardCommit.from_json(json.loads(storage.read_bytes(commit_file)), storage.url(commit_file))
+        except (ValueError, TrtgenError) as error:
+            copy.unreadable.append((storage.url(commit_file), f"unreadable shard commit record ({error})"))
             continue
-        problem = _files_problem(storage, commit, verify)
-        if problem is None:
-            copy.shards[commit.index] = commit
-        else:
-            copy.damaged[commit.index] = problem
+        if commit_name(commit.index) != commit_file:
+            copy.unreadable.append((storage.url(commit_file), f"commit record of shard {commit.index} under another name"))
+            continue
+        copy.commits[commit.index] = commit
+        problems = _files_problems(storage, copy.layout, commit, verify)
+        if problems:
+            copy.damaged[commit.index] = problems
     return copy
 
 
@@ -226,15 +248,36 @@ def _name(storage: Storage) -> str:
     return storage.url().rstrip("/").rsplit("/", 1)[-1]
 
 
-def _files_problem(storage: Storage, commit: ShardCommit, verify: bool) -> str | None:
-    for name, (size, digest) in sorted(commit.files.items()):
-        if not storage.exists(name):
-            return f"{name} is missing"
-        if storage.size(name) != size:
-            return f"{name} has {storage.size(name)} bytes, its commit record {size}"
-        if verify and storage.sha256(name) != digest:
-            return f"{name}'s SHA-256 is not its commit record's"
-    return None
+def _files_problems(storage: Storage, layout: str, commit: ShardCommit, verify: bool) -> list[tuple[str, str]]:
+    problems = []
+    expected = set(shard_files(layout, commit.index)) if layout in SHARD_LAYOUTS else set()
+    if set(commit.files) != expected:
+        problems.append((storage.url(commit_name(commit.index)),
+                         f"its commit record names {', '.join(sorted(commit.files))}, not the shard's files {', '.join(sorted(expected))}"))
+    for file, (size, digest) in sorted(commit.files.items()):
+        try:
+            if not storage.exists(file):
+                problems.append((storage.url(file), "missing: its commit record names this file (trtgen generate --resume writes the shard again)"))
+                continue
+            actual = storage.size(file)
+            if actual != size:
+                problems.append((storage.url(file), f"wrong size: {actual} bytes, {size} in its commit record"))
+            elif (verify or _changed_since(storage, file, commit_name(commit.index))) and storage.sha256(file) != digest:
+                problems.append((storage.url(file), "altered content: the file's SHA-256 is not its commit record's"))
+        except TrtgenError as error:
+            problems.append((storage.url(file), f"unreadable ({error})"))
+    return problems
+
+
+def _changed_since(storage: Storage, file: str, commit_file: str) -> bool:
+    """Whether a local shard file's status changed at or after its commit record was written; object
+    storage: no (an object is written whole, once)."""
+    if not storage.is_local:
+        return False
+    try:
+        return (storage.path / file).stat().st_ctime_ns >= (storage.path / commit_file).stat().st_ctime_ns
+    except OSError:
+        return True
 
 
 class ShardedCopyWriter:
@@ -361,14 +404,7 @@ class ShardedCopyWriter:
             if commits:
                 raise SettingsMismatch(f"{self.storage.url()} has shards but no {SETTINGS_FILE}; refusing to mix outputs")
             return
-        differences = {
-            k: (previous.get(k), v) for k, v in self.settings.items()
-            if previous.get(k) != v and not (k in SETTINGS_ADDED_LATER and k not in previous)
-        }
-        if differences:
-            detail = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in sorted(differences.items()))
-            raise SettingsMismatch(f"{self.storage.url()} holds output made with other settings ({detail}). "
-                                   "Use another --out or copy name, or the same settings.")
+        check_same_settings(self.storage.url(), previous, self.settings)
         # Process shards start side by side, so only a process's own shards mean an earlier run of this very job.
         own = [n for n in commits if self.process_shard is None or _commit_index(n) % self.process_shard[1] == self.process_shard[0]]
         if own and not resume:

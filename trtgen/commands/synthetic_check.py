@@ -32,7 +32,7 @@ import soundfile as sf
 from trtgen.commands.copylock import LOCK_FILE, lock_holders
 from trtgen.commands.manifest_lines import nsr_normalize
 from trtgen.commands.shard_formats import AUDIO_EXTENSIONS, SHARD_LAYOUTS, read_shard, shard_files
-from trtgen.commands.shards import COMMITS, ShardCommit, commit_name
+from trtgen.commands.shards import COMMITS, ShardCommit, commit_name, read_sharded_copy
 from trtgen.commands.writers import STAGING
 from trtgen.corpora.synthetic import (
     SETTINGS_FILE, Damaged, SyntheticCopy, SyntheticRecord, SyntheticError, is_sharded_copy, list_copies, read_synthetic,
@@ -51,7 +51,8 @@ __all__ = [
     "check_synthetic", "SyntheticRoot", "ShardedScan", "scan_sharded_copy", "shard_file_index", "busy_copy",
 ]
 
-REJECTS_FILE = "rejects.jsonl"
+_REJECTS = re.compile(r"rejects(\.shard-\d+-of-\d+)?\.jsonl")
+"""A sharded copy's rejects: one file, or one per ``--shard I/N`` process."""
 
 
 @dataclass(frozen=True)
@@ -381,55 +382,41 @@ def passed(record: dict[str, Any]) -> bool:
 
 def scan_sharded_copy(storage: Storage, name: str, *, verify: bool, read_members: bool = False, duration_tolerance_s: float = 0.02,
                       progress: Progress | None = None) -> ShardedScan:
-    """A sharded copy against its commit records: each shard's files (present, the recorded size; with
-    ``verify`` the recorded SHA-256), with ``read_members`` each member read back against the records
-    that passed the quality gate (ids in order, audio SHA-256, transcript, duration), shards missing
-    from the numbering, files of uncommitted shards, stray files, and (local disk) temporary files."""
-    settings: dict[str, Any] = {}
-    location = storage.url()
-    try:
-        loaded = json.loads(storage.read_bytes(SETTINGS_FILE))
-        settings = loaded if isinstance(loaded, dict) else {}
-    except (ValueError, TrtgenError) as error:
-        raise UsageError(f"{storage.url(SETTINGS_FILE)} cannot be read ({error})") from None
-    layout = str(settings.get("layout", "files"))
-    if layout not in SHARD_LAYOUTS:
-        raise UsageError(f"{location}: not a sharded copy (its settings name layout {layout!r})")
-    scan = ShardedScan(name, storage, settings, layout)
-    names = storage.list()
-    commit_names = [n for n in names if n.startswith(COMMITS + "/")]
-    bar = StepProgress(progress, f"checking the shards of {name}", len(commit_names))
-    for commit_file in commit_names:
-        bar.step()
-        try:
-            commit = ShardCommit.from_json(json.loads(storage.read_bytes(commit_file)), storage.url(commit_file))
-        except (ValueError, TrtgenError) as error:
-            scan.problem("-", storage.url(commit_file), f"unreadable shard commit record ({error})")
-            scan.unreadable.append(f"{storage.url(commit_file)}: unreadable shard commit record ({error})")
-            continue
-        if commit_name(commit.index) != commit_file:
-            scan.problem(_shard(commit.index), storage.url(commit_file), f"commit record of shard {commit.index} under another name")
-            scan.unreadable.append(f"{storage.url(commit_file)}: commit record of shard {commit.index} under another name")
-            continue
-        scan.commits[commit.index] = commit
-        if _check_files(scan, commit, verify):
-            scan.good.append(commit.index)
+    """A sharded copy against its commit records: each shard's files (:func:`read_sharded_copy`), with
+    ``read_members`` each member read back against the records that passed the quality gate (ids in
+    order, audio SHA-256, transcript, duration), shards missing from the numbering, files of uncommitted
+    shards, stray files, and (local disk) temporary files."""
+    copy = read_sharded_copy(storage, verify=verify, progress=progress)
+    if not copy.settings:
+        raise UsageError(f"{storage.url(SETTINGS_FILE)} cannot be read (missing or not an object)")
+    if copy.layout not in SHARD_LAYOUTS:
+        raise UsageError(f"{storage.url()}: not a sharded copy (its settings name layout {copy.layout!r})")
+    scan = ShardedScan(name, storage, copy.settings, copy.layout, commits=dict(copy.commits))
+    for location, problem in copy.unreadable:
+        scan.problem("-", location, problem)
+        scan.unreadable.append(f"{location}: {problem}")
+    for k, commit in sorted(copy.commits.items()):
+        for location, problem in copy.damaged.get(k, []):
+            scan.shard_problem(k, location, problem)
+        if k not in copy.damaged:
+            scan.good.append(k)
         if read_members:
             _check_members(scan, commit, duration_tolerance_s)
         else:
             scan.checked += len(commit.records)
     committed = set(scan.commits)
-    scan.gaps = [k for k in range(scan.count) if k not in committed and commit_name(k) not in commit_names]
+    commit_files = {n for n in copy.names if n.startswith(COMMITS + "/")}
+    scan.gaps = [k for k in range(scan.count) if k not in committed and commit_name(k) not in commit_files]
     for k in scan.gaps:
         scan.problem(_shard(k), storage.url(commit_name(k)), (
             f"missing: shards {0}..{scan.count - 1} are numbered, this one has no commit record, so a trainer's "
             f"_OP_0..{scan.count - 1}_CL_ pattern names a shard that is not there (trtgen generate --resume writes it)"
         ))
     named = {n for commit in scan.commits.values() for n in commit.files}
-    for file in names:
-        if file in named or file.startswith(COMMITS + "/") or file in (SETTINGS_FILE, REJECTS_FILE) or file.startswith(LOCK_FILE):
+    for file in copy.names:
+        if file in named or file in commit_files or file == SETTINGS_FILE or _REJECTS.fullmatch(file) or file.startswith(LOCK_FILE):
             continue
-        index = shard_file_index(layout, file)
+        index = shard_file_index(copy.layout, file)
         if index is not None and index not in committed:
             scan.uncommitted.setdefault(index, []).append(file)
             scan.problem(_shard(index), storage.url(file),
@@ -440,45 +427,7 @@ def scan_sharded_copy(storage: Storage, name: str, *, verify: bool, read_members
     if storage.is_local:
         for path in sorted(storage.path.rglob(TEMPORARY_GLOB)):
             scan.problem("-", str(path), "temporary file left by a run that was killed (trtgen generate --resume removes it)")
-    scan.good.sort()
     return scan
-
-
-def _check_files(scan: ShardedScan, commit: ShardCommit, verify: bool) -> bool:
-    storage, ok = scan.storage, True
-    expected = set(shard_files(scan.layout, commit.index))
-    if set(commit.files) != expected:
-        scan.shard_problem(commit.index, storage.url(commit_name(commit.index)),
-                     f"its commit record names {', '.join(sorted(commit.files))}, not the shard's files {', '.join(sorted(expected))}")
-        ok = False
-    for file, (size, digest) in sorted(commit.files.items()):
-        try:
-            if not storage.exists(file):
-                scan.shard_problem(commit.index, storage.url(file), "missing: its commit record names this file (trtgen generate --resume writes the shard again)")
-                ok = False
-                continue
-            actual = storage.size(file)
-            if actual != size:
-                scan.shard_problem(commit.index, storage.url(file), f"wrong size: {actual} bytes, {size} in its commit record")
-                ok = False
-            elif (verify or _changed_since(storage, file, commit_name(commit.index))) and storage.sha256(file) != digest:
-                scan.shard_problem(commit.index, storage.url(file), "altered content: the file's SHA-256 is not its commit record's")
-                ok = False
-        except TrtgenError as error:
-            scan.shard_problem(commit.index, storage.url(file), f"unreadable ({error})")
-            ok = False
-    return ok
-
-
-def _changed_since(storage: Storage, file: str, commit_file: str) -> bool:
-    """Whether a local shard file's status changed at or after its commit record was written (as for
-    records of loose files: :func:`trtgen.corpora.synthetic.audio_problem`); object storage: no."""
-    if not storage.is_local:
-        return False
-    try:
-        return (storage.path / file).stat().st_ctime_ns >= (storage.path / commit_file).stat().st_ctime_ns
-    except OSError:
-        return True
 
 
 def _check_members(scan: ShardedScan, commit: ShardCommit, tolerance_s: float) -> None:

@@ -51,7 +51,7 @@ from trtgen.progress import NoProgress, Progress
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "SAMPLE_FORMATS", "NAMINGS", "SettingsMismatch", "ListConflict", "WrittenAudio", "UtteranceRecord", "Expected",
+    "SAMPLE_FORMATS", "NAMINGS", "SettingsMismatch", "ListConflict", "check_same_settings", "WrittenAudio", "UtteranceRecord", "Expected",
     "ResumeState", "OpenedCopy", "CopyWriter", "AUDIO_FORMATS", "AudioEncoding", "encode_wav", "write_utterance_audio", "staging_dir", "shard_suffix",
 ]
 
@@ -72,6 +72,18 @@ class SettingsMismatch(UsageError):
 class ListConflict(UsageError):
     """The list cannot be written into this copy as it stands (a file another row's audio still holds):
     refused before anything is written, naming the rows and the way out (exit 2)."""
+
+
+def check_same_settings(where: object, previous: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+    """Refuse (exit 2) to write into a copy made with other settings, naming each difference; a setting
+    of :data:`SETTINGS_ADDED_LATER` that the copy lacks takes this run's value."""
+    differences = {
+        k: (previous.get(k), v) for k, v in settings.items()
+        if previous.get(k) != v and not (k in SETTINGS_ADDED_LATER and k not in previous)
+    }
+    if differences:
+        detail = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in sorted(differences.items()))
+        raise SettingsMismatch(f"{where} holds output made with other settings ({detail}). Use another --out or copy name, or the same settings.")
 
 
 def shard_suffix(shard: tuple[int, int] | None) -> str:
@@ -434,16 +446,7 @@ class CopyWriter:
                 previous = json.loads(settings_path.read_text(encoding="utf-8"))
             except ValueError as error:
                 raise SettingsMismatch(f"{settings_path} cannot be read ({error}); it says what made this copy: restore it or use another --out") from None
-            differences = {
-                k: (previous.get(k), v) for k, v in self.settings.items()
-                if previous.get(k) != v and not (k in SETTINGS_ADDED_LATER and k not in previous)
-            }
-            if differences:
-                detail = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in sorted(differences.items()))
-                raise SettingsMismatch(
-                    f"{self.directory} holds output made with other settings ({detail}). "
-                    "Use another --out or copy name, or the same settings."
-                )
+            check_same_settings(self.directory, previous, self.settings)
         elif existing:
             raise SettingsMismatch(f"{self.directory} has records but no {SETTINGS_FILE}; refusing to mix outputs")
         # Shards start side by side, so only a shard's own records mean an earlier run of this very job.
