@@ -24,7 +24,8 @@ import pytest
 
 from trtgen.commands.copylock import CopyLocked
 from trtgen.errors import MissingInputError, OutputError, UsageError
-from trtgen.storage import MIN_PART_SIZE, ObjectLock, ObjectStorage, Storage, is_url
+from trtgen.commands.copylock import ObjectLock
+from trtgen.storage import MIN_PART_SIZE, ObjectStorage, Storage, is_url
 
 if TYPE_CHECKING:
     from tests.s3server import S3Server
@@ -208,7 +209,8 @@ def test_unreachable_store_is_an_output_error(s3_server: S3Server) -> None:
 
 _HOLDER = """
 import os, signal, sys, time
-from trtgen.storage import ObjectLock, Storage
+from trtgen.commands.copylock import ObjectLock
+from trtgen.storage import Storage
 lock = ObjectLock(Storage.at(sys.argv[1]), ttl=float(sys.argv[2]))
 lock.acquire()
 print("held", os.getpid(), flush=True)
@@ -289,7 +291,7 @@ def test_lock_of_another_host_is_taken_over_only_after_expiry(s3_bucket: str) ->
 def test_heartbeat_keeps_a_live_lock_and_a_stopped_holder_loses_it(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"{s3_bucket}/copy"
     process = _holder(url, 3, "hold")  # refreshes every 0.75 s
-    monkeypatch.setattr("trtgen.storage._node", lambda: "another|host|here")  # this test plays another host
+    monkeypatch.setattr("trtgen.commands.copylock._node", lambda: "another|host|here")  # this test plays another host
     storage = Storage.at(url)
     lock = ObjectLock(storage)
     try:
@@ -361,7 +363,8 @@ def test_a_refresh_that_finds_the_lock_taken_over_ends_the_lease(s3_bucket: str)
 _RACER = """
 import sys
 from trtgen.commands.copylock import CopyLocked
-from trtgen.storage import ObjectLock, Storage
+from trtgen.commands.copylock import ObjectLock
+from trtgen.storage import Storage
 Storage.at(sys.argv[1]).exists("warm-up")  # imported and connected before the first start
 print("ready", flush=True)
 for line in sys.stdin:  # one round per line: the copy to lock; then a line to release it
@@ -386,7 +389,7 @@ def _dead_pid() -> int:
 def test_racing_processes_exactly_one_wins(s3_bucket: str) -> None:
     """Five processes race for a free lock, and for a stale one (its holder died on this host), three
     times each: exactly one wins each round, and the lock names it."""
-    from trtgen.storage import _node
+    from trtgen.commands.copylock import _node
 
     racers = [
         subprocess.Popen([sys.executable, "-c", _RACER, s3_bucket], cwd=REPO_ROOT, stdin=subprocess.PIPE,

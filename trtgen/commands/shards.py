@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from trtgen.commands.copylock import CopyLock
+from trtgen.commands.copylock import CopyLock, ObjectLock
 from trtgen.commands.manifest_lines import nsr_normalize, style_speaker
 from trtgen.commands.shard_formats import SHARD_LAYOUTS, ShardMember, shard_files, write_shard
 from trtgen.commands.writers import SETTINGS_FILE, check_same_settings, shard_suffix, Expected, OpenedCopy, ResumeState, SettingsMismatch, UtteranceRecord
@@ -388,8 +388,6 @@ class ShardedCopyWriter:
             return CopyLock(self.storage.path, self.process_shard)
         if self.process_shard is not None:
             raise UsageError("--shard: on object storage one driver writes a copy; use --ray to spread the work over processes")
-        from trtgen.storage import ObjectLock
-
         return ObjectLock(self.storage)
 
     def _check_settings(self, resume: bool) -> None:
